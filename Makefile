@@ -1,0 +1,34 @@
+# moths-framework: `make demo` shows the whole flow on test_data, `make test` runs the tests.
+# Both create .venv when missing and install the core and every plugin under plugins/.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*)
+STAMP := $(VENV)/.installed
+# CI (CI=true) also runs the tests marked slow.
+PYTEST_MARK := $(if $(CI),-m "slow or not slow",)
+DEMO := demo_out
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[train,dev]' $(foreach p,$(PLUGINS),-e $(p))
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_MARK)
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+demo: install
+	@bash scripts/demo.sh $(BIN) $(DEMO)
+
+clean:
+	rm -rf $(DEMO) runs .pytest_cache

@@ -1,0 +1,141 @@
+"""Data sources: where training images and their species names come from.
+
+Plugin interface :class:`DataSource` (entry-point group
+``moths_framework.data_sources``) and the built-ins ``image_folder``,
+``image_folders`` and ``manifest``. No torch import.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "DataSource",
+    "DataSourceError",
+    "ImageFolder",
+    "ImageFolders",
+    "Manifest",
+    "Sample",
+]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+
+class DataSourceError(ValueError):
+    """A data source cannot be read; the message names the path and what to do."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image."""
+
+    path: Path
+    species: str
+
+
+class DataSource(ABC):
+    """Plugin interface for data sources.
+
+    An implementation lists labelled images. It must be cheap to call more
+    than once (the DataModule calls it once per run) and must return the
+    samples in a deterministic order, so a seeded split is reproducible.
+    """
+
+    @abstractmethod
+    def samples(self) -> list[Sample]:
+        """Every (image path, species name) pair, in a deterministic order."""
+
+    def species_counts(self) -> Counter[str]:
+        """Images per species."""
+        return Counter(s.species for s in self.samples())
+
+
+def _visible(entry: os.DirEntry) -> bool:
+    return not entry.name.startswith(".")
+
+
+class ImageFolder(DataSource):
+    """A folder in the seed's layout: ``root/<species>/<image>``.
+
+    Hidden files and folders and non-image files are skipped, as are files
+    directly under ``root``.
+
+    Args:
+        root: the folder, e.g. the ``image_folder`` written by ``moths-prepare``.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def samples(self) -> list[Sample]:
+        if not self.root.is_dir():
+            raise DataSourceError(
+                f"image folder {self.root} does not exist or is not a directory "
+                "(expected <root>/<species>/<image>; moths-prepare writes one)"
+            )
+        found: list[Sample] = []
+        with os.scandir(self.root) as species_dirs:
+            for species_dir in sorted(species_dirs, key=lambda e: e.name):
+                if _visible(species_dir) and species_dir.is_dir():
+                    found.extend(self._images(species_dir))
+        return found
+
+    @staticmethod
+    def _images(species_dir: os.DirEntry) -> list[Sample]:
+        species = species_dir.name.strip()
+        with os.scandir(species_dir.path) as files:
+            return [
+                Sample(Path(f.path), species)
+                for f in sorted(files, key=lambda e: e.name)
+                if _visible(f) and Path(f.name).suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+            ]
+
+
+class ImageFolders(DataSource):
+    """Several image folders merged; the same species name in two roots is one class.
+
+    Args:
+        roots: folders in the seed's layout.
+    """
+
+    def __init__(self, roots: Sequence[str | Path]) -> None:
+        if not roots:
+            raise DataSourceError("image_folders needs at least one root folder")
+        self.roots = [Path(r) for r in roots]
+
+    def samples(self) -> list[Sample]:
+        return [s for root in self.roots for s in ImageFolder(root).samples()]
+
+
+class Manifest(DataSource):
+    """The ``manifest.csv`` written by ``moths-prepare`` (columns ``path`` and ``species``).
+
+    Relative paths are resolved against the manifest's folder.
+
+    Args:
+        path: the manifest file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def samples(self) -> list[Sample]:
+        if not self.path.is_file():
+            raise DataSourceError(f"manifest {self.path} not found (moths-prepare writes one)")
+        base = self.path.parent
+        with self.path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = {"path", "species"} - set(reader.fieldnames or ())
+            if missing:
+                raise DataSourceError(
+                    f"{self.path}: missing column(s) {', '.join(sorted(missing))}; "
+                    f"found {reader.fieldnames}"
+                )
+            return [Sample(base / row["path"], row["species"].strip()) for row in reader]

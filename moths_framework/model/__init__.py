@@ -1,0 +1,1 @@
+"""Model side: backbone interface, multi-head classifier, LightningModule."""

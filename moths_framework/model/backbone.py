@@ -1,0 +1,76 @@
+"""Backbone plugin interface (entry-point group ``moths_framework.backbones``)."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any
+
+from torch import nn
+
+from moths_framework.preprocessing import Preprocessing
+
+__all__ = ["Backbone", "BackboneError"]
+
+
+class BackboneError(ValueError):
+    """A backbone cannot be built: unknown model name, bad weights file, ..."""
+
+
+class Backbone(nn.Module, ABC):
+    """An image feature extractor: ``(N, 3, H, W)`` float tensor -> ``(N, num_features)``.
+
+    An implementation must:
+
+    - return pooled features (no classifier) from ``forward``;
+    - expose :attr:`num_features` and :attr:`preprocessing` (input size, mean,
+      std, interpolation, crop fraction: the model's own pretrained config);
+    - list its parameters from input to output in :meth:`ordered_parameters`
+      when registration order is not already that order (unfreeze policies
+      unfreeze from the output end);
+    - provide :meth:`small_example`, so the contract test in ``tests/`` runs on
+      it the moment the plugin is installed;
+    - accept ``pretrained`` as ``False``, ``True`` (the library's download) or a
+      local weights file path, so offline machines can train.
+
+    The constructor arguments are recorded (:meth:`spec`), so a checkpoint can
+    rebuild the same backbone without its config file.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Backbone:
+        obj = super().__new__(cls)
+        try:
+            bound = inspect.signature(cls.__init__).bind(obj, *args, **kwargs)
+        except TypeError:  # copy/pickle call __new__ without the arguments
+            return obj
+        bound.apply_defaults()
+        init_args = {k: v for k, v in list(bound.arguments.items())[1:]}
+        object.__setattr__(obj, "_init_args", init_args)
+        return obj
+
+    @property
+    @abstractmethod
+    def num_features(self) -> int:
+        """Length of the feature vector ``forward`` returns."""
+
+    @property
+    @abstractmethod
+    def preprocessing(self) -> Preprocessing:
+        """The evaluation preprocessing the backbone's weights expect."""
+
+    @classmethod
+    def small_example(cls) -> Backbone:
+        """A small instance with random weights, for the contract test every plugin runs."""
+        raise NotImplementedError(f"{cls.__name__} does not provide small_example()")
+
+    def ordered_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) pairs from the input end to the output end."""
+        return list(self.named_parameters())
+
+    def spec(self) -> dict[str, Any]:
+        """``class_path`` and ``init_args`` that rebuild this backbone (random weights)."""
+        cls = type(self)
+        init_args = dict(getattr(self, "_init_args", {}))
+        if "pretrained" in init_args:
+            init_args["pretrained"] = False  # the weights travel in the checkpoint
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}

@@ -1,0 +1,189 @@
+"""Plugin discovery through Python entry points.
+
+Four groups extend the framework. Built-ins are declared in the core's own
+``pyproject.toml`` and travel the same path as third-party plugins::
+
+    [project.entry-points."moths_framework.backbones"]
+    my_net = "my_package.backbones:MyNet"
+
+Discovery is lazy (nothing is imported until asked) and strict: a plugin that
+fails to import is reported by name with its error and skipped, and a name
+claimed by two distributions is an error naming both.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+__all__ = [
+    "GROUPS",
+    "PluginError",
+    "PluginConflictError",
+    "PluginInfo",
+    "PluginStatus",
+    "available",
+    "load",
+    "load_all",
+    "status",
+]
+
+log = logging.getLogger(__name__)
+
+GROUPS: tuple[str, ...] = (
+    "moths_framework.backbones",
+    "moths_framework.data_sources",
+    "moths_framework.label_hierarchies",
+    "moths_framework.unfreeze_policies",
+)
+
+
+class PluginError(RuntimeError):
+    """A plugin is unknown, cannot be imported, or is registered twice."""
+
+
+class PluginConflictError(PluginError):
+    """One plugin name is registered by two different distributions."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What the installed metadata says about one plugin (nothing imported)."""
+
+    group: str
+    name: str
+    value: str  # "module:object"
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    """A plugin and the outcome of importing it: ``error`` is None when it loaded."""
+
+    info: PluginInfo
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _check_group(group: str) -> str:
+    if group in GROUPS:
+        return group
+    short = f"moths_framework.{group}"
+    if short in GROUPS:
+        return short
+    raise PluginError(f"unknown plugin group {group!r}; the groups are: {', '.join(GROUPS)}")
+
+
+def _info(group: str, ep: EntryPoint) -> PluginInfo:
+    dist = ep.dist
+    return PluginInfo(
+        group=group,
+        name=ep.name,
+        value=ep.value,
+        distribution=dist.metadata["Name"] if dist else "?",
+        version=dist.version if dist else "?",
+    )
+
+
+def _scan(group: str) -> tuple[dict[str, PluginInfo], list[str]]:
+    """All plugins of a group, and a message per name claimed twice."""
+    found: dict[str, PluginInfo] = {}
+    conflicts: list[str] = []
+    for ep in entry_points(group=group):
+        info = _info(group, ep)
+        seen = found.get(info.name)
+        if seen is None:
+            found[info.name] = info
+        elif (seen.distribution, seen.value) != (info.distribution, info.value):
+            conflicts.append(
+                f"plugin name {info.name!r} in group {group} is registered by two "
+                f"distributions: {seen.distribution} {seen.version} ({seen.value}) and "
+                f"{info.distribution} {info.version} ({info.value}); uninstall one of them"
+            )
+        # The same distribution seen twice (e.g. an editable install also on
+        # sys.path) is one registration, not a conflict.
+    return found, conflicts
+
+
+def available(group: str) -> dict[str, PluginInfo]:
+    """Plugins installed for ``group``, by name, without importing them.
+
+    Args:
+        group: a group name, with or without the ``moths_framework.`` prefix.
+
+    Raises:
+        PluginConflictError: a name is registered by two distributions.
+    """
+    found, conflicts = _scan(_check_group(group))
+    if conflicts:
+        raise PluginConflictError("; ".join(conflicts))
+    return found
+
+
+def load(group: str, name: str) -> object:
+    """Import and return the object registered as ``name`` in ``group``.
+
+    Raises:
+        PluginError: the name is unknown (close matches are suggested) or the
+            plugin fails to import (its error is included).
+    """
+    plugins = available(group)
+    info = plugins.get(name)
+    if info is None:
+        close = difflib.get_close_matches(name, list(plugins), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        known = ", ".join(sorted(plugins)) or "none installed"
+        raise PluginError(f"no plugin {name!r} in {_check_group(group)} (installed: {known}){hint}")
+    try:
+        return EntryPoint(info.name, info.value, info.group).load()
+    except Exception as err:  # a plugin's import can fail in any way
+        raise PluginError(
+            f"plugin {name!r} ({info.value}) from {info.distribution} {info.version} "
+            f"failed to load: {type(err).__name__}: {err}"
+        ) from err
+
+
+def status() -> list[PluginStatus]:
+    """Import every installed plugin of every group and report each outcome.
+
+    A name registered twice is reported (both registrations, each with the
+    conflict as its error) instead of raised, so a listing always completes.
+    """
+    result: list[PluginStatus] = []
+    for group in GROUPS:
+        found, conflicts = _scan(group)
+        for name, info in sorted(found.items()):
+            clash = [c for c in conflicts if f"plugin name {name!r} " in c]
+            if clash:
+                result.append(PluginStatus(info, clash[0]))
+                continue
+            try:
+                load(group, name)
+                result.append(PluginStatus(info, None))
+            except PluginError as err:
+                result.append(PluginStatus(info, str(err)))
+    return result
+
+
+def load_all() -> list[PluginStatus]:
+    """Import every installed plugin so YAML short ``class_path`` names resolve.
+
+    Broken plugins are logged by name with their error and skipped; the
+    program goes on with the rest.
+
+    Raises:
+        PluginConflictError: a name is registered by two distributions.
+    """
+    for group in GROUPS:
+        available(group)  # raise on conflicts before importing anything
+    statuses = status()
+    for s in statuses:
+        if not s.ok:
+            log.warning("skipping plugin %s in %s: %s", s.info.name, s.info.group, s.error)
+    return statuses

@@ -1,0 +1,183 @@
+"""Label hierarchy: both CSV forms, Other bundling, whitespace, errors, JSON, seed semantics."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from moths_framework.cli import hierarchy as hierarchy_cli
+from moths_framework.hierarchy import OTHER, CsvHierarchy, HierarchyError, LabelHierarchy
+
+SEED_HEADER = '"speciesName";"nederNaam";"group";"family";"genus"'
+
+
+def seed_csv(path: Path, rows: list[tuple[str, ...]], bom: bool = False) -> Path:
+    lines = [SEED_HEADER] + [";".join(f'"{v}"' for v in row) for row in rows]
+    path.write_text(("\ufeff" if bom else "") + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+ROWS = [
+    ("Pammene rhediella", "boomgaardbladroller", "micro", "Tortricidae", "Pammene"),
+    ("Pammene aurana", "oranje o", "micro", "Tortricidae", "Pammene"),
+    ("Noctua pronuba", "huismoeder", "macro", "Noctuidae", "Noctua"),
+    ("Aglais io", "dagpauwoog", "rhop", "Nymphalidae", "Aglais"),
+]
+
+
+def test_seed_form_ranks_classes_and_ancestors(tmp_path):
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", ROWS))
+    assert h.ranks == ("species", "group", "family", "genus")
+    assert h.classes("species") == [
+        OTHER,
+        "Aglais io",
+        "Noctua pronuba",
+        "Pammene aurana",
+        "Pammene rhediella",
+    ]
+    assert h.classes("group") == [OTHER, "macro", "micro", "rhop"]
+    assert h.ancestors("Noctua pronuba") == {
+        "species": "Noctua pronuba",
+        "group": "macro",
+        "family": "Noctuidae",
+        "genus": "Noctua",
+    }
+    assert h.targets("Pammene aurana") == (3, 2, h.index("family", "Tortricidae"), 3)
+    assert h.num_classes() == {"species": 5, "group": 4, "family": 4, "genus": 4}
+
+
+def test_plain_csv_with_named_rank_columns(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("species,genus,family,order\nA a,A,Fa,Lep\nA b,A,Fa,Lep\nC c,C,Fc,Lep\n")
+    h = LabelHierarchy.from_csv(path)
+    assert h.ranks == ("species", "genus", "family", "order")
+    assert h.classes("genus") == [OTHER, "A", "C"]
+    assert h.ancestors("C c")["order"] == "Lep"
+
+
+def test_bom_and_whitespace_are_tolerated(tmp_path):
+    rows = [
+        ("Epirrhoe molluginata\t", "grauwe bandspanner ", " macro", "Geometridae ", "Epirrhoe"),
+        *ROWS,
+    ]
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", rows, bom=True))
+    assert "Epirrhoe molluginata" in h.classes("species")
+    assert h.ancestors("Epirrhoe molluginata")["family"] == "Geometridae"
+    assert "macro" in h.classes("group") and " macro" not in h.classes("group")
+
+
+def test_rare_and_unknown_species_are_bundled_into_other(tmp_path):
+    counts = {"Pammene rhediella": 30, "Pammene aurana": 4, "Aglais io": 12, "Zygaena exulans": 50}
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", ROWS), counts, min_samples=5)
+    assert h.classes("species") == [OTHER, "Aglais io", "Pammene rhediella"]
+    assert h.bundled == ("Pammene aurana", "Zygaena exulans")
+    assert h.targets("Pammene aurana") == (0, 0, 0, 0)
+    assert h.targets("Zygaena exulans") == (0, 0, 0, 0)
+    # Noctuidae only had a species without images: it is not a class.
+    assert h.classes("family") == [OTHER, "Nymphalidae", "Tortricidae"]
+
+
+def test_json_round_trip_is_exact(tmp_path):
+    counts = {"Pammene rhediella": 30, "Pammene aurana": 4, "Aglais io": 12}
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", ROWS), counts, min_samples=5)
+    back = LabelHierarchy.from_json(h.to_json())
+    assert back == h
+    assert back.to_json() == h.to_json()
+    assert [back.classes(r) for r in back.ranks] == [h.classes(r) for r in h.ranks]
+
+
+def test_identical_duplicate_rows_are_fine(tmp_path):
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", [*ROWS, ROWS[0]]))
+    assert len(h.classes("species")) == 5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "empty"),
+        ("   \n\n", "empty"),
+        (
+            '"speciesName";"nederNaam";"group";"family"\n"A a";"x";"micro";"F"\n',
+            r"f\.csv:1: missing rank column\(s\) genus",
+        ),
+        (
+            SEED_HEADER + '\n"A a";"x";"micro";"F";"A"\n"A a";"x";"micro";"G";"A"\n',
+            r"f\.csv:3: species 'A a' is listed again.*line 2",
+        ),
+        (SEED_HEADER + '\n"A a";"x";"micro";"F"\n', r"f\.csv:2: expected 5 fields, found 4"),
+        (SEED_HEADER + '\n"A a";"x";"micro";"";"A"\n', r"f\.csv:2: empty family name"),
+        (SEED_HEADER + "\n", "no species rows"),
+    ],
+)
+def test_bad_files_name_the_file_and_line(tmp_path, content, message):
+    path = tmp_path / "f.csv"
+    path.write_text(content)
+    with pytest.raises(HierarchyError, match=message):
+        CsvHierarchy(path).read()
+
+
+def test_missing_file_and_everything_bundled_are_clear_errors(tmp_path):
+    with pytest.raises(HierarchyError, match="not found"):
+        LabelHierarchy.from_csv(tmp_path / "nope.csv")
+    path = seed_csv(tmp_path / "f.csv", ROWS)
+    with pytest.raises(HierarchyError, match="every species is bundled.*min_samples=100"):
+        LabelHierarchy.from_csv(path, {"Aglais io": 12}, min_samples=100)
+
+
+def seed_reference(rows, counts, min_samples):
+    """The seed's semantics written out plainly: classes present in the data and not
+    trimmed, Other first, everything sorted."""
+    trim = {s for s, n in counts.items() if n < min_samples}
+    table = {r[0]: r[2:] for r in rows if r[0] in counts and r[0] not in trim}
+    classes = [OTHER, *sorted(table)]
+    per_rank = [[OTHER, *sorted({a[i] for a in table.values()})] for i in range(3)]
+    return classes, per_rank, table
+
+
+def test_matches_the_seed_on_a_dataset_sized_example(tmp_path):
+    rng = random.Random(7)
+    families = [f"Family{i}" for i in range(70)]
+    genera = {f"Genus{i}": rng.choice(families) for i in range(1000)}
+    rows = []
+    for i in range(2700):
+        genus = rng.choice(sorted(genera))
+        family = genera[genus]
+        group = "micro" if int(family[6:]) % 3 else rng.choice(["macro", "rhop"])
+        group = {"Family1": "macro"}.get(family, group)
+        rows.append((f"{genus} species{i}", f"naam {i}", group, family, genus))
+    # groups must be a function of the family for the reference to be a hierarchy
+    group_of = {}
+    rows = [(s, n, group_of.setdefault(f, g), f, ge) for s, n, g, f, ge in rows]
+    counts = {r[0]: rng.choice([0, 1, 3, 10, 50, 400]) for r in rows if rng.random() < 0.9}
+    counts.update({f"Unlisted species{i}": 100 for i in range(20)})
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", rows), counts, min_samples=10)
+    classes, per_rank, table = seed_reference(rows, counts, 10)
+    assert len(classes) > 1000
+    assert h.classes("species") == classes
+    assert [h.classes(r) for r in ("group", "family", "genus")] == per_rank
+    for species in rng.sample(sorted(counts), 300):
+        expected = (
+            (classes.index(species), *(per_rank[i].index(table[species][i]) for i in range(3)))
+            if species in table
+            else (0, 0, 0, 0)
+        )
+        assert h.targets(species) == expected
+
+
+def test_moths_hierarchy_command_summarises_against_data(test_data, capsys):
+    code = hierarchy_cli.main(
+        [
+            str(test_data / "hierarchy.csv"),
+            "--data",
+            str(test_data / "source_b"),
+            "--min-samples",
+            "5",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "species" in out and "bundled into Other: Zygaena exulans" in out
+    assert hierarchy_cli.main(["/nonexistent.csv"]) == 2
+    assert "not found" in capsys.readouterr().err
