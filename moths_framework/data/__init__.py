@@ -1,0 +1,1 @@
+"""Data: sources of labelled images, preparation of an image folder, data modules."""
