@@ -1,0 +1,9 @@
+"""``moths-predict``: see :mod:`moths_framework.cli.lightning`."""
+
+from __future__ import annotations
+
+from moths_framework.cli.lightning import run_command
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_command("predict", args)

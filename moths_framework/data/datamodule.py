@@ -1,0 +1,158 @@
+"""The LightningDataModule: data source + label hierarchy + split + transforms."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from torchvision.transforms import Compose
+
+from moths_framework.data.dataset import SampleDataset, collate_skipping_broken
+from moths_framework.data.sources import DataSource, DataSourceError
+from moths_framework.data.split import Split, sampling_weights, stratified_split
+from moths_framework.data.transforms import eval_transform, train_transform
+from moths_framework.hierarchy import HierarchySource
+from moths_framework.preprocessing import Preprocessing
+
+__all__ = ["MothsDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class MothsDataModule(pl.LightningDataModule):
+    """Labelled moth images for training, validation, testing and prediction.
+
+    The source is read and the label hierarchy built when the module is
+    created, so the model's heads can be sized from :attr:`hierarchy`.
+
+    Args:
+        source: where images and species names come from.
+        hierarchy: the label hierarchy (species → group, family, genus).
+        min_samples: species with fewer images are bundled into ``Other``.
+        test_fraction: fraction of each species for validation, and again for test.
+        split_seed: seed of the stratified split.
+        batch_size: training batch size (evaluation uses twice as much).
+        num_workers: data-loading worker processes.
+        pin_memory: pin host memory (speeds up copies to a GPU).
+        persistent_workers: keep workers alive between epochs.
+        weighted_sampling: sample training images with class-balancing weights.
+        weighted_sampling_fraction: exponent of the inverse class frequency
+            (0 = as the data comes, 1 = fully balanced).
+        train_transforms: transforms for training, composed in order; default:
+            random resized crop + flip + normalisation from the model's preprocessing.
+        test_transforms: transforms for val/test/predict; default: the model's
+            evaluation preprocessing, the same the exported ONNX model applies.
+            Override only if you know the export should differ from it.
+    """
+
+    def __init__(
+        self,
+        source: DataSource,
+        hierarchy: HierarchySource,
+        min_samples: int = 0,
+        test_fraction: float = 0.15,
+        split_seed: int = 42,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        weighted_sampling: bool = False,
+        weighted_sampling_fraction: float = 1.0,
+        train_transforms: list[Callable] | None = None,
+        test_transforms: list[Callable] | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.min_samples = min_samples
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.weighted_sampling = weighted_sampling
+        self.weighted_sampling_fraction = weighted_sampling_fraction
+        self.train_transforms = train_transforms
+        self.test_transforms = test_transforms
+        self.samples = source.samples()
+        if not self.samples:
+            raise DataSourceError(f"the data source {source!r} holds no images")
+        self.species_counts = Counter(s.species for s in self.samples)
+        self.hierarchy = hierarchy.build(self.species_counts, min_samples)
+        self.targets = [self.hierarchy.targets(s.species) for s in self.samples]
+        self.split: Split | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.split is None:
+            self.split = stratified_split(self.samples, self.test_fraction, self.split_seed)
+            self._log_split()
+
+    def _log_split(self) -> None:
+        assert self.split is not None
+        sizes = {k: len(getattr(self.split, k)) for k in ("train", "val", "test")}
+        log.info(
+            "split %d images of %d species: train %d, val %d, test %d; classes per rank: %s",
+            len(self.samples),
+            len(self.species_counts),
+            *sizes.values(),
+            self.hierarchy.num_classes(),
+        )
+        if self.hierarchy.bundled:
+            log.info("bundled into Other: %s", ", ".join(self.hierarchy.bundled))
+
+    def _preprocessing(self) -> Preprocessing:
+        model = self.trainer.lightning_module if self.trainer else None
+        preprocessing = getattr(model, "preprocessing", None)
+        return preprocessing if preprocessing is not None else Preprocessing()
+
+    def _transform(self, train: bool) -> Callable:
+        given = self.train_transforms if train else self.test_transforms
+        if given:
+            return Compose(list(given))
+        p = self._preprocessing()
+        return train_transform(p) if train else eval_transform(p)
+
+    def _dataset(self, indices: list[int], train: bool) -> SampleDataset:
+        return SampleDataset(
+            [self.samples[i] for i in indices],
+            [self.targets[i] for i in indices],
+            self._transform(train),
+        )
+
+    def _loader(self, indices: list[int], train: bool) -> DataLoader:
+        sampler = None
+        if train and self.weighted_sampling:
+            species_index = [self.targets[i][0] for i in indices]
+            weights = sampling_weights(species_index, self.weighted_sampling_fraction)
+            sampler = WeightedRandomSampler(weights, num_samples=len(indices), replacement=True)
+        return DataLoader(
+            self._dataset(indices, train),
+            batch_size=self.batch_size if train else self.batch_size * 2,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=train and len(indices) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate_skipping_broken,
+        )
+
+    def _indices(self, phase: str) -> list[int]:
+        if self.split is None:
+            self.setup(phase)
+        return getattr(self.split, phase)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._indices("train"), train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._indices("val"), train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._indices("test"), train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self._indices("test"), train=False)

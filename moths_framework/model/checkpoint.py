@@ -1,0 +1,61 @@
+"""Rebuild a trained classifier from its checkpoint alone (no config file needed)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moths_framework import plugins
+from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+from moths_framework.preprocessing import Preprocessing
+
+__all__ = ["CheckpointError", "load_classifier", "read_checkpoint"]
+
+
+class CheckpointError(ValueError):
+    """A file is not a moths-framework checkpoint, or it cannot be rebuilt."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dictionary; checks it carries the moths metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many kinds for a bad file
+        raise CheckpointError(f"{path} is not a readable checkpoint: {err}") from err
+    if CHECKPOINT_KEY not in checkpoint:
+        raise CheckpointError(f"{path} was not written by moths-fit (no '{CHECKPOINT_KEY}' entry)")
+    return checkpoint
+
+
+def _build_backbone(spec: dict[str, Any]) -> torch.nn.Module:
+    plugins.load_all()
+    module_name, _, class_name = spec["class_path"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(
+            f"the checkpoint's backbone {spec['class_path']} is not installed: {err} "
+            "(install its plugin, e.g. pip install moths-plugin-timm)"
+        ) from err
+    return cls(**spec["init_args"])
+
+
+def load_classifier(path: str | Path) -> MothsClassifier:
+    """The trained model of a checkpoint, in eval mode on the CPU."""
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint[CHECKPOINT_KEY]
+    model = MothsClassifier(
+        backbone=_build_backbone(meta["backbone"]),
+        hierarchy=LabelHierarchy.from_json(meta["hierarchy"]),
+        preprocessing=Preprocessing.from_json(meta["preprocessing"]),
+        dropout=meta.get("dropout", 0.0),
+    )
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

@@ -1,0 +1,191 @@
+"""The LightningModule: multi-head classifier, weighted multi-rank loss, metrics, optimizer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from moths_framework import __version__
+from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.model.backbone import Backbone
+from moths_framework.model.heads import MultiHeadClassifier
+from moths_framework.model.metrics import rank_metrics
+from moths_framework.preprocessing import Preprocessing
+
+__all__ = ["CHECKPOINT_KEY", "MothsClassifier", "normalised_loss_weights"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "moths"
+
+
+def _default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3)
+
+
+def normalised_loss_weights(weights: Sequence[float] | None, ranks: int) -> torch.Tensor:
+    """Rank loss weights scaled to sum to the number of ranks (the seed's rule)."""
+    w = torch.ones(ranks) if weights is None else torch.as_tensor(weights, dtype=torch.float)
+    if w.shape != (ranks,) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"loss_weights needs {ranks} non-negative values, got {weights}")
+    return w * ranks / w.sum()
+
+
+class MothsClassifier(pl.LightningModule):
+    """Species classifier with one head per rank of the label hierarchy.
+
+    The loss is the weighted mean of the per-rank losses. Backbone parameters
+    sit in their own optimizer parameter group at ``lr × backbone_lr_ratio``;
+    which of them train at an epoch is up to the unfreeze policy.
+
+    Args:
+        backbone: a backbone plugin, e.g. ``class_path: TimmBackbone``.
+        hierarchy: the label hierarchy (linked from the data module by the CLI).
+        loss: per-rank loss, e.g. ``torch.nn.CrossEntropyLoss`` with ``label_smoothing``.
+        loss_weights: one weight per rank (head order); normalised to sum to the
+            number of ranks. Default: equal.
+        optimizer: the optimizer, given the parameter groups.
+        lr_scheduler: optional LR scheduler, stepped per ``lr_scheduler_interval``.
+        lr_scheduler_interval: ``epoch`` or ``step``.
+        lr: when set (e.g. by the learning-rate finder), overrides the optimizer's lr.
+        backbone_lr_ratio: backbone learning rate relative to the heads'.
+        dropout: dropout on the features before the heads.
+        preprocessing: evaluation preprocessing; default: the backbone's own.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        hierarchy: LabelHierarchy | None = None,
+        loss: nn.Module | None = None,
+        loss_weights: list[float] | None = None,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: str = "epoch",
+        lr: float | None = None,
+        backbone_lr_ratio: float = 1.0,
+        dropout: float = 0.0,
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
+        super().__init__()
+        if hierarchy is None:
+            raise ValueError("MothsClassifier needs the label hierarchy (the data module's)")
+        self.hierarchy = hierarchy
+        self.preprocessing = preprocessing or backbone.preprocessing
+        self.net = MultiHeadClassifier(backbone, hierarchy.num_classes(), dropout)
+        self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        weights = normalised_loss_weights(loss_weights, len(hierarchy.ranks))
+        self.register_buffer("loss_weights", weights, persistent=False)
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.lr = lr
+        self.backbone_lr_ratio = backbone_lr_ratio
+        self.metrics = rank_metrics(hierarchy.num_classes())
+        self.skipped_images = 0
+
+    @property
+    def backbone(self) -> Backbone:
+        return self.net.backbone
+
+    @property
+    def ranks(self) -> tuple[str, ...]:
+        return self.hierarchy.ranks
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.net(x)
+
+    def rank_losses(self, logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """Loss per rank, shape ``[ranks]``."""
+        return torch.stack([self.loss_fn(out, targets[:, i]) for i, out in enumerate(logits)])
+
+    def _step(self, batch: Any, phase: str) -> torch.Tensor | None:
+        images, targets, skipped = batch
+        self.skipped_images += skipped
+        if len(images) == 0:
+            return None
+        logits = self(images)
+        loss = (self.rank_losses(logits, targets) * self.loss_weights).mean()
+        on_step = phase == "train"
+        self.log(
+            f"{phase}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(images),
+            sync_dist=not on_step,
+        )
+        for i, rank in enumerate(self.ranks):
+            collection = self.metrics[f"{phase}_{rank}"]
+            collection.update(logits[i], targets[:, i])
+            self.log_dict(collection, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        images, targets, _ = batch
+        logits, features = self.net.forward_with_features(images)
+        return {"logits": logits, "features": features, "targets": targets}
+
+    def _report_skipped(self, phase: str) -> None:
+        if self.skipped_images:
+            log.warning("%s: skipped %d images that failed to decode", phase, self.skipped_images)
+            self.log(f"{phase}/skipped_images", float(self.skipped_images), sync_dist=True)
+        self.skipped_images = 0
+
+    def on_train_epoch_end(self) -> None:
+        self._report_skipped("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._report_skipped("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._report_skipped("test")
+
+    def configure_optimizers(self) -> Any:
+        backbone = list(self.net.backbone.parameters())
+        ids = {id(p) for p in backbone}
+        head = [p for p in self.parameters() if id(p) not in ids]
+        optimizer = self.optimizer_factory(
+            [{"params": head, "name": "heads"}, {"params": backbone, "name": "backbone"}]
+        )
+        if self.lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr
+        optimizer.param_groups[1]["lr"] *= self.backbone_lr_ratio
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.lr_scheduler_interval,
+                "monitor": "val/loss",
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format": 1,
+            "hierarchy": self.hierarchy.to_json(),
+            "preprocessing": self.preprocessing.to_json(),
+            "backbone": self.backbone.spec(),
+            "dropout": self.net.dropout.p,
+            "framework_version": __version__,
+        }
