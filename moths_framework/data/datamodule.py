@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -102,6 +103,19 @@ class MothsDataModule(pl.LightningDataModule):
         )
         if self.hierarchy.bundled:
             log.info("bundled into Other: %s", ", ".join(self.hierarchy.bundled))
+
+    def summary(self, examples: int = 32) -> dict[str, Any]:
+        """What the model was trained on, for the model card; ``examples`` val image paths
+        let an export check parity on real images."""
+        split = self.split or stratified_split(self.samples, self.test_fraction, self.split_seed)
+        return {
+            "images": len(self.samples),
+            "species_in_data": len(self.species_counts),
+            "split": {k: len(getattr(split, k)) for k in ("train", "val", "test")},
+            "min_samples": self.min_samples,
+            "source": repr(self.source),
+            "val_examples": [str(self.samples[i].path) for i in split.val[:examples]],
+        }
 
     def _preprocessing(self) -> Preprocessing:
         model = self.trainer.lightning_module if self.trainer else None

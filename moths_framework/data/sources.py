@@ -56,6 +56,10 @@ class DataSource(ABC):
         """Images per species."""
         return Counter(s.species for s in self.samples())
 
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
 
 def _visible(entry: os.DirEntry) -> bool:
     return not entry.name.startswith(".")

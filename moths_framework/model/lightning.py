@@ -181,6 +181,8 @@ class MothsClassifier(pl.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        metrics = self.trainer.callback_metrics if self._trainer else {}
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         checkpoint[CHECKPOINT_KEY] = {
             "format": 1,
             "hierarchy": self.hierarchy.to_json(),
@@ -188,4 +190,6 @@ class MothsClassifier(pl.LightningModule):
             "backbone": self.backbone.spec(),
             "dropout": self.net.dropout.p,
             "framework_version": __version__,
+            "metrics": {k: float(v) for k, v in metrics.items() if k.startswith("val/")},
+            "data": datamodule.summary() if hasattr(datamodule, "summary") else {},
         }

@@ -1,0 +1,60 @@
+"""``moths-export --onnx``: a checkpoint → one self-contained ONNX file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from moths_framework.data.sources import IMAGE_SUFFIXES
+from moths_framework.export import ExportError
+from moths_framework.model.checkpoint import CheckpointError
+
+
+def _image_files(inputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="moths-export",
+        description="Export a moths-fit checkpoint to ONNX, with labels, hierarchy and "
+        "preprocessing inside, checked for parity with PyTorch.",
+    )
+    parser.add_argument("--onnx", action="store_true", required=True, help="export to ONNX")
+    parser.add_argument("--ckpt", required=True, help="checkpoint, e.g. runs/<time>/best.ckpt")
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--fp16", action="store_true", help="float16 weights, float32 in/out")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("--no-features", action="store_true", help="omit the features output")
+    parser.add_argument(
+        "--images", nargs="+", help="images or folders for the parity check "
+        "(default: validation images recorded in the checkpoint)"
+    )
+    opts = parser.parse_args(args)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from moths_framework.export.onnx import export_onnx  # torch is slow to import: after --help
+
+    try:
+        result = export_onnx(
+            opts.ckpt,
+            opts.output,
+            fp16=opts.fp16,
+            features=not opts.no_features,
+            force=opts.force,
+            images=_image_files(opts.images) if opts.images else None,
+        )
+    except (ExportError, CheckpointError) as err:
+        print(f"moths-export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB{', fp16' if opts.fp16 else ''})")
+    print(f"  {result.parity}")
+    return 0

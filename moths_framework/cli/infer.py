@@ -1,0 +1,140 @@
+"""``moths-infer``: classify images with an exported model on ONNX Runtime. Imports no torch."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from moths_framework.inference import OnnxClassifier
+from moths_framework.inference.inputs import InputError, collect_inputs
+from moths_framework.inference.writers import PredictionWriter
+
+_PROG = "moths-infer"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Classify moth images with a model exported by moths-export (ONNX Runtime).",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, folders (searched recursively) or @list.txt",
+    )
+    parser.add_argument("--model", required=True, help="the .onnx file from moths-export")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="predictions file: .csv, or .jsonl for JSON Lines with top-k",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model call")
+    parser.add_argument("--top-k", type=int, default=5, help="classes kept per rank (JSONL)")
+    parser.add_argument(
+        "--threshold", type=float, help="species threshold of the roll-up (wins over --thresholds)"
+    )
+    parser.add_argument(
+        "--thresholds",
+        default="",
+        metavar="RANK=P,...",
+        help="roll-up thresholds per rank, e.g. species=0.6,genus=0.5",
+    )
+    parser.add_argument(
+        "--species-list",
+        metavar="FILE",
+        help="only these species (one per line): a regional checklist",
+    )
+    parser.add_argument(
+        "--providers",
+        default="auto",
+        help="'auto' (TensorRT, CUDA, CPU) or a comma list, e.g. cuda,cpu",
+    )
+    parser.add_argument("--threads", type=int, help="ONNX Runtime CPU threads")
+    parser.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode JPEGs at reduced scale: faster, not bit-equal",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _thresholds(opts: argparse.Namespace) -> dict[str, float]:
+    """``--thresholds`` then ``--threshold`` (species), as rank -> value."""
+    thresholds = {}
+    for item in filter(None, (part.strip() for part in opts.thresholds.split(","))):
+        rank, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError(item)
+            thresholds[rank.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--thresholds: expected RANK=PROBABILITY, got {item!r}") from None
+    if opts.threshold is not None:
+        thresholds["species"] = opts.threshold
+    return thresholds
+
+
+def _load(opts: argparse.Namespace) -> tuple[OnnxClassifier, list[str]]:
+    """The classifier and the input paths; ValueError/OSError for usage errors."""
+    if opts.batch_size < 1 or opts.top_k < 1:
+        raise ValueError("--batch-size and --top-k must be at least 1")
+    output = Path(opts.output)
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a directory; name a .csv or .jsonl file")
+    output.parent.mkdir(parents=True, exist_ok=True)  # fails now, not after the whole run
+    paths = collect_inputs(opts.inputs)
+    if not paths:
+        raise InputError(f"no image files found in {' '.join(opts.inputs)}")
+    classifier = OnnxClassifier.from_file(
+        opts.model,
+        opts.providers,
+        thresholds=_thresholds(opts),
+        species_list=opts.species_list,
+        num_threads=opts.threads,
+        fast_decode=opts.fast_decode,
+    )
+    return classifier, paths
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run ``moths-infer``.
+
+    Returns:
+        0 when at least one image was classified, 1 when none could be, 2 on a
+        usage error (missing model, no inputs, bad option value).
+    """
+    opts = _parser().parse_args(args)
+    logging.basicConfig(format=f"{_PROG}: %(message)s")
+    logging.getLogger("moths_framework").setLevel(logging.INFO)
+    try:
+        classifier, paths = _load(opts)
+    except (OSError, ValueError) as error:  # ModelFormatError, SpeciesListError are ValueErrors
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return 2
+    started, classified = time.perf_counter(), 0
+    predictions = classifier.predict_iter(paths, opts.top_k, opts.batch_size)
+    with PredictionWriter(opts.output, classifier.hierarchy.ranks) as writer:
+        bar = tqdm(
+            predictions, total=len(paths), unit="img", file=sys.stderr, disable=opts.no_progress
+        )
+        for prediction in bar:
+            writer.write(prediction)
+            classified += prediction.ok
+    seconds = time.perf_counter() - started
+    print(
+        f"{_PROG}: {classified} of {len(paths)} images classified, "
+        f"{len(paths) - classified} errors, on {classifier.provider}, "
+        f"{len(paths) / max(seconds, 1e-9):.1f} images/s; wrote {opts.output}"
+    )
+    return 0 if classified else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

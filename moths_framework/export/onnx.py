@@ -1,0 +1,172 @@
+"""Checkpoint → one self-contained ONNX file, checked for parity with PyTorch.
+
+The TorchScript exporter at opset 17 is used: the dynamo exporter has open
+correctness bugs on CNNs (PyTorch #169178, #166797) and ignores dynamic batch
+axes in some versions (#149065). The trace uses a batch of 2 so no size-1
+batch gets baked into a reshape.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from moths_framework import __version__
+from moths_framework.export import ExportError
+from moths_framework.export.parity import ParityReport, check_parity, parity_images
+from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME, ModelMetadata
+from moths_framework.model.checkpoint import load_classifier, read_checkpoint
+from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+
+__all__ = ["ExportError", "ExportResult", "export_onnx"]
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    parity: ParityReport
+    size_bytes: int
+
+
+class _OnnxGraph(nn.Module):
+    """The exported graph: normalised image → logits per rank (+ features)."""
+
+    def __init__(self, model: MothsClassifier, features: bool) -> None:
+        super().__init__()
+        self.net = model.net
+        self.features = features
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, features = self.net.forward_with_features(image)
+        return (*logits, features) if self.features else tuple(logits)
+
+
+def _model_card(checkpoint: dict, model: MothsClassifier) -> dict:
+    meta = checkpoint[CHECKPOINT_KEY]
+    data = dict(meta.get("data", {}))
+    data.pop("val_examples", None)
+    return {
+        "backbone": meta["backbone"],
+        "ranks": {r: n for r, n in model.hierarchy.num_classes().items()},
+        "training_data": data,
+        "validation_metrics": meta.get("metrics", {}),
+        "epoch": checkpoint.get("epoch"),
+        "trained_with": meta.get("framework_version"),
+        "exported_with": __version__,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _trace(model: MothsClassifier, features: bool, path: Path) -> None:
+    graph = _OnnxGraph(model, features).eval()
+    outputs = [*model.ranks, *([FEATURES_OUTPUT] if features else [])]
+    h, w = model.preprocessing.input_size
+    dummy = torch.randn(2, 3, h, w)
+    torch.onnx.export(
+        graph,
+        (dummy,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=outputs,
+        dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]},
+        opset_version=OPSET,
+        dynamo=False,
+        do_constant_folding=True,
+    )
+
+
+def _separate_outputs(proto: onnx.ModelProto) -> None:
+    """Give each graph output that other nodes also read an Identity node of its own.
+
+    The float16 conversion casts outputs back to float32 in place, which would
+    feed float32 features into float16 heads.
+    """
+    outputs = {o.name for o in proto.graph.output}
+    consumed = {name for node in proto.graph.node for name in node.input} & outputs
+    for name in consumed:
+        internal = f"{name}_internal"
+        for node in proto.graph.node:
+            node.input[:] = [internal if i == name else i for i in node.input]
+            node.output[:] = [internal if o == name else o for o in node.output]
+        proto.graph.node.append(onnx.helper.make_node("Identity", [internal], [name]))
+
+
+def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    from onnxconverter_common import float16
+
+    _separate_outputs(proto)
+    # keep_io_types: callers still feed and read float32
+    return float16.convert_float_to_float16(proto, keep_io_types=True)
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    fp16: bool = False,
+    features: bool = True,
+    force: bool = False,
+    images: Sequence[str | Path] | None = None,
+    tolerance: float = 1e-3,
+) -> ExportResult:
+    """Export a checkpoint to ONNX, check it, and write it atomically.
+
+    Args:
+        checkpoint: a ``best.ckpt``/``last.ckpt`` written by ``moths-fit``.
+        output: the ``.onnx`` file to write.
+        fp16: store weights in float16 (inputs and outputs stay float32); the
+            parity reached is reported, not enforced.
+        features: add the backbone feature vector as an output.
+        force: overwrite an existing ``output``.
+        images: images for the parity check; default: validation images the
+            checkpoint recorded (random inputs when none can be read).
+        tolerance: largest allowed |Δlogit| against PyTorch (float32 export).
+
+    Raises:
+        ExportError: the output exists without ``force``, ``onnx.checker``
+            rejects the model, or parity does not hold.
+    """
+    output = Path(output)
+    if output.exists() and not force:
+        raise ExportError(f"{output} exists; pass --force to overwrite it")
+    ckpt = read_checkpoint(checkpoint)
+    model = load_classifier(checkpoint)
+    metadata = ModelMetadata(model.hierarchy, model.preprocessing, _model_card(ckpt, model), {})
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _trace(model, features, tmp)
+        proto = onnx.load(str(tmp))
+        if fp16:
+            proto = _to_fp16(proto)
+        onnx.helper.set_model_props(proto, metadata.to_props())
+        onnx.save(proto, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        examples = (
+            images
+            if images is not None
+            else ckpt[CHECKPOINT_KEY].get("data", {}).get("val_examples")
+        )
+        batch = parity_images(examples or [], model.preprocessing)
+        report = check_parity(model, tmp, batch, tolerance=None if fp16 else tolerance)
+        os.replace(tmp, output)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"onnx.checker rejected the exported model: {err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(output, report, output.stat().st_size)

@@ -1,0 +1,204 @@
+"""The one place that decodes images: validation for prepare, RGB loading for everyone else.
+
+Training, export checks and inference all call :func:`open_rgb`, so an image
+looks the same to the model everywhere: EXIF orientation applied, transparency
+composited on white, 16-bit samples scaled (not clipped) to 8 bits.
+:func:`check_image` runs the very same decode, at JPEG draft scale, so a file
+that ``moths-prepare`` keeps is a file that training can open.
+
+This module imports no torch: the inference side uses it on a box without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageCheck", "ImageDecodeError", "ImageSource", "check_image", "open_rgb"]
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview
+
+_ORIENTATION = 0x0112  # EXIF tag
+_SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
+_DRAFTABLE = {"JPEG", "MPO"}  # formats whose decoder can scale down while decoding
+_WITH_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
+_BACKGROUND = (255, 255, 255, 255)  # transparent pixels become white
+
+
+class ImageDecodeError(ValueError):
+    """An image file that cannot be decoded.
+
+    Attributes:
+        source: the file name (or ``<bytes>``) the error is about.
+        reason: a short stable word: ``empty``, ``not-an-image``, ``truncated``,
+            ``decompression-bomb`` or ``unreadable``.
+    """
+
+    def __init__(self, source: str, reason: str, detail: str = "") -> None:
+        self.source = source
+        self.reason = reason
+        self.detail = detail
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"cannot decode image {source}: {reason}{suffix}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        # Keeps the error picklable across process pools (the default reduce
+        # would call __init__ with the message only).
+        return type(self), (self.source, self.reason, self.detail)
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """The outcome of :func:`check_image`.
+
+    ``width``/``height`` are the full size of the image as :func:`open_rgb`
+    returns it (EXIF orientation applied); 0 when the check failed.
+    """
+
+    ok: bool
+    reason: str | None
+    width: int
+    height: int
+    format: str | None
+
+
+class _Decoded(NamedTuple):
+    image: Image.Image
+    full_size: tuple[int, int]
+    format: str | None
+
+
+def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an image file completely into an RGB image.
+
+    Args:
+        source: a path, or the bytes of an image file.
+        draft_size: if given and the file is a JPEG, decode at the smallest
+            1/2, 1/4 or 1/8 scale whose width and height are still at least
+            ``draft_size`` (after EXIF orientation). Other formats decode at
+            full size.
+
+    Returns:
+        A loaded RGB image, independent of any open file.
+
+    Raises:
+        ImageDecodeError: the file cannot be read or decoded (empty, not an
+            image, truncated, a decompression bomb, corrupt).
+    """
+    name, data = _read_source(source)
+    return _decode(data, name, draft_size).image
+
+
+def check_image(data: bytes, name: str) -> ImageCheck:
+    """Validate an image file held in memory by really decoding it.
+
+    JPEGs decode at 1/8 scale: libjpeg still reads every entropy-coded byte, so
+    truncated or corrupt data is caught at a fraction of the cost. Other formats
+    decode fully. Truncated files are never padded (``LOAD_TRUNCATED_IMAGES`` is
+    off during the decode), and Pillow's decompression-bomb *warning* rejects
+    the file like its error does.
+
+    Args:
+        data: the file's bytes.
+        name: the file name, used in messages.
+
+    Returns:
+        ``ok=True`` with the full size and format, or ``ok=False`` with a reason.
+    """
+    try:
+        decoded = _decode(data, name, draft_size=(1, 1))
+    except ImageDecodeError as error:
+        return ImageCheck(False, error.reason, 0, 0, None)
+    width, height = decoded.full_size
+    return ImageCheck(True, None, width, height, decoded.format)
+
+
+def _read_source(source: ImageSource) -> tuple[str, bytes | bytearray | memoryview]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>", source
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"expected a path or bytes, got {type(source).__name__}")
+    name = os.fsdecode(source)
+    try:
+        with open(source, "rb") as file:
+            return name, file.read()
+    except OSError as error:
+        raise ImageDecodeError(name, "unreadable", error.strerror or str(error)) from error
+
+
+def _decode(
+    data: bytes | bytearray | memoryview, name: str, draft_size: tuple[int, int] | None
+) -> _Decoded:
+    if len(data) == 0:
+        raise ImageDecodeError(name, "empty")
+    try:
+        with _strict_decoding():
+            image = Image.open(io.BytesIO(data))
+            fmt = image.format
+            width, height = image.size
+            swapped = image.getexif().get(_ORIENTATION, 1) in _SWAPS_AXES
+            if draft_size is not None and fmt in _DRAFTABLE:
+                image.draft("RGB", tuple(reversed(draft_size)) if swapped else draft_size)
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb = _to_rgb(image)
+    except Exception as error:  # Pillow's plugins raise many types on corrupt data
+        reason = _reason(error)
+        # Pillow's "cannot identify image file <BytesIO ...>" adds nothing to the reason.
+        detail = "" if reason == "not-an-image" else str(error)
+        raise ImageDecodeError(name, reason, detail) from error
+    return _Decoded(rgb, (height, width) if swapped else (width, height), fmt)
+
+
+@contextlib.contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Make Pillow's lenient paths fail for the duration of one decode.
+
+    Both switches are process-global in Pillow. ``warnings.catch_warnings`` is
+    not thread-safe; under threads the worst case is that the bomb filter stays
+    installed, which only makes the warning an error process-wide.
+    """
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # else truncated data is padded, not reported
+    try:
+        with warnings.catch_warnings():
+            # Between 1x and 2x MAX_IMAGE_PIXELS Pillow only warns; we reject.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "decompression-bomb"
+    if isinstance(error, UnidentifiedImageError):
+        return "not-an-image"
+    if isinstance(error, EOFError) or "truncated" in str(error).lower():
+        return "truncated"
+    return "unreadable"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "F":
+        return image.convert("L").convert("RGB")  # float samples are taken as 0..255
+    if image.mode.startswith("I"):
+        # 16-bit samples (I;16*, and I as Pillow opens 16-bit PNG/TIFF): scale to
+        # 8 bits; convert("RGB") would clip at 255 and turn the image white.
+        scaled = image.convert("I").point(lambda value: value * (1 / 256))
+        return scaled.convert("L").convert("RGB")
+    if image.mode in _WITH_ALPHA or "transparency" in image.info:
+        if image.mode == "La":  # premultiplied grey: Pillow has no direct La->RGBA
+            image = image.convert("LA")
+        background = Image.new("RGBA", image.size, _BACKGROUND)
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,286 @@
+"""``OnnxClassifier``: an exported model on ONNX Runtime, from image files to predictions."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+from PIL import Image
+
+from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.images import open_rgb
+from moths_framework.inference.metadata import INPUT_NAME, ModelFormatError, ModelMetadata
+from moths_framework.inference.prediction import (
+    Prediction,
+    check_thresholds,
+    ranks_by_specificity,
+    roll_up,
+    softmax,
+    top_k,
+)
+from moths_framework.inference.preprocess import jpeg_draft_size, preprocess
+from moths_framework.inference.providers import open_session, resolve_providers
+from moths_framework.inference.species_list import allowed_classes, read_species_list
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+__all__ = ["ImageInput", "OnnxClassifier"]
+
+ImageInput = str | os.PathLike | Image.Image
+SpeciesList = str | os.PathLike | Iterable[str]
+_PREFETCH_BATCHES = 2  # batches decoded ahead of the model: enough to hide decoding
+
+
+class _Prepared(NamedTuple):
+    source: str
+    array: np.ndarray | None
+    error: str | None
+
+
+class OnnxClassifier:
+    """A moths model on ONNX Runtime. Build it with :meth:`from_file`.
+
+    Args:
+        session: an open session on a model that follows the contract of
+            :mod:`moths_framework.inference.metadata`.
+        source: the model file, for messages.
+        thresholds: rank -> probability the top-1 must reach in the roll-up;
+            0.5 for ranks not given.
+        species_list: restrict predictions to these species (a text file with
+            one name per line, or names); see :mod:`.species_list`.
+        decode_workers: threads that decode and preprocess images while the
+            model runs; default ``min(4, cpu_count)``.
+        fast_decode: decode JPEGs at reduced scale (``Image.draft``); faster on
+            large photos, close to but not bit-equal with the training transform.
+
+    Raises:
+        ModelFormatError: the model lacks moths metadata or its inputs/outputs
+            do not match it.
+        SpeciesListError: the species list names species the model does not know.
+    """
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        source: str,
+        *,
+        thresholds: Mapping[str, float] | None = None,
+        species_list: SpeciesList | None = None,
+        decode_workers: int | None = None,
+        fast_decode: bool = False,
+    ) -> None:
+        props = session.get_modelmeta().custom_metadata_map
+        self.metadata = ModelMetadata.from_props(props, source)
+        _check_signature(session, self.metadata, source)
+        self.session = session
+        self.source = source
+        self.thresholds = check_thresholds(self.hierarchy.ranks, thresholds)
+        self.ranks_by_specificity = ranks_by_specificity(self.hierarchy.ranks)
+        self._classes = {r: self.hierarchy.classes(r) for r in self.hierarchy.ranks}
+        self._masks = (
+            allowed_classes(self.hierarchy, read_species_list(species_list))
+            if species_list is not None
+            else None
+        )
+        self._decode_workers = decode_workers or min(4, os.cpu_count() or 1)
+        self._draft_size = jpeg_draft_size(self.metadata.preprocessing) if fast_decode else None
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike,
+        providers: str | Sequence[str] = "auto",
+        *,
+        thresholds: Mapping[str, float] | None = None,
+        species_list: SpeciesList | None = None,
+        num_threads: int | None = None,
+        decode_workers: int | None = None,
+        fast_decode: bool = False,
+    ) -> OnnxClassifier:
+        """Open a model exported by ``moths-export``.
+
+        Args:
+            path: the ``.onnx`` file.
+            providers: ``"auto"`` (TensorRT, CUDA, CPU: the first this ONNX Runtime
+                has), or names as a list or comma-separated string. A GPU
+                provider that fails to start falls back to CPU with a warning.
+            thresholds, species_list, decode_workers, fast_decode: see the class.
+            num_threads: ONNX Runtime intra-op threads; default one per physical core.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: unknown/unavailable provider, or a file ONNX Runtime cannot load.
+            ModelFormatError: not a moths model (a ValueError too).
+        """
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model file {os.fspath(path)} not found")
+        session = open_session(path, resolve_providers(providers), num_threads)
+        return cls(
+            session,
+            os.fspath(path),
+            thresholds=thresholds,
+            species_list=species_list,
+            decode_workers=decode_workers,
+            fast_decode=fast_decode,
+        )
+
+    @property
+    def hierarchy(self) -> LabelHierarchy:
+        """The classes of every rank."""
+        return self.metadata.hierarchy
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the model."""
+        return self.session.get_providers()[0]
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One RGB image as a model input, float32 ``[3, H, W]``."""
+        return preprocess(image, self.metadata.preprocessing)
+
+    def logits(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw logits per rank for a preprocessed batch ``[N, 3, H, W]``."""
+        inputs = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+        outputs = self.session.run(list(self.hierarchy.ranks), inputs)
+        return dict(zip(self.hierarchy.ranks, outputs, strict=True))
+
+    def probabilities(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-rank probabilities: temperature applied, species list (if any) enforced."""
+        result = {}
+        for rank, logits in self.logits(batch).items():
+            if self._masks is not None:
+                logits = np.where(self._masks[rank], logits, -np.inf)
+            result[rank] = softmax(logits, self.metadata.temperature_of(rank))
+        return result
+
+    def predict(
+        self, images: ImageInput | Iterable[ImageInput], top_k: int = 5, batch_size: int = 32
+    ) -> list[Prediction]:
+        """Classify images; one :class:`Prediction` per input, in input order.
+
+        Args:
+            images: paths or PIL images (or one of them).
+            top_k: classes reported per rank.
+            batch_size: images per model call.
+
+        An image that cannot be decoded gives a prediction with ``error`` set;
+        it never raises for one bad image.
+        """
+        return list(self.predict_iter(images, top_k, batch_size))
+
+    def predict_iter(
+        self, images: ImageInput | Iterable[ImageInput], top_k: int = 5, batch_size: int = 32
+    ) -> Iterator[Prediction]:
+        """Like :meth:`predict`, yielding predictions as batches finish (for long runs)."""
+        if top_k < 1 or batch_size < 1:
+            raise ValueError(f"top_k and batch_size must be >= 1, got {top_k} and {batch_size}")
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        return self._predictions(images, top_k, batch_size)  # checked now, run when iterated
+
+    def _predictions(
+        self, images: Iterable[ImageInput], top_k: int, batch_size: int
+    ) -> Iterator[Prediction]:
+        pool = ThreadPoolExecutor(self._decode_workers, thread_name_prefix="moths-decode")
+        try:
+            for batch in self._prepared_batches(pool, images, batch_size):
+                yield from self._classify(batch, top_k)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _prepared_batches(
+        self, pool: ThreadPoolExecutor, images: Iterable[ImageInput], batch_size: int
+    ) -> Iterator[list[_Prepared]]:
+        # A bounded window of futures: decoding runs ahead of the model without
+        # holding every decoded image of a million-image run in memory.
+        pending: deque[Future[_Prepared]] = deque()
+        numbered = enumerate(images)
+        window = batch_size * (_PREFETCH_BATCHES + 1)
+
+        def refill() -> None:
+            for index, image in numbered:
+                pending.append(pool.submit(self._prepare, index, image))
+                if len(pending) >= window:
+                    return
+
+        refill()
+        while pending:
+            batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+            refill()  # queue the next images before the model runs on this batch
+            yield batch
+
+    def _prepare(self, index: int, image: ImageInput) -> _Prepared:
+        if isinstance(image, Image.Image):
+            source = getattr(image, "filename", "") or f"<image {index}>"
+        else:
+            source = os.fspath(image)
+        try:
+            if not isinstance(image, Image.Image):
+                image = open_rgb(image, draft_size=self._draft_size)
+            return _Prepared(source, self.preprocess(image), None)
+        except Exception as error:  # one bad image must not end a run of a million
+            return _Prepared(source, None, str(error) or type(error).__name__)
+
+    def _classify(self, batch: list[_Prepared], k: int) -> list[Prediction]:
+        decoded = [item.array for item in batch if item.array is not None]
+        probs = self.probabilities(np.stack(decoded)) if decoded else {}
+        results, row = [], 0
+        for item in batch:
+            if item.array is None:
+                results.append(Prediction(item.source, error=item.error))
+                continue
+            results.append(self._prediction(item.source, {r: p[row] for r, p in probs.items()}, k))
+            row += 1
+        return results
+
+    def _prediction(self, source: str, probs: Mapping[str, np.ndarray], k: int) -> Prediction:
+        ranked = {
+            rank: top_k(p, self._classes[rank], k, self._allowed_count(rank))
+            for rank, p in probs.items()
+        }
+        top1 = {rank: scores[0] for rank, scores in ranked.items()}
+        answer, rank, prob, confident = roll_up(top1, self.ranks_by_specificity, self.thresholds)
+        return Prediction(source, ranked, answer, rank, prob, confident)
+
+    def _allowed_count(self, rank: str) -> int:
+        if self._masks is None:
+            return len(self._classes[rank])
+        return int(self._masks[rank].sum())
+
+
+def _check_signature(session: ort.InferenceSession, metadata: ModelMetadata, source: str) -> None:
+    """Check the model's input and outputs against its metadata, so errors name the cause."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    if INPUT_NAME not in inputs:
+        raise ModelFormatError(
+            f"{source} has no input {INPUT_NAME!r} (inputs: {', '.join(inputs)})"
+        )
+    height, width = metadata.preprocessing.input_size
+    shape = inputs[INPUT_NAME]
+    expected = [None, 3, height, width]  # None: the batch axis, any size
+    if len(shape) != 4 or any(
+        isinstance(dim, int) and want is not None and dim != want
+        for dim, want in zip(shape, expected, strict=True)
+    ):
+        raise ModelFormatError(
+            f"{source}: input {INPUT_NAME!r} has shape {shape}, the metadata says "
+            f"[N, 3, {height}, {width}]"
+        )
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    for rank, count in metadata.hierarchy.num_classes().items():
+        if rank not in outputs:
+            raise ModelFormatError(
+                f"{source} has no output {rank!r} (outputs: {', '.join(outputs)})"
+            )
+        dims = outputs[rank]
+        if len(dims) != 2 or (isinstance(dims[1], int) and dims[1] != count):
+            raise ModelFormatError(
+                f"{source}: output {rank!r} has shape {dims}, "
+                f"the hierarchy has {count} {rank} classes"
+            )

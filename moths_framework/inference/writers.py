@@ -1,0 +1,109 @@
+"""Writing predictions as CSV or JSON Lines, atomically."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from moths_framework.inference.prediction import Prediction
+
+__all__ = ["PredictionWriter", "prediction_columns", "prediction_record"]
+
+
+def prediction_columns(ranks: Sequence[str]) -> list[str]:
+    """The flat columns: path, then name and probability per rank, then the roll-up."""
+    per_rank = [column for rank in ranks for column in (rank, f"{rank}_prob")]
+    roll_up = ["prediction", "prediction_rank", "prediction_prob", "confident"]
+    return ["path", *per_rank, *roll_up, "error"]
+
+
+def prediction_record(prediction: Prediction, ranks: Sequence[str]) -> dict[str, Any]:
+    """One prediction as a flat record (``None`` where an error left no value)."""
+    record: dict[str, Any] = dict.fromkeys(prediction_columns(ranks))
+    record["path"] = prediction.source
+    record["error"] = prediction.error
+    if not prediction.ok:
+        return record
+    for rank in ranks:
+        record[rank], record[f"{rank}_prob"] = prediction.top1(rank)
+    record["prediction"] = prediction.prediction
+    record["prediction_rank"] = prediction.prediction_rank
+    record["prediction_prob"] = prediction.prediction_prob
+    record["confident"] = prediction.confident
+    return record
+
+
+class PredictionWriter:
+    """Write predictions to ``path``: JSON Lines when it ends in ``.jsonl``, else CSV.
+
+    Rows go to a temporary file next to ``path`` that replaces it only when the
+    ``with`` block ends without an exception, so a crashed run never leaves a
+    half-written output (nor destroys the previous one). JSON Lines records
+    also carry ``top_k``: rank -> ``[{"name", "prob"}, ...]``.
+    """
+
+    def __init__(self, path: str | os.PathLike, ranks: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.ranks = tuple(ranks)
+        self.jsonl = self.path.suffix.lower() == ".jsonl"
+        self._file: TextIO | None = None
+        self._csv: csv.DictWriter | None = None
+
+    def __enter__(self) -> PredictionWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Not tempfile: its 0600 mode would stay on the output; open() honours the umask.
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = open(temporary, "x", encoding="utf-8", newline="")  # noqa: SIM115
+        if not self.jsonl:
+            self._csv = csv.DictWriter(self._file, prediction_columns(self.ranks))
+            self._csv.writeheader()
+        return self
+
+    def write(self, prediction: Prediction) -> None:
+        """Append one prediction."""
+        record = prediction_record(prediction, self.ranks)
+        if self.jsonl:
+            record["top_k"] = {
+                rank: [{"name": name, "prob": round(prob, 6)} for name, prob in scores]
+                for rank, scores in prediction.top_k.items()
+            }
+            self._file.write(json.dumps(_rounded(record), ensure_ascii=False) + "\n")
+        else:
+            self._csv.writerow({key: _csv_value(value) for key, value in record.items()})
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        temporary = self._file.name
+        try:
+            if kind is None:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            self._file.close()
+            if kind is None:
+                os.replace(temporary, self.path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+
+
+def _rounded(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items()}
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
