@@ -16,3 +16,29 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 @pytest.fixture
 def test_data() -> Path:
     return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    """test_data's two sources prepared once per session: ``<dir>/manifest.csv``."""
+    from moths_framework.data.prepare import prepare_sources
+
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_sources(out, [TEST_DATA / "source_a", TEST_DATA / "source_b"], progress=False)
+    return out
+
+
+def tiny_fit_args(run_dir: Path, manifest: Path, *extra: str) -> list[str]:
+    """moths-fit arguments: configs/dev.yaml with the tiny test backbone, fast settings."""
+    return [
+        "--config", str(REPO / "configs" / "dev.yaml"),
+        "--model.backbone", "tiny_backbone.TinyCNN",
+        "--model.preprocessing.input_size", "[32, 32]",
+        "--data.train_transforms.0.init_args.size", "32",
+        "--data.source.init_args.path", str(manifest),
+        "--data.hierarchy.init_args.path", str(TEST_DATA / "hierarchy.csv"),
+        "--trainer.default_root_dir", str(run_dir),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
