@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import Namespace
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -42,6 +42,28 @@ USER_ERRORS = (
     plugins.PluginError,
     FileNotFoundError,
 )
+
+
+# Config keys that take a plugin, for the hint on a bad class_path.
+_PLUGIN_KEYS = {
+    "model.backbone": "backbones",
+    "data.source": "data_sources",
+    "data.hierarchy": "label_hierarchies",
+    "unfreeze": "unfreeze_policies",
+}
+
+
+def _config_error(command: str, err: Exception) -> str:
+    """One readable message for a config jsonargparse rejected."""
+    noise = ("Expected a path but", "Does not validate against any", "Subtypes:", "Errors:")
+    lines = [line.strip(" -") for line in str(err).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(noise)]
+    message = " ".join(lines[:3])
+    for key, group in _PLUGIN_KEYS.items():
+        if f'"{key}"' in lines[0]:
+            names = [info.value.rpartition(":")[2] for info in plugins.available(group).values()]
+            message += f"\n  installed {group.replace('_', ' ')}: {', '.join(sorted(names))}"
+    return f"{message}\n  (moths-{command} --help lists every option)"
 
 
 def _hierarchy_of(data: MothsDataModule) -> Any:
@@ -73,7 +95,11 @@ class MothsCLI(LightningCLI):
             run=False,
             args=args,
             auto_configure_optimizers=False,
-            parser_kwargs={"prog": f"moths-{command}", "default_env": False},
+            parser_kwargs={
+                "prog": f"moths-{command}",
+                "default_env": False,
+                "exit_on_error": False,
+            },
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -95,13 +121,14 @@ class MothsCLI(LightningCLI):
             )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        args = list(sys.argv[1:] if args is None else args)
+        given = list(sys.argv[1:] if args is None else args)
 
         def resolve(parse_args: list[str], key: str) -> list[Any]:
             items = parser.parse_args(parse_args).get(key) or []
             return [i.as_dict() if isinstance(i, Namespace) else i for i in items]
 
-        super().parse_arguments(parser, expand_index_overrides(args, resolve))
+        expanded = expand_index_overrides(given, resolve)
+        super().parse_arguments(parser, args if expanded == given else expanded)
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config.trainer
@@ -172,5 +199,8 @@ def run_command(command: str, args: list[str] | None = None) -> int:
             getattr(cli.trainer, command)(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
     except USER_ERRORS as err:
         print(f"moths-{command}: error: {err}", file=sys.stderr)
+        return 2
+    except ArgumentError as err:
+        print(f"moths-{command}: error: {_config_error(command, err)}", file=sys.stderr)
         return 2
     return 0

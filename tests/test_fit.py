@@ -1,0 +1,134 @@
+"""moths-fit and friends: config, overrides, run directory, checkpoint contents, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, tiny_fit_args
+
+from moths_framework.cli.fit import main as fit
+from moths_framework.cli.test import main as run_test
+from moths_framework.cli.validate import main as validate
+from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.model.checkpoint import load_classifier
+from moths_framework.model.lightning import normalised_loss_weights
+
+FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+        "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]  # fmt: skip
+
+
+def printed_config(capsys, args: list[str]) -> dict:
+    with pytest.raises(SystemExit) as exit_:
+        fit([*args, "--print_config"])
+    assert exit_.value.code == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_list_items_are_overridable_by_index(tmp_path, prepared, capsys):
+    args = tiny_fit_args(tmp_path, prepared / "manifest.csv")
+    args += ["--data.train_transforms.0.init_args.scale", "[0.3, 0.9]",
+             "--data.train_transforms.3.init_args.mean", "[0.5, 0.5, 0.5]",
+             "--model.loss_weights.0", "3.0"]  # fmt: skip
+    config = printed_config(capsys, args)
+    transforms = config["data"]["train_transforms"]
+    assert transforms[0]["init_args"]["size"] == 32
+    assert transforms[0]["init_args"]["scale"] == [0.3, 0.9]
+    assert transforms[3]["init_args"]["mean"] == [0.5, 0.5, 0.5]
+    assert config["model"]["loss_weights"] == [3.0, 1.0, 1.0, 1.0]
+
+
+def test_print_config_round_trips(tmp_path, prepared, capsys):
+    first = printed_config(capsys, tiny_fit_args(tmp_path, prepared / "manifest.csv"))
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(first))
+    assert printed_config(capsys, ["--config", str(saved)]) == first
+
+
+def test_a_run_writes_config_checkpoints_and_metrics(tmp_path, prepared, capsys):
+    run = tmp_path / "run"
+    assert fit(tiny_fit_args(run, prepared / "manifest.csv", *FAST)) == 0
+    out = capsys.readouterr().out
+    assert f"best checkpoint: {run / 'best.ckpt'}" in out
+    assert {"best.ckpt", "last.ckpt", "config.yaml"} <= {p.name for p in run.iterdir()}
+    for name in [
+        "val/loss",
+        "val/species/accuracy",
+        "val/species/top5_accuracy",
+        "val/genus/f1_macro",
+        "val/family/precision_macro",
+        "val/group/recall_macro",
+    ]:
+        assert name in out, name  # fmt: skip
+    checkpoint = torch.load(run / "best.ckpt", weights_only=False, map_location="cpu")
+    meta = checkpoint["moths"]
+    hierarchy = LabelHierarchy.from_json(meta["hierarchy"])
+    assert hierarchy.bundled == ("Biston betularia", "Zygaena exulans")
+    assert meta["backbone"]["class_path"] == "tiny_backbone.TinyCNN"
+    assert meta["data"]["split"]["val"] > 0 and meta["metrics"]["val/loss"] > 0
+    model = load_classifier(run / "best.ckpt")  # nothing but the checkpoint
+    assert model(torch.zeros(2, 3, 32, 32))[0].shape == (2, len(hierarchy.classes("species")))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["backbone"]["class_path"] == "tiny_backbone.TinyCNN"
+    assert saved["trainer"]["default_root_dir"] == str(run)
+
+
+def test_validate_and_test_evaluate_a_checkpoint(tmp_path, prepared, capsys):
+    run = tmp_path / "run"
+    assert fit(tiny_fit_args(run, prepared / "manifest.csv", *FAST)) == 0
+    for command in (validate, run_test):
+        args = tiny_fit_args(run, prepared / "manifest.csv", *FAST)
+        assert command([*args, "--ckpt_path", str(run / "best.ckpt")]) == 0
+    out = capsys.readouterr().out
+    assert "test/species/accuracy" in out and "val/species/accuracy" in out
+
+
+def test_loss_weights_are_normalised_to_the_number_of_ranks():
+    w = normalised_loss_weights([2, 1, 1, 0], 4)
+    assert w.sum().item() == pytest.approx(4.0)
+    assert w.tolist() == pytest.approx([2.0, 1.0, 1.0, 0.0])
+    assert normalised_loss_weights(None, 3).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="4 non-negative"):
+        normalised_loss_weights([1, 1], 4)
+
+
+def test_the_loss_is_the_weighted_mean_of_rank_losses(tmp_path, prepared):
+    from tiny_backbone import TinyCNN
+
+    from moths_framework.model.lightning import MothsClassifier
+
+    table = {"A a": ("x", "F", "A"), "B b": ("y", "G", "B")}
+    h = LabelHierarchy(("species", "group", "family", "genus"), table)
+    model = MothsClassifier(TinyCNN(), h, loss_weights=[1, 0, 0, 3])
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([[1, 1, 1, 1], [2, 2, 2, 2]] * 2)
+    per_rank = model.rank_losses(model(x), y)
+    loss = model.training_step((x, y, 0), 0)
+    assert loss.item() == pytest.approx(((per_rank[0] * 1 + per_rank[3] * 3) / 4).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--data.source.init_args.path", "/nonexistent/manifest.csv"],
+         "manifest /nonexistent/manifest.csv not found"),
+        (["--data.hierarchy.init_args.path", "/nonexistent.csv"], "/nonexistent.csv"),
+        (["--model.backbone", "NoSuchBackbone"], "NoSuchBackbone"),
+        (["--model.backbone", "TimmBackbone", "--model.backbone.name", "resnet181"],
+         "did you mean"),
+        (["--unfreeze", "moths_framework.finetuning.Nope"], "Nope"),
+    ],
+)  # fmt: skip
+def test_bad_configs_name_the_problem(tmp_path, prepared, capsys, override, message):
+    args = tiny_fit_args(tmp_path, prepared / "manifest.csv", *FAST, *override)
+    try:
+        code = fit(args)
+    except SystemExit as exit_:  # jsonargparse reports parse errors and exits
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dev_config_exists_and_parses(capsys):
+    with pytest.raises(SystemExit):
+        fit(["--config", str(REPO / "configs" / "dev.yaml"), "--print_config"])
+    assert "TimmBackbone" in capsys.readouterr().out
