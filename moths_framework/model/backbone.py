@@ -6,8 +6,10 @@ import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
+import torch
 from torch import nn
 
+from moths_framework.model.param_order import parameters_by_first_use
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["Backbone", "BackboneError"]
@@ -25,9 +27,9 @@ class Backbone(nn.Module, ABC):
     - return pooled features (no classifier) from ``forward``;
     - expose :attr:`num_features` and :attr:`preprocessing` (input size, mean,
       std, interpolation, crop fraction: the model's own pretrained config);
-    - list its parameters from input to output in :meth:`ordered_parameters`
-      when registration order is not already that order (unfreeze policies
-      unfreeze from the output end);
+    - accept a ``(1, 3, *preprocessing.input_size)`` input, which the default
+      :meth:`ordered_parameters` traces to order parameters from input to
+      output (unfreeze policies unfreeze from the output end);
     - provide :meth:`small_example`, so the contract test in ``tests/`` runs on
       it the moment the plugin is installed;
     - accept ``pretrained`` as ``False``, ``True`` (the library's download) or a
@@ -64,8 +66,21 @@ class Backbone(nn.Module, ABC):
         raise NotImplementedError(f"{cls.__name__} does not provide small_example()")
 
     def ordered_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        """(name, parameter) pairs from the input end to the output end."""
-        return list(self.named_parameters())
+        """(name, parameter) pairs from the input end to the output end.
+
+        Registration order is not data-flow order (a ViT registers ``cls_token``
+        before the patch embedding), so the default traces one forward pass at
+        the preprocessing input size, once, and caches the order.
+        """
+        params = dict(self.named_parameters())
+        order = self.__dict__.get("_param_order")
+        if order is None or set(order) != params.keys():
+            first = next(iter(params.values()))
+            size = (1, 3, *self.preprocessing.input_size)
+            example = torch.zeros(size, device=first.device, dtype=first.dtype)
+            order = parameters_by_first_use(self, example)
+            self.__dict__["_param_order"] = order
+        return [(name, params[name]) for name in order]
 
     def spec(self) -> dict[str, Any]:
         """``class_path`` and ``init_args`` that rebuild this backbone (random weights)."""
