@@ -1,0 +1,136 @@
+"""moths-export --onnx: parity, metadata, fp16, refusal to overwrite, atomic writes."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import TEST_DATA, tiny_fit_args
+
+from moths_framework.cli.export import main as export_command
+from moths_framework.cli.fit import main as fit
+from moths_framework.export import ExportError
+from moths_framework.export import onnx as onnx_export
+from moths_framework.export.onnx import export_onnx
+from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.inference import OnnxClassifier
+from moths_framework.model.checkpoint import load_classifier
+from moths_framework.model.lightning import MothsClassifier
+from moths_framework.plugins import load
+
+FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+        "--trainer.limit_val_batches", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, prepared) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    assert fit(tiny_fit_args(run, prepared / "manifest.csv", *FAST)) == 0
+    return run / "best.ckpt"
+
+
+def test_dev_model_parity_on_its_validation_images(checkpoint, tmp_path):
+    result = export_onnx(checkpoint, tmp_path / "model.onnx")
+    assert result.parity.source == "images" and result.parity.images > 5
+    assert max(result.parity.max_abs_diff.values()) <= 1e-3
+    assert min(result.parity.top1_agreement.values()) == 1.0
+
+
+def test_the_file_carries_hierarchy_preprocessing_and_model_card(checkpoint, tmp_path):
+    export_onnx(checkpoint, tmp_path / "model.onnx")
+    model = load_classifier(checkpoint)
+    classifier = OnnxClassifier.from_file(tmp_path / "model.onnx", providers="cpu")
+    meta = classifier.metadata
+    assert meta.hierarchy == model.hierarchy
+    assert meta.preprocessing == model.preprocessing
+    card = meta.model_card
+    assert card["backbone"]["class_path"] == "tiny_backbone.TinyCNN"
+    assert card["ranks"] == model.hierarchy.num_classes()
+    assert "val/species/accuracy" in card["validation_metrics"]
+    assert card["training_data"]["split"]["val"] > 0 and "exported_with" in card
+    assert all(meta.temperature_of(r) == 1.0 for r in meta.hierarchy.ranks)
+
+
+def test_outputs_are_named_by_rank_with_a_dynamic_batch(checkpoint, tmp_path):
+    export_onnx(checkpoint, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["species", "group", "family", "genus", "features"]
+    model = load_classifier(checkpoint)
+    for batch in (1, 5):
+        x = torch.randn(batch, 3, 32, 32)
+        outputs = session.run(None, {"image": x.numpy()})
+        with torch.inference_mode():
+            logits, features = model.net.forward_with_features(x)
+        for got, expected in zip(outputs, [*logits, features], strict=True):
+            np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+def test_refuses_to_overwrite_without_force(checkpoint, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    args = ["--onnx", "--ckpt", str(checkpoint), "--output", str(out)]
+    assert export_command(args) == 0
+    assert "parity on" in capsys.readouterr().out
+    before = out.read_bytes()
+    assert export_command(args) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert export_command([*args, "--force"]) == 0
+
+
+def test_a_failed_parity_check_writes_nothing(checkpoint, tmp_path, monkeypatch):
+    trace = onnx_export._trace
+
+    def perturbed(model, features, path):
+        other = copy.deepcopy(model)  # the exported graph differs from the checked model
+        with torch.no_grad():
+            other.net.heads["species"].bias += 0.5
+        trace(other, features, path)
+
+    monkeypatch.setattr(onnx_export, "_trace", perturbed)
+    with pytest.raises(ExportError, match="does not match PyTorch"):
+        export_onnx(checkpoint, tmp_path / "model.onnx")
+    assert list(tmp_path.iterdir()) == []  # no model, no temporary file
+
+
+def test_fp16_keeps_float32_inputs_and_outputs(checkpoint, tmp_path):
+    result = export_onnx(checkpoint, tmp_path / "half.onnx", fp16=True)
+    full = export_onnx(checkpoint, tmp_path / "full.onnx")
+    assert max(result.parity.max_abs_diff.values()) < 0.05  # reported, not enforced
+    session = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    assert {o.type for o in session.get_outputs()} == {"tensor(float)"}
+    assert result.size_bytes < full.size_bytes
+
+
+def test_missing_or_foreign_checkpoints_are_clear_errors(tmp_path, capsys):
+    args = ["--onnx", "--ckpt", str(tmp_path / "nope.ckpt"), "--output", str(tmp_path / "m.onnx")]
+    assert export_command(args) == 2
+    assert "not found" in capsys.readouterr().err
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    args[2] = str(tmp_path / "other.ckpt")
+    assert export_command(args) == 2
+    assert "not written by moths-fit" in capsys.readouterr().err
+
+
+def plugin_checkpoint(plugin: str, tmp_path: Path) -> Path:
+    """A checkpoint of an untrained model on a plugin's small example backbone."""
+    backbone = load("backbones", plugin).small_example()
+    hierarchy = LabelHierarchy.from_csv(TEST_DATA / "hierarchy.csv")
+    model = MothsClassifier(backbone, hierarchy).eval()
+    ckpt: dict = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / f"{plugin}.ckpt")
+    return tmp_path / f"{plugin}.ckpt"
+
+
+@pytest.mark.parametrize("plugin", ["timm", "torchvision"])
+def test_plugin_backbones_export_with_parity(plugin, tmp_path):
+    images = sorted((TEST_DATA / "source_b" / "Pieris rapae").glob("*.jpg"))[:6]
+    result = export_onnx(plugin_checkpoint(plugin, tmp_path), tmp_path / "m.onnx", images=images)
+    assert result.parity.source == "images"
+    assert max(result.parity.max_abs_diff.values()) <= 1e-3
