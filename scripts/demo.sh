@@ -8,8 +8,20 @@ export PATH="$BIN:$PATH" WANDB_MODE=offline
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 
 rm -rf "$OUT"
+mkdir -p "$OUT"
 step "installed plugins" moths-plugins
-step "label hierarchy vs. the data" \
-  moths-hierarchy test_data/hierarchy.csv --data test_data/source_a --min-samples 5
-echo
-echo "next: moths-prepare, moths-fit, moths-export and moths-infer join this demo as they land."
+step "combine the sources, hide broken files" \
+  moths-prepare test_data/ test_data/source_a test_data/source_b --no-progress
+step "label hierarchy vs. the prepared data" \
+  moths-hierarchy test_data/hierarchy.csv --data test_data/image_folder --min-samples 5
+step "train (configs/dev.yaml: CPU, small backbone from scratch)" \
+  moths-fit --config configs/dev.yaml --trainer.default_root_dir "$OUT/run" \
+  --trainer.enable_progress_bar false --trainer.enable_model_summary false
+step "export to ONNX (labels, hierarchy, preprocessing inside; parity-checked)" \
+  moths-export --onnx --ckpt "$OUT/run/best.ckpt" --output "$OUT/model.onnx"
+step "classify images with ONNX Runtime (no PyTorch), one of them broken" \
+  moths-infer --model "$OUT/model.onnx" --output "$OUT/predictions.csv" --no-progress \
+  "test_data/source_a/Aglais io/1.jpg" "test_data/source_b/Noctua comes/2.jpg" \
+  "test_data/source_b/Pieris rapae/3.png" "test_data/source_a/Pammene aurana/31.jpg"
+printf '\n%s:\n' "$OUT/predictions.csv"
+cut -d, -f1-3,10-11,14 "$OUT/predictions.csv" | column -s, -t

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,8 @@ def _report_fit(cli: MothsCLI) -> None:
 def run_command(command: str, args: list[str] | None = None) -> int:
     """Parse, build and run one Lightning entry point; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The run directory holds config.yaml before the first checkpoint; that is expected.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     try:
         plugins.load_all()
         cli = MothsCLI(command, args)

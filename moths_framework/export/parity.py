@@ -36,7 +36,8 @@ class ParityReport:
         worst = max(self.max_abs_diff.values())
         agree = min(self.top1_agreement.values())
         return (
-            f"parity on {self.images} {self.source} inputs: max |Δlogit| {worst:.2e}, "
+            f"parity on {self.images} {'images' if self.source == 'images' else 'random inputs'}: "
+            f"max |Δlogit| {worst:.2e}, "
             f"top-1 agreement {agree:.1%} (worst rank)"
         )
 

@@ -1,0 +1,77 @@
+"""The heavy training checks (marked slow; CI runs them): learning, DDP, tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import REPO, TEST_DATA, tiny_fit_args
+
+from moths_framework.cli.fit import main as fit
+from moths_framework.hierarchy import LabelHierarchy
+
+pytestmark = pytest.mark.slow
+
+
+def test_dev_config_learns_the_test_data(tmp_path, prepared):
+    """The bar: validation species accuracy >= 0.8 with configs/dev.yaml, seeded."""
+    run = tmp_path / "run"
+    args = [
+        "--config",
+        str(REPO / "configs" / "dev.yaml"),
+        "--data.source.init_args.path",
+        str(prepared / "manifest.csv"),
+        "--data.hierarchy.init_args.path",
+        str(TEST_DATA / "hierarchy.csv"),
+        "--trainer.default_root_dir",
+        str(run),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    assert fit(args) == 0
+    metrics = torch.load(run / "best.ckpt", weights_only=False)["moths"]["metrics"]
+    assert metrics["val/species/accuracy"] >= 0.8, metrics
+
+
+def test_ddp_spawn_on_two_cpu_processes(tmp_path, prepared):
+    run = tmp_path / "run"
+    args = tiny_fit_args(
+        run,
+        prepared / "manifest.csv",
+        "--trainer.strategy",
+        "ddp_spawn",
+        "--trainer.devices",
+        "2",
+        "--trainer.max_epochs",
+        "1",
+        "--unfreeze",
+        "GradualUnfreeze",
+        "--unfreeze.epoch_start",
+        "0",
+        "--unfreeze.epoch_duration",
+        "0",
+    )
+    assert fit(args) == 0
+    checkpoints = sorted(p.name for p in run.glob("*.ckpt"))
+    assert checkpoints == ["best.ckpt", "last.ckpt"]
+    meta = torch.load(run / "best.ckpt", weights_only=False)["moths"]
+    assert LabelHierarchy.from_json(meta["hierarchy"]).num_classes()["species"] == 8
+    loss, accuracy = meta["metrics"]["val/loss"], meta["metrics"]["val/species/accuracy"]
+    assert 0 < loss < 10 and 0 <= accuracy <= 1
+
+
+def test_tune_runs_the_lr_finder_and_batch_size_scaling(tmp_path, prepared, capsys):
+    run = tmp_path / "run"
+    args = tiny_fit_args(
+        run,
+        prepared / "manifest.csv",
+        "--tune",
+        "true",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "4",
+    )
+    assert fit(args) == 0
+    out = capsys.readouterr().out
+    assert "tune: batch size" in out and "learning rate" in out
+    assert (run / "best.ckpt").is_file()
