@@ -128,7 +128,12 @@ def test_bad_configs_name_the_problem(tmp_path, prepared, capsys, override, mess
     assert message in capsys.readouterr().err
 
 
-def test_dev_config_exists_and_parses(capsys):
-    with pytest.raises(SystemExit):
-        fit(["--config", str(REPO / "configs" / "dev.yaml"), "--print_config"])
-    assert "TimmBackbone" in capsys.readouterr().out
+@pytest.mark.parametrize(
+    ("name", "backbone"), [("dev", "TimmBackbone"), ("default", "TorchvisionBackbone")]
+)
+def test_shipped_configs_parse(capsys, name, backbone):
+    with pytest.raises(SystemExit) as exit_:
+        fit(["--config", str(REPO / "configs" / f"{name}.yaml"), "--print_config"])
+    assert exit_.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["backbone"]["class_path"].endswith(backbone)
