@@ -75,3 +75,21 @@ def test_tune_runs_the_lr_finder_and_batch_size_scaling(tmp_path, prepared, caps
     out = capsys.readouterr().out
     assert "tune: batch size" in out and "learning rate" in out
     assert (run / "best.ckpt").is_file()
+
+
+def test_wandb_logs_offline_without_a_login(tmp_path, prepared, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run = tmp_path / "run"
+    args = tiny_fit_args(
+        run,
+        prepared / "manifest.csv",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.logger+=lightning.pytorch.loggers.WandbLogger",
+        "--trainer.logger.project",
+        "moths-test",
+    )
+    assert fit(args) == 0
+    assert list((run / "wandb").glob("offline-run-*"))
