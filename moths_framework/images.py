@@ -90,7 +90,9 @@ def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) 
 
     Raises:
         ImageDecodeError: the file cannot be read or decoded (empty, not an
-            image, truncated, a decompression bomb, corrupt).
+            image, truncated, a decompression bomb, corrupt). Truncated data
+            raises unless the process set ``ImageFile.LOAD_TRUNCATED_IMAGES``;
+            this function changes no process-wide setting, so threads may call it.
     """
     name, data = _read_source(source)
     return _decode(data, name, draft_size).image
@@ -99,11 +101,13 @@ def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) 
 def check_image(data: bytes, name: str) -> ImageCheck:
     """Validate an image file held in memory by really decoding it.
 
-    JPEGs decode at 1/8 scale: libjpeg still reads every entropy-coded byte, so
-    truncated or corrupt data is caught at a fraction of the cost. Other formats
-    decode fully. Truncated files are never padded (``LOAD_TRUNCATED_IMAGES`` is
-    off during the decode), and Pillow's decompression-bomb *warning* rejects
-    the file like its error does.
+    JPEGs decode at 1/8 scale and, for colour ones, luma only: libjpeg still
+    parses every entropy-coded byte of every component, so truncated or corrupt
+    data is caught at a fraction of the cost (colour conversion cannot fail on
+    decoded data). Other formats decode fully. Truncated files are never
+    padded: ``LOAD_TRUNCATED_IMAGES`` is switched off during the decode, whatever
+    the process set. That switch is process-global, so call this from one thread
+    at a time per process (``moths-prepare`` runs it in worker processes).
 
     Args:
         data: the file's bytes.
@@ -113,7 +117,8 @@ def check_image(data: bytes, name: str) -> ImageCheck:
         ``ok=True`` with the full size and format, or ``ok=False`` with a reason.
     """
     try:
-        decoded = _decode(data, name, draft_size=(1, 1))
+        with _strict_decoding():
+            decoded = _decode(data, name, draft_size=(1, 1), draft_mode="L")
     except ImageDecodeError as error:
         return ImageCheck(False, error.reason, 0, 0, None)
     width, height = decoded.full_size
@@ -134,21 +139,23 @@ def _read_source(source: ImageSource) -> tuple[str, bytes | bytearray | memoryvi
 
 
 def _decode(
-    data: bytes | bytearray | memoryview, name: str, draft_size: tuple[int, int] | None
+    data: bytes | bytearray | memoryview,
+    name: str,
+    draft_size: tuple[int, int] | None,
+    draft_mode: str = "RGB",
 ) -> _Decoded:
     if len(data) == 0:
         raise ImageDecodeError(name, "empty")
     try:
-        with _strict_decoding():
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format
-            width, height = image.size
-            swapped = image.getexif().get(_ORIENTATION, 1) in _SWAPS_AXES
-            if draft_size is not None and fmt in _DRAFTABLE:
-                image.draft("RGB", tuple(reversed(draft_size)) if swapped else draft_size)
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-            rgb = _to_rgb(image)
+        image = Image.open(io.BytesIO(data))
+        fmt, (width, height) = image.format, image.size
+        _refuse_bombs(width, height)
+        swapped = image.getexif().get(_ORIENTATION, 1) in _SWAPS_AXES
+        if draft_size is not None and fmt in _DRAFTABLE:
+            image.draft(draft_mode, tuple(reversed(draft_size)) if swapped else draft_size)
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        rgb = _to_rgb(image)
     except Exception as error:  # Pillow's plugins raise many types on corrupt data
         reason = _reason(error)
         # Pillow's "cannot identify image file <BytesIO ...>" adds nothing to the reason.
@@ -157,20 +164,23 @@ def _decode(
     return _Decoded(rgb, (height, width) if swapped else (width, height), fmt)
 
 
+def _refuse_bombs(width: int, height: int) -> None:
+    # Between 1x and 2x MAX_IMAGE_PIXELS Pillow only warns; we reject there too.
+    # Checked here, not by turning the warning into an error: warning filters are
+    # process-wide and not thread-safe to change, and inference decodes in threads.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise Image.DecompressionBombError(f"{width}x{height} pixels, over the {limit} limit")
+
+
 @contextlib.contextmanager
 def _strict_decoding() -> Iterator[None]:
-    """Make Pillow's lenient paths fail for the duration of one decode.
-
-    Both switches are process-global in Pillow. ``warnings.catch_warnings`` is
-    not thread-safe; under threads the worst case is that the bomb filter stays
-    installed, which only makes the warning an error process-wide.
-    """
+    """No padding of truncated data, and no bomb warning printed (it is rejected anyway)."""
     lenient = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # else truncated data is padded, not reported
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
-            # Between 1x and 2x MAX_IMAGE_PIXELS Pillow only warns; we reject.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             yield
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = lenient

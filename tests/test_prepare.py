@@ -1,0 +1,284 @@
+"""moths-prepare: validation, dedupe, conflicts, incremental re-runs, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import threading
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from image_samples import BROKEN, VALID, jpeg
+
+from moths_framework.cli.prepare import main
+from moths_framework.data.prepare import CACHE, PrepareSummary, _pool_context, prepare_sources
+
+SPECIES = "Aglais io"
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def prepare(out: Path, *sources: Path, workers: int = 2) -> PrepareSummary:
+    return prepare_sources(out, list(sources), workers=workers, progress=False)
+
+
+def manifest(out: Path) -> list[dict[str, str]]:
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def rejected(out: Path) -> dict[str, str]:
+    with open(out / "rejected.csv", newline="", encoding="utf-8") as file:
+        return {row["source"]: row["reason"] for row in csv.DictReader(file)}
+
+
+def links(out: Path) -> dict[str, str]:
+    """Link path relative to OUT -> target, for every entry of the image folder."""
+    folder = out / "image_folder"
+    return {
+        path.relative_to(out).as_posix(): os.readlink(path)
+        for path in folder.rglob("*")
+        if path.is_symlink() or path.is_file()
+    }
+
+
+def link_of(out: Path, source: Path) -> str:
+    return next(row["path"] for row in manifest(out) if row["source"] == str(source))
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> tuple[Path, Path]:
+    """Two sources, three species, 7 distinct valid JPEGs (Aglais io: 2 + 2)."""
+    a, b = tmp_path / "source_a", tmp_path / "source_b"
+    for i, (root, species) in enumerate([(a, SPECIES), (a, "Noctua pronuba"), (b, SPECIES)]):
+        for j in range(2):
+            write(root / species / f"{j + 1}.jpg", jpeg(seed=100 + 10 * i + j))
+    write(b / "Pieris rapae" / "1.jpg", jpeg(seed=200))
+    return a, b
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_keeps_every_valid_format_and_rejects_every_broken_file(tmp_path, workers):
+    source = tmp_path / "source"
+    for name, data in VALID.items():
+        write(source / SPECIES / name, data)
+    for name, (_, data) in BROKEN.items():
+        write(source / SPECIES / name, data)
+    summary = prepare(tmp_path / "out", source, workers=workers)
+    assert (summary.kept, summary.species, summary.new) == (len(VALID), 1, len(VALID))
+    assert summary.rejected == Counter(reason for reason, _ in BROKEN.values())
+    assert (summary.files, summary.decoded) == (len(VALID) + len(BROKEN),) * 2
+    expected = {str(source / SPECIES / name): reason for name, (reason, _) in BROKEN.items()}
+    assert rejected(tmp_path / "out") == expected
+    kept = {Path(row["source"]).name for row in manifest(tmp_path / "out")}
+    assert kept == set(VALID)
+
+
+def test_links_point_to_sources_and_manifest_matches_them(tmp_path, sources):
+    out = tmp_path / "out"
+    write(sources[0] / SPECIES / "10.JPG", jpeg(seed=7))  # upper case, sorts after 2.jpg
+    prepare(out, *sources)
+    rows = manifest(out)
+    assert list(rows[0]) == ["path", "source", "species", "width", "height", "sha256"]
+    assert {row["path"]: row["source"] for row in rows} == links(out)
+    for row in rows:
+        link, source = out / row["path"], Path(row["source"])
+        assert link.is_symlink() and Path(os.readlink(link)).is_absolute()
+        assert link.resolve() == source.resolve()
+        assert link.parent.name == row["species"] == source.parent.name
+        assert link.suffix == source.suffix.lower()
+        assert (row["width"], row["height"]) == ("64", "48")
+        assert row["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    order = [(row["species"], int(Path(row["path"]).stem)) for row in rows]
+    assert order == sorted(order)
+    # Numbered per species in (source order, natural file order).
+    assert link_of(out, sources[0] / SPECIES / "10.JPG") == f"image_folder/{SPECIES}/3.jpg"
+    assert link_of(out, sources[1] / SPECIES / "1.jpg") == f"image_folder/{SPECIES}/4.jpg"
+
+
+def test_rerun_decodes_nothing_and_changes_nothing(tmp_path, sources):
+    out = tmp_path / "out"
+    first = prepare(out, *sources)
+    before = (links(out), manifest(out), rejected(out))
+    again = prepare(out, *sources)
+    assert (first.decoded, again.decoded) == (first.files, 0)
+    assert (again.new, again.removed, again.kept) == (0, 0, first.kept)
+    assert (links(out), manifest(out), rejected(out)) == before
+
+
+def test_added_changed_and_deleted_files_are_handled_incrementally(tmp_path, sources):
+    out, (a, b) = tmp_path / "out", sources
+    prepare(out, a, b)
+    before = links(out)
+    added = write(a / SPECIES / "3.jpg", jpeg(seed=300))
+    changed = write(b / SPECIES / "1.jpg", jpeg(seed=301))  # new content, same name
+    os.utime(changed, ns=(os.stat(changed).st_atime_ns, os.stat(changed).st_mtime_ns + 10**9))
+    deleted = a / "Noctua pronuba" / "1.jpg"
+    deleted_link = link_of(out, deleted)
+    deleted.unlink()
+    summary = prepare(out, a, b)
+    assert (summary.decoded, summary.new, summary.removed) == (2, 1, 1)
+    after = links(out)
+    assert deleted_link not in after and str(deleted) not in {r["source"] for r in manifest(out)}
+    # Every other link keeps its number; the new image takes the next one.
+    assert after == {k: v for k, v in before.items() if k != deleted_link} | {
+        f"image_folder/{SPECIES}/5.jpg": str(added)
+    }
+    row = next(r for r in manifest(out) if r["source"] == str(changed))
+    assert row["sha256"] == hashlib.sha256(changed.read_bytes()).hexdigest()
+
+
+def test_fixed_file_is_kept_and_removed_species_folder_disappears(tmp_path, sources):
+    out, (a, b) = tmp_path / "out", sources
+    broken = write(a / SPECIES / "3.jpg", b"")
+    prepare(out, a, b)
+    assert rejected(out) == {str(broken): "empty"}
+    write(broken, jpeg(seed=400))
+    (b / "Pieris rapae" / "1.jpg").unlink()
+    summary = prepare(out, a, b)
+    assert rejected(out) == {} and summary.decoded == 1
+    assert link_of(out, broken) == f"image_folder/{SPECIES}/5.jpg"
+    assert not (out / "image_folder" / "Pieris rapae").exists()
+
+
+def test_duplicates_within_and_across_sources_keep_the_first_copy(tmp_path, sources):
+    out, (a, b) = tmp_path / "out", sources
+    original = a / SPECIES / "1.jpg"
+    write(a / SPECIES / "copy.jpg", original.read_bytes())
+    write(b / SPECIES / "same.jpg", original.read_bytes())
+    summary = prepare(out, a, b)
+    assert (summary.duplicates, summary.kept) == (2, 7)
+    assert rejected(out) == {
+        str(a / SPECIES / "copy.jpg"): f"duplicate-of:{original}",
+        str(b / SPECIES / "same.jpg"): f"duplicate-of:{original}",
+    }
+    assert sum(target == str(original) for target in links(out).values()) == 1
+    # Source order decides which copy is kept.
+    prepare(tmp_path / "reversed", b, a)
+    reasons = rejected(tmp_path / "reversed")
+    assert reasons[str(original)] == f"duplicate-of:{b / SPECIES / 'same.jpg'}"
+
+
+def test_same_image_under_two_species_is_a_conflict_and_not_linked(tmp_path, sources):
+    out, (a, b) = tmp_path / "out", sources
+    twin = write(b / "Noctua pronuba" / "twin.jpg", (a / SPECIES / "2.jpg").read_bytes())
+    summary = prepare(out, a, b)
+    reason = f"conflict:{SPECIES}|Noctua pronuba"
+    assert rejected(out) == {str(a / SPECIES / "2.jpg"): reason, str(twin): reason}
+    assert summary.conflicts == 2 and summary.kept == 8 - 2
+    assert str(twin) not in links(out).values()
+    assert str(a / SPECIES / "2.jpg") not in links(out).values()
+
+
+def test_species_names_with_spaces_hyphens_and_accents(tmp_path):
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    names = ["Noctua pronuba", "Pieris-rapae", "Zygène d’été", "Šumavský můra"]
+    for i, name in enumerate(names):
+        write(a / name / "1.jpg", jpeg(seed=500 + i))
+    write(a / "Aglais io  " / "1.jpg", jpeg(seed=510))  # trailing spaces
+    write(b / "Aglais io" / "1.jpg", jpeg(seed=511))
+    write(b / unicodedata.normalize("NFD", "Zygène d’été") / "1.jpg", jpeg(seed=512))
+    summary = prepare(out, a, b)
+    species = {row["species"] for row in manifest(out)}
+    assert species == set(names) | {"Aglais io"} and summary.species == 5
+    assert sorted(p.name for p in (out / "image_folder").iterdir()) == sorted(species)
+    assert len(list((out / "image_folder" / "Zygène d’été").iterdir())) == 2
+
+
+def test_hidden_entries_and_files_at_species_level_are_skipped_silently(tmp_path, sources):
+    out, (a, b) = tmp_path / "out", sources
+    write(a / "README.txt", b"notes")
+    write(a / ".thumbnails" / "1.jpg", jpeg(seed=600))
+    write(a / SPECIES / ".hidden.jpg", jpeg(seed=601))
+    write(a / SPECIES / ".DS_Store", b"\0\0\0\1Bud1")
+    summary = prepare(out, a, b)
+    assert (summary.files, summary.kept, rejected(out)) == (7, 7, {})
+    assert not any(".hidden" in s or ".thumbnails" in s for s in links(out).values())
+
+
+def test_pool_does_not_fork_while_other_threads_run(tmp_path, sources):
+    # A forked child could inherit a lock held by another thread: start clean workers.
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert _pool_context().get_start_method() != "fork"
+        summary = prepare(tmp_path / "out", *sources)
+    finally:
+        stop.set()
+        other.join()
+    assert (summary.kept, summary.decoded) == (7, 7)
+    prepare(tmp_path / "again", *sources)  # forked if nothing else runs threads now
+    assert manifest(tmp_path / "out") == manifest(tmp_path / "again")
+
+
+def test_sources_are_never_modified(tmp_path, sources):
+    a, b = sources
+    write(a / SPECIES / "broken.jpg", BROKEN["truncated.jpg"][1])
+    write(b / SPECIES / "dup.jpg", (a / SPECIES / "1.jpg").read_bytes())
+
+    def snapshot() -> dict[str, tuple[str, int, int]]:
+        return {
+            str(p): (
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+                p.stat().st_mtime_ns,
+                p.stat().st_mode,
+            )
+            for root in sources
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
+
+    before = snapshot()
+    prepare(tmp_path / "out", a, b)
+    prepare(tmp_path / "out", a, b)
+    assert snapshot() == before
+
+
+def test_interrupted_run_is_repaired_without_renumbering(tmp_path, sources):
+    out = tmp_path / "out"
+    prepare(out, *sources)
+    before = links(out)
+    # As if killed after linking: no manifest, no cache, a stray temp file.
+    for name in ("manifest.csv", "rejected.csv", CACHE):
+        (out / name).unlink()
+    (out / ".manifest.csv.tmp").write_text("partial")
+    summary = prepare(out, *sources)
+    assert (summary.new, summary.removed) == (0, 0) and links(out) == before
+    assert {row["path"] for row in manifest(out)} == set(before)
+
+
+def test_cli_prints_summary(tmp_path, sources, capsys):
+    write(sources[0] / SPECIES / "empty.jpg", b"")
+    assert main([str(tmp_path / "out"), *map(str, sources), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"prepared {tmp_path / 'out' / 'image_folder'} from 2 sources" in printed
+    assert "kept          7 images of 3 species (7 new, 0 removed)" in printed
+    assert "rejected      1 (empty 1)" in printed
+    assert "cache         8 of 8 files decoded again" in printed
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda t, a: [t / "out", a, t / "missing"], "does not exist"),
+        (lambda t, a: [a, a], "is OUT"),
+        (lambda t, a: [a / SPECIES, a], "inside source"),
+        (lambda t, a: [t / "out", a, a], "overlap"),
+        (lambda t, a: [t / "out", t / "out" / "image_folder" / "x", a], "image_folder"),
+    ],
+)
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, sources, capsys, make_args, message):
+    (tmp_path / "out" / "image_folder" / "x").mkdir(parents=True)
+    args = [str(p) for p in make_args(tmp_path, sources[0])]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moths-prepare: ") and message in err and err.count("\n") == 1
+    assert not (sources[0] / SPECIES / "image_folder").exists()
