@@ -14,7 +14,8 @@ import pytest
 from image_samples import BROKEN, VALID, jpeg
 
 from moths_framework.cli.prepare import main
-from moths_framework.data.prepare import CACHE, PrepareSummary, _pool_context, prepare_sources
+from moths_framework.data.file_checks import _pool_context
+from moths_framework.data.prepare import CACHE, PrepareSummary, prepare_sources
 
 SPECIES = "Aglais io"
 
