@@ -12,7 +12,7 @@ from torch import nn
 from moths_framework.model.param_order import parameters_by_first_use
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["Backbone", "BackboneError"]
+__all__ = ["Backbone", "BackboneError", "load_weights_strictly"]
 
 
 class BackboneError(ValueError):
@@ -89,3 +89,39 @@ class Backbone(nn.Module, ABC):
         if "pretrained" in init_args:
             init_args["pretrained"] = False  # the weights travel in the checkpoint
         return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+
+
+def load_weights_strictly(model: nn.Module, state: dict[str, Any], source: str, what: str) -> None:
+    """Load ``state`` into ``model``; every key must fit (BatchNorm's counters excepted).
+
+    A plugin that loads a local weights file calls this after dropping the
+    classifier's keys, so a file of the wrong model fails loudly instead of
+    loading nothing.
+
+    Args:
+        model: the network.
+        state: parameter name -> tensor.
+        source: the weights file, named in errors.
+        what: the model, named in errors (e.g. ``timm model 'resnet18'``).
+
+    Raises:
+        BackboneError: keys are missing or unexpected, or shapes differ.
+    """
+    expected = model.state_dict().keys()
+    # Files saved before PyTorch 0.4.1 lack BatchNorm's num_batches_tracked; BatchNorm fills it in.
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise BackboneError(
+            f"weights file {source!r} does not fit {what}: "
+            f"missing keys {_few(missing)}, unexpected keys {_few(unexpected)}"
+        )
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise BackboneError(f"weights file {source!r} does not fit {what}: {err}") from err
+
+
+def _few(keys: list[str], n: int = 5) -> str:
+    more = f" and {len(keys) - n} more" if len(keys) > n else ""
+    return f"[{', '.join(keys[:n])}{more}]" if keys else "none"

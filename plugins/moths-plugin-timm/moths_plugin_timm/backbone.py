@@ -12,7 +12,7 @@ import torch
 from timm.models import load_state_dict, parse_model_name
 from torch import nn
 
-from moths_framework.model.backbone import Backbone, BackboneError
+from moths_framework.model.backbone import Backbone, BackboneError, load_weights_strictly
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["TimmBackbone", "timm_preprocessing"]
@@ -144,23 +144,4 @@ def _load_weights(model: nn.Module, path: Path, name: str) -> None:
     heads = model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
     state = {k: v for k, v in state.items() if not any(k.startswith(f"{h}.") for h in heads)}
-    expected = model.state_dict().keys()
-    # Files saved before PyTorch 0.4.1 lack BatchNorm's num_batches_tracked; BatchNorm fills it in.
-    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise BackboneError(
-            f"weights file {str(path)!r} does not fit timm model {name!r}: "
-            f"missing keys {_few(missing)}, unexpected keys {_few(unexpected)}"
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:  # shape mismatches
-        raise BackboneError(
-            f"weights file {str(path)!r} does not fit timm model {name!r}: {err}"
-        ) from err
-
-
-def _few(keys: list[str], n: int = 5) -> str:
-    more = f" and {len(keys) - n} more" if len(keys) > n else ""
-    return f"[{', '.join(keys[:n])}{more}]" if keys else "none"
+    load_weights_strictly(model, state, str(path), f"timm model {name!r}")

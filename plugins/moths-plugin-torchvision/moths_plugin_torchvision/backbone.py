@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 from torchvision import models
 
-from moths_framework.model.backbone import Backbone, BackboneError
+from moths_framework.model.backbone import Backbone, BackboneError, load_weights_strictly
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["TorchvisionBackbone", "torchvision_preprocessing"]
@@ -171,23 +171,4 @@ def _load_weights(model: nn.Module, path: Path, name: str, skip: tuple[str, ...]
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
         raise BackboneError(f"weights file {str(path)!r} is not a state dict (name -> tensor)")
     state = {k: v for k, v in state.items() if not any(k.startswith(f"{s}.") for s in skip)}
-    expected = model.state_dict().keys()
-    # Files saved before PyTorch 0.4.1 lack BatchNorm's num_batches_tracked; BatchNorm fills it in.
-    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise BackboneError(
-            f"weights file {str(path)!r} does not fit torchvision model {name!r}: "
-            f"missing keys {_few(missing)}, unexpected keys {_few(unexpected)}"
-        )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:  # shape mismatches
-        raise BackboneError(
-            f"weights file {str(path)!r} does not fit torchvision model {name!r}: {err}"
-        ) from err
-
-
-def _few(keys: list[str], n: int = 5) -> str:
-    more = f" and {len(keys) - n} more" if len(keys) > n else ""
-    return f"[{', '.join(keys[:n])}{more}]" if keys else "none"
+    load_weights_strictly(model, state, str(path), f"torchvision model {name!r}")
