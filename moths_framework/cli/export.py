@@ -36,8 +36,10 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--no-features", action="store_true", help="omit the features output")
     parser.add_argument(
-        "--images", nargs="+", help="images or folders for the parity check "
-        "(default: validation images recorded in the checkpoint)"
+        "--images",
+        nargs="+",
+        help="images or folders for the parity check "
+        "(default: validation images recorded in the checkpoint)",
     )
     opts = parser.parse_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
