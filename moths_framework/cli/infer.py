@@ -128,9 +128,10 @@ def main(args: list[str] | None = None) -> int:
             writer.write(prediction)
             classified += prediction.ok
     seconds = time.perf_counter() - started
+    errors = len(paths) - classified
     print(
         f"{_PROG}: {classified} of {len(paths)} images classified, "
-        f"{len(paths) - classified} errors, on {classifier.provider}, "
+        f"{errors} error{'s' * (errors != 1)}, on {classifier.provider}, "
         f"{len(paths) / max(seconds, 1e-9):.1f} images/s; wrote {opts.output}"
     )
     return 0 if classified else 1
