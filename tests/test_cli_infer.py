@@ -81,7 +81,7 @@ def test_all_bad_images_exit_non_zero(model: Path, tmp_path: Path, capsys) -> No
     (tmp_path / "empty.jpg").write_bytes(b"")
     output = tmp_path / "predictions.csv"
     assert run(model, str(tmp_path / "empty.jpg"), "--output", str(output)) == 1
-    assert "0 of 1 images classified, 1 errors" in capsys.readouterr().out
+    assert "0 of 1 images classified, 1 error," in capsys.readouterr().out
     assert read_csv(output)[1][0]["error"]
 
 
