@@ -28,7 +28,6 @@ Run: ``.venv/bin/python bench/infer.py [--images 200] [--batch-size 32] [--round
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import statistics
@@ -38,9 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import photos
 import torch
 from moths_plugin_timm import TimmBackbone
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 from torch import nn
 
 from moths_framework.data.transforms import eval_transform
@@ -56,27 +56,8 @@ BACKBONE = "efficientnet_b0"
 
 
 def camera_like_jpeg(seed: int, size: tuple[int, int] = IMAGE_SIZE) -> bytes:
-    """A JPEG with the entropy of a photo: smooth gradients, shapes, blur, sensor noise."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.empty((height, width, 3), np.float32)
-    for channel in range(3):
-        a, b, phase = rng.uniform(-1, 1, 3)
-        base[..., channel] = 128 + 60 * np.sin(6 * (a * x / width + b * y / height) + 3 * phase)
-    image = Image.fromarray(base.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    for _ in range(12):
-        cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(10, 120)
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape([cx - r, cy - r, cx + r, cy + r], fill=colour)
-    image = image.filter(ImageFilter.GaussianBlur(1.5))
-    noise = rng.normal(0, 4, (height, width, 1)).astype(np.int16)
-    pixels = (np.asarray(image).astype(np.int16) + noise).clip(0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=90)
-    return out.getvalue()
+    """A photo-like JPEG at the benchmark's size (see ``photos.camera_like_jpeg``)."""
+    return photos.camera_like_jpeg(seed, size, shapes=12, radius=(10, 120), blur=1.5)
 
 
 def write_images(folder: Path, count: int) -> list[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import multiprocessing
 import os
@@ -29,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+import photos
+from PIL import Image
 
 from moths_framework.data.prepare import PrepareSummary, prepare_sources
 
@@ -49,27 +48,8 @@ MARKER = "corpus.json"  # lists the planted broken files; its presence means "co
 
 
 def camera_like_jpeg(seed: int, noise_sigma: float = 4.0) -> bytes:
-    """A 1600x1200 JPEG with the entropy of a photo: gradients, shapes, blur, noise."""
-    rng = np.random.default_rng(seed)
-    width, height = SIZE
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.empty((height, width, 3), np.float32)
-    for channel in range(3):
-        a, b, phase = rng.uniform(-1, 1, 3)
-        base[..., channel] = 128 + 60 * np.sin(6 * (a * x / width + b * y / height) + 3 * phase)
-    image = Image.fromarray(base.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    for _ in range(25):
-        cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(20, 250)
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape([cx - r, cy - r, cx + r, cy + r], fill=colour)
-    image = image.filter(ImageFilter.GaussianBlur(2))
-    noise = rng.normal(0, noise_sigma, (height, width, 1)).astype(np.int16)  # luminance
-    pixels = (np.asarray(image).astype(np.int16) + noise).clip(0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "JPEG", quality=90)
-    return out.getvalue()
+    """A 1600x1200 photo-like JPEG (see ``photos.camera_like_jpeg``)."""
+    return photos.camera_like_jpeg(seed, SIZE, noise_sigma=noise_sigma)
 
 
 def _write_image(job: tuple[str, int, float]) -> int:
