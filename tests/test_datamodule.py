@@ -142,3 +142,11 @@ def test_an_image_broken_after_prepare_is_skipped_and_counted(tmp_path, test_dat
     batches = list(dm.train_dataloader())
     assert sum(b[2] for b in batches) == 1
     assert sum(len(b[0]) for b in batches) == 11
+
+
+def test_split_sizes_and_class_counts_are_logged(prepared, test_data, caplog):
+    caplog.set_level("INFO", logger="moths_framework.data.datamodule")
+    datamodule(prepared / "manifest.csv", test_data).setup("fit")
+    assert "split 226 images of 9 species: train 164, val 31, test 31" in caplog.text
+    assert "training images per species: 2 (Biston betularia) to 22" in caplog.text
+    assert "bundled into Other: Biston betularia, Zygaena exulans" in caplog.text

@@ -101,6 +101,13 @@ class MothsDataModule(pl.LightningDataModule):
             *sizes.values(),
             self.hierarchy.num_classes(),
         )
+        train = Counter(self.samples[i].species for i in self.split.train)
+        (rarest, low), *_ = sorted(train.items(), key=lambda kv: (kv[1], kv[0]))
+        (commonest, high), *_ = sorted(train.items(), key=lambda kv: (-kv[1], kv[0]))
+        log.info(
+            "training images per species: %d (%s) to %d (%s), median %d",
+            low, rarest, high, commonest, sorted(train.values())[len(train) // 2],
+        )  # fmt: skip
         if self.hierarchy.bundled:
             log.info("bundled into Other: %s", ", ".join(self.hierarchy.bundled))
 
