@@ -255,6 +255,17 @@ class LabelHierarchy:
         """Number of classes (``Other`` included) per rank."""
         return {r: len(c) for r, c in self._classes.items()}
 
+    def ranks_by_specificity(self) -> tuple[str, ...]:
+        """Ranks from most to least specific: species, then the others by their number
+        of classes (a narrower rank has at least as many as the rank it nests in).
+
+        Ties keep the seed's reading of the file, broad to narrow after species, so
+        ``species, group, family, genus`` gives ``species, genus, family, group``.
+        """
+        counts = self.num_classes()
+        others = sorted(reversed(self.ranks[1:]), key=lambda rank: -counts[rank])
+        return (self.ranks[0], *others)
+
     def index(self, rank: str, name: str) -> int:
         """Class index of ``name`` at ``rank``. Raises KeyError for an unknown name."""
         try:

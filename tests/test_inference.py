@@ -29,7 +29,6 @@ from moths_framework.inference import (
     ModelMetadata,
     OnnxClassifier,
     SpeciesListError,
-    ranks_by_specificity,
 )
 from moths_framework.inference import providers as providers_module
 from moths_framework.inference.preprocess import preprocess
@@ -238,7 +237,12 @@ def test_temperature_is_applied(constant_model) -> None:
 
 
 def test_ranks_by_specificity() -> None:
-    assert ranks_by_specificity(HIERARCHY.ranks) == ("species", "genus", "family", "group")
+    assert HIERARCHY.ranks_by_specificity() == ("species", "genus", "family", "group")
+    # a plain CSV may list its ranks narrow to broad: the class counts tell
+    table = {"A a": ("A", "F", "L"), "A b": ("A", "F", "L"), "B c": ("B", "F", "L"),
+             "C d": ("C", "G", "L")}  # fmt: skip
+    narrow_first = LabelHierarchy(("species", "genus", "family", "order"), table)
+    assert narrow_first.ranks_by_specificity() == ("species", "genus", "family", "order")
 
 
 @pytest.mark.parametrize(

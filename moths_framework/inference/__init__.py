@@ -11,7 +11,6 @@ from moths_framework.inference.prediction import (
     DEFAULT_THRESHOLD,
     OTHER_PREDICTION,
     Prediction,
-    ranks_by_specificity,
 )
 from moths_framework.inference.species_list import SpeciesListError
 
@@ -24,5 +23,4 @@ __all__ = [
     "OnnxClassifier",
     "Prediction",
     "SpeciesListError",
-    "ranks_by_specificity",
 ]

@@ -18,7 +18,6 @@ from moths_framework.inference.metadata import INPUT_NAME, ModelFormatError, Mod
 from moths_framework.inference.prediction import (
     Prediction,
     check_thresholds,
-    ranks_by_specificity,
     roll_up,
     softmax,
     top_k,
@@ -81,7 +80,7 @@ class OnnxClassifier:
         self.session = session
         self.source = source
         self.thresholds = check_thresholds(self.hierarchy.ranks, thresholds)
-        self.ranks_by_specificity = ranks_by_specificity(self.hierarchy.ranks)
+        self.ranks_by_specificity = self.hierarchy.ranks_by_specificity()
         self._classes = {r: self.hierarchy.classes(r) for r in self.hierarchy.ranks}
         self._masks = (
             allowed_classes(self.hierarchy, read_species_list(species_list))

@@ -23,7 +23,6 @@ __all__ = [
     "OTHER_PREDICTION",
     "Prediction",
     "check_thresholds",
-    "ranks_by_specificity",
     "roll_up",
     "softmax",
     "top_k",
@@ -68,17 +67,6 @@ class Prediction:
         return self.top_k[rank][0]
 
 
-def ranks_by_specificity(ranks: Sequence[str]) -> tuple[str, ...]:
-    """The ranks from most to least specific.
-
-    Assumes the hierarchy's head order is ``species`` first, then the other
-    ranks from broad to narrow (the seed's ``species, group, family, genus``),
-    so the specificity order is species, then the rest reversed
-    (``species, genus, family, group``).
-    """
-    return (ranks[0], *reversed(ranks[1:]))
-
-
 def check_thresholds(
     ranks: Sequence[str], thresholds: Mapping[str, float] | None
 ) -> dict[str, float]:
@@ -120,7 +108,7 @@ def roll_up(
 
     Args:
         top1: rank -> the top-1 (class name, probability) at that rank.
-        order: ranks from most to least specific (:func:`ranks_by_specificity`).
+        order: ranks from most to least specific (``LabelHierarchy.ranks_by_specificity()``).
         thresholds: rank -> the probability the top-1 must reach.
     """
     for rank in order:
