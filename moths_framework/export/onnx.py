@@ -12,6 +12,7 @@ import datetime
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +109,15 @@ def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     from onnxconverter_common import float16
 
     _separate_outputs(proto)
-    # keep_io_types: callers still feed and read float32
-    return float16.convert_float_to_float16(proto, keep_io_types=True)
+    # The converter warns once per weight it clamps to float16's smallest value;
+    # one summary line says the same.
+    with warnings.catch_warnings(record=True) as clamped:
+        warnings.simplefilter("always")
+        # keep_io_types: callers still feed and read float32
+        half = float16.convert_float_to_float16(proto, keep_io_types=True)
+    if clamped:
+        log.warning("fp16: %d tiny weights clamped to float16's smallest value", len(clamped))
+    return half
 
 
 def export_onnx(
