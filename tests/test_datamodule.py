@@ -150,3 +150,15 @@ def test_split_sizes_and_class_counts_are_logged(prepared, test_data, caplog):
     assert "split 226 images of 9 species: train 164, val 31, test 31" in caplog.text
     assert "training images per species: 2 (Biston betularia) to 22" in caplog.text
     assert "bundled into Other: Biston betularia, Zygaena exulans" in caplog.text
+
+
+def test_folder_names_in_either_unicode_form_are_one_species(tmp_path):
+    import unicodedata
+
+    name = "Aglais io é"
+    for i, form in enumerate(("NFC", "NFD")):
+        folder = tmp_path / f"root{i}" / (unicodedata.normalize(form, name) + " ")
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "1.png")
+    counts = ImageFolders([tmp_path / "root0", tmp_path / "root1"]).species_counts()
+    assert counts == {unicodedata.normalize("NFC", name): 2}

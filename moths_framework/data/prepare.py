@@ -17,7 +17,6 @@ import csv
 import io
 import os
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from moths_framework.data.file_checks import (
     save_checks,
 )
 from moths_framework.data.links import sync_links, visible_entries
+from moths_framework.data.sources import species_name
 
 __all__ = ["IMAGE_FOLDER", "PrepareError", "PrepareSummary", "prepare_sources"]
 
@@ -146,9 +146,7 @@ def _scan(roots: list[Path]) -> tuple[list[SourceFile], dict[str, str]]:
     unreadable: dict[str, str] = {}
     for root in roots:
         for folder in visible_entries(root):
-            # Species folder names may carry stray whitespace and either Unicode
-            # form (macOS writes NFD): normalise so both spell one species.
-            species = unicodedata.normalize("NFC", folder.name.strip())
+            species = species_name(folder.name)
             if not folder.is_dir() or not species or species.startswith("."):
                 continue
             for entry in visible_entries(folder.path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import unicodedata
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ __all__ = [
     "ImageFolders",
     "Manifest",
     "Sample",
+    "species_name",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -61,6 +63,15 @@ class DataSource(ABC):
         return f"{type(self).__name__}({args})"
 
 
+def species_name(folder_name: str) -> str:
+    """The species a folder name stands for.
+
+    Stray whitespace is dropped, and the Unicode form is normalised (macOS
+    writes NFD), so every spelling of one name is one species.
+    """
+    return unicodedata.normalize("NFC", folder_name.strip())
+
+
 def _visible(entry: os.DirEntry) -> bool:
     return not entry.name.startswith(".")
 
@@ -93,7 +104,7 @@ class ImageFolder(DataSource):
 
     @staticmethod
     def _images(species_dir: os.DirEntry) -> list[Sample]:
-        species = species_dir.name.strip()
+        species = species_name(species_dir.name)
         with os.scandir(species_dir.path) as files:
             return [
                 Sample(Path(f.path), species)

@@ -25,7 +25,7 @@ from moths_framework import __version__
 from moths_framework.export import ExportError
 from moths_framework.export.parity import ParityReport, check_parity, parity_images
 from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME, ModelMetadata
-from moths_framework.model.checkpoint import load_classifier, read_checkpoint
+from moths_framework.model.checkpoint import classifier_from_checkpoint, read_checkpoint
 from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
 
 __all__ = ["ExportError", "ExportResult", "export_onnx"]
@@ -151,7 +151,7 @@ def export_onnx(
     if output.exists() and not force:
         raise ExportError(f"{output} exists; pass --force to overwrite it")
     ckpt = read_checkpoint(checkpoint)
-    model = load_classifier(checkpoint)
+    model = classifier_from_checkpoint(ckpt)
     metadata = ModelMetadata(model.hierarchy, model.preprocessing, _model_card(ckpt, model), {})
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=output.parent)

@@ -13,7 +13,7 @@ from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["CheckpointError", "load_classifier", "read_checkpoint"]
+__all__ = ["CheckpointError", "classifier_from_checkpoint", "load_classifier", "read_checkpoint"]
 
 
 class CheckpointError(ValueError):
@@ -48,8 +48,12 @@ def _build_backbone(spec: dict[str, Any]) -> torch.nn.Module:
 
 
 def load_classifier(path: str | Path) -> MothsClassifier:
-    """The trained model of a checkpoint, in eval mode on the CPU."""
-    checkpoint = read_checkpoint(path)
+    """The trained model of a checkpoint file, in eval mode on the CPU."""
+    return classifier_from_checkpoint(read_checkpoint(path))
+
+
+def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> MothsClassifier:
+    """The trained model of a checkpoint read by :func:`read_checkpoint`, in eval mode."""
     meta = checkpoint[CHECKPOINT_KEY]
     model = MothsClassifier(
         backbone=_build_backbone(meta["backbone"]),
