@@ -93,3 +93,31 @@ def test_wandb_logs_offline_without_a_login(tmp_path, prepared, monkeypatch):
     )
     assert fit(args) == 0
     assert list((run / "wandb").glob("offline-run-*"))
+
+
+def test_ddp_trains_exactly_the_unfrozen_part(tmp_path, prepared):
+    """Under DDP every parameter stays registered; frozen ones must still not move."""
+    from moths_framework.finetuning import trainable_parameters
+    from moths_framework.model.checkpoint import load_classifier
+
+    run, initial = tmp_path / "run", tmp_path / "initial.pt"
+    args = tiny_fit_args(
+        run,
+        prepared / "manifest.csv",
+        "--trainer.strategy", "ddp_spawn", "--trainer.devices", "2",
+        "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
+        "--unfreeze", "MilestoneUnfreeze",
+        "--unfreeze.epochs", "[0]", "--unfreeze.fractions", "[0.5]",
+        "--trainer.callbacks+=training_probes.SaveInitialState",
+        "--trainer.callbacks.path", str(initial),
+    )  # fmt: skip
+    assert fit(args) == 0
+    before = torch.load(initial)
+    model = load_classifier(run / "last.ckpt")
+    trainable = {id(p) for p in trainable_parameters(model.backbone, 0.5)}
+    moved = {
+        name: not torch.equal(before[f"net.backbone.{name}"], p.detach())
+        for name, p in model.backbone.named_parameters()
+    }
+    expected = {name: id(p) in trainable for name, p in model.backbone.named_parameters()}
+    assert moved == expected and any(expected.values()) and not all(expected.values())
