@@ -189,6 +189,8 @@ def run_command(command: str, args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The run directory holds config.yaml before the first checkpoint; that is expected.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # Lightning 2.6 on torch 2.14 warns about its own use of a torch internal.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         plugins.load_all()
         cli = MothsCLI(command, args)
