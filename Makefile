@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[train,dev]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/python -m pip install -q -e '.[all,dev]' $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 test: install
