@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,16 @@ def test_a_failed_parity_check_writes_nothing(checkpoint, tmp_path, monkeypatch)
     with pytest.raises(ExportError, match="does not match PyTorch"):
         export_onnx(checkpoint, tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []  # no model, no temporary file
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_the_model_file_gets_the_umask_permissions(checkpoint, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        export_onnx(checkpoint, tmp_path / "model.onnx")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode) == 0o666 & ~umask
 
 
 def test_fp16_keeps_float32_inputs_and_outputs(checkpoint, tmp_path):

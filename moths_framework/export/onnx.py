@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,6 +120,20 @@ def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return half
 
 
+def _temporary_path(output: Path) -> Path:
+    """A new, empty file next to ``output``, created with the umask's permissions.
+
+    Not ``tempfile.mkstemp``: its mode 0600 would stay on the exported model.
+    """
+    while True:
+        tmp = output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            tmp.open("x").close()
+        except FileExistsError:
+            continue
+        return tmp
+
+
 def export_onnx(
     checkpoint: str | Path,
     output: str | Path,
@@ -154,9 +168,7 @@ def export_onnx(
     model = classifier_from_checkpoint(ckpt)
     metadata = ModelMetadata(model.hierarchy, model.preprocessing, _model_card(ckpt, model), {})
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=output.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temporary_path(output)
     try:
         _trace(model, features, tmp)
         proto = onnx.load(str(tmp))
