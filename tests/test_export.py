@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -113,11 +114,49 @@ def test_the_model_file_gets_the_umask_permissions(checkpoint, tmp_path, umask):
 def test_fp16_keeps_float32_inputs_and_outputs(checkpoint, tmp_path):
     result = export_onnx(checkpoint, tmp_path / "half.onnx", fp16=True)
     full = export_onnx(checkpoint, tmp_path / "full.onnx")
-    assert max(result.parity.max_abs_diff.values()) < 0.05  # reported, not enforced
+    assert 0 < max(result.parity.max_abs_diff.values()) < 0.05  # reported, not bounded
+    assert min(result.parity.top1_agreement.values()) == 1.0  # required
     session = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(float)"
     assert {o.type for o in session.get_outputs()} == {"tensor(float)"}
     assert result.size_bytes < full.size_bytes
+
+
+def _species_through(op: str):
+    """A float16 conversion whose ``species`` output then goes through ``op``."""
+    convert = onnx_export._to_fp16
+
+    def broken(proto: onnx.ModelProto) -> onnx.ModelProto:
+        half = convert(proto)
+        for node in half.graph.node:
+            node.output[:] = ["species_raw" if o == "species" else o for o in node.output]
+        if op == "Neg":  # the least likely class becomes the top-1
+            half.graph.node.append(onnx.helper.make_node("Neg", ["species_raw"], ["species"]))
+        else:  # x / 0: every logit infinite
+            zero = onnx.numpy_helper.from_array(np.zeros((), np.float32), "zero")
+            half.graph.initializer.append(zero)
+            half.graph.node.append(
+                onnx.helper.make_node("Div", ["species_raw", "zero"], ["species"])
+            )
+        return half
+
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("op", "message"),
+    [("Neg", "top-1 differs at species"), ("Div", "non-finite values (inf/NaN) at species")],
+)
+def test_fp16_that_breaks_the_model_writes_nothing(
+    checkpoint, tmp_path, monkeypatch, capsys, op, message
+):
+    monkeypatch.setattr(onnx_export, "_to_fp16", _species_through(op))
+    out = tmp_path / "half.onnx"
+    args = ["--onnx", "--ckpt", str(checkpoint), "--output", str(out), "--fp16"]
+    assert export_command(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "nothing written" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no model, no temporary file
 
 
 def test_missing_or_foreign_checkpoints_are_clear_errors(tmp_path, capsys):

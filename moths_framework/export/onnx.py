@@ -150,7 +150,8 @@ def export_onnx(
         checkpoint: a ``best.ckpt``/``last.ckpt`` written by ``moths-fit``.
         output: the ``.onnx`` file to write.
         fp16: store weights in float16 (inputs and outputs stay float32); the
-            parity reached is reported, not enforced.
+            parity check then requires finite outputs and the same top-1 at every
+            rank, and reports max |Δlogit| without bounding it.
         features: add the backbone feature vector as an output.
         force: overwrite an existing ``output``.
         images: images for the parity check; default: validation images the
@@ -159,7 +160,7 @@ def export_onnx(
 
     Raises:
         ExportError: the output exists without ``force``, ``onnx.checker``
-            rejects the model, or parity does not hold.
+            rejects the model, or parity does not hold (then nothing is written).
     """
     output = Path(output)
     if output.exists() and not force:

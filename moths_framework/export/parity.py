@@ -36,7 +36,7 @@ class ParityReport:
         worst = max(self.max_abs_diff.values())
         agree = min(self.top1_agreement.values())
         return (
-            f"parity on {self.images} {'images' if self.source == 'images' else 'random inputs'}: "
+            f"parity on {self.images} {_inputs_noun(self.source)}: "
             f"max |Δlogit| {worst:.2e}, "
             f"top-1 agreement {agree:.1%} (worst rank)"
         )
@@ -66,16 +66,29 @@ def check_parity(
     inputs: tuple[torch.Tensor, str],
     tolerance: float | None,
 ) -> ParityReport:
-    """Compare logits per rank; raise when ``tolerance`` is given and not met.
+    """Compare the ONNX model's logits per rank with PyTorch's on the same inputs.
+
+    Every output must be finite and every rank's top-1 must agree on every
+    input; ``tolerance``, when given, also bounds max |Δlogit| (``None``: the
+    difference is reported, not bounded, as for float16 weights).
 
     Raises:
-        ExportError: max |Δlogit| > ``tolerance`` or a top-1 differs on any rank.
+        ExportError: a non-finite output, a top-1 that differs at any rank, or
+            max |Δlogit| > ``tolerance``.
     """
     batch, source = inputs
     with torch.inference_mode():
         expected = [t.numpy() for t in model.eval()(batch)]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(list(model.ranks), {INPUT_NAME: batch.numpy()})
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(names, {INPUT_NAME: batch.numpy()}), strict=True))
+    broken = [name for name, values in outputs.items() if not np.isfinite(values).all()]
+    if broken:
+        raise ExportError(
+            f"the exported model gives non-finite values (inf/NaN) at {', '.join(broken)} "
+            f"on {len(batch)} {_inputs_noun(source)}; nothing written"
+        )
+    got = [outputs[rank] for rank in model.ranks]
     diff = {
         r: float(np.abs(e - g).max()) for r, e, g in zip(model.ranks, expected, got, strict=True)
     }
@@ -84,8 +97,15 @@ def check_parity(
         for r, e, g in zip(model.ranks, expected, got, strict=True)
     }
     report = ParityReport(len(batch), source, diff, agree)
-    if tolerance is not None and (max(diff.values()) > tolerance or min(agree.values()) < 1.0):
+    too_far = tolerance is not None and max(diff.values()) > tolerance
+    differs = [rank for rank, share in agree.items() if share < 1.0]
+    if too_far or differs:
+        why = f"top-1 differs at {', '.join(differs)}" if differs else f"tolerance {tolerance}"
         raise ExportError(
-            f"the exported model does not match PyTorch: {report} (tolerance {tolerance})"
+            f"the exported model does not match PyTorch: {report} ({why}); nothing written"
         )
     return report
+
+
+def _inputs_noun(source: str) -> str:
+    return "images" if source == "images" else "random inputs"
