@@ -151,11 +151,19 @@ class OnnxClassifier:
 
     def probabilities(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Per-rank probabilities: temperature applied, species list (if any) enforced."""
+        return self.probabilities_from_logits(self.logits(batch))
+
+    def probabilities_from_logits(self, logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-rank probabilities of raw logits ``[N, classes]`` as :meth:`logits` returns them.
+
+        Temperature applied, species list (if any) enforced: what :meth:`probabilities`
+        gives, for callers that run the model themselves (the server's batcher).
+        """
         result = {}
-        for rank, logits in self.logits(batch).items():
+        for rank, values in logits.items():
             if self._masks is not None:
-                logits = np.where(self._masks[rank], logits, -np.inf)
-            result[rank] = softmax(logits, self.metadata.temperature_of(rank))
+                values = np.where(self._masks[rank], values, -np.inf)
+            result[rank] = softmax(values, self.metadata.temperature_of(rank))
         return result
 
     def predict(
@@ -237,6 +245,16 @@ class OnnxClassifier:
             results.append(self._prediction(item.source, {r: p[row] for r, p in probs.items()}, k))
             row += 1
         return results
+
+    def prediction_from_probabilities(
+        self, source: str, probs: Mapping[str, np.ndarray], top_k: int = 5
+    ) -> Prediction:
+        """The :class:`Prediction` of one image from its per-rank probability rows.
+
+        ``probs`` is rank -> one row of :meth:`probabilities_from_logits`; the
+        result is what :meth:`predict` gives for that image (top-k, roll-up).
+        """
+        return self._prediction(source, probs, top_k)
 
     def _prediction(self, source: str, probs: Mapping[str, np.ndarray], k: int) -> Prediction:
         ranked = {
