@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from moths_framework.inference.prediction import Prediction
 
-__all__ = ["PredictionWriter", "prediction_columns", "prediction_record"]
+__all__ = ["PredictionWriter", "prediction_columns", "prediction_json", "prediction_record"]
 
 
 def prediction_columns(ranks: Sequence[str]) -> list[str]:
@@ -35,6 +35,17 @@ def prediction_record(prediction: Prediction, ranks: Sequence[str]) -> dict[str,
     record["prediction_rank"] = prediction.prediction_rank
     record["prediction_prob"] = prediction.prediction_prob
     record["confident"] = prediction.confident
+    return record
+
+
+def prediction_json(prediction: Prediction, ranks: Sequence[str]) -> dict[str, Any]:
+    """One prediction as a JSON Lines record: the flat record, probabilities rounded to
+    6 decimals, plus ``top_k``: rank -> ``[{"name", "prob"}, ...]``."""
+    record = _rounded(prediction_record(prediction, ranks))
+    record["top_k"] = {
+        rank: [{"name": name, "prob": round(prob, 6)} for name, prob in scores]
+        for rank, scores in prediction.top_k.items()
+    }
     return record
 
 
@@ -66,14 +77,11 @@ class PredictionWriter:
 
     def write(self, prediction: Prediction) -> None:
         """Append one prediction."""
-        record = prediction_record(prediction, self.ranks)
         if self.jsonl:
-            record["top_k"] = {
-                rank: [{"name": name, "prob": round(prob, 6)} for name, prob in scores]
-                for rank, scores in prediction.top_k.items()
-            }
-            self._file.write(json.dumps(_rounded(record), ensure_ascii=False) + "\n")
+            record = prediction_json(prediction, self.ranks)
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
+            record = prediction_record(prediction, self.ranks)
             self._csv.writerow({key: _csv_value(value) for key, value in record.items()})
 
     def __exit__(
