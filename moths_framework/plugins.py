@@ -25,6 +25,7 @@ __all__ = [
     "PluginInfo",
     "PluginStatus",
     "available",
+    "conflicts",
     "load",
     "load_all",
     "status",
@@ -91,17 +92,17 @@ def _info(group: str, ep: EntryPoint) -> PluginInfo:
     )
 
 
-def _scan(group: str) -> tuple[dict[str, PluginInfo], list[str]]:
-    """All plugins of a group, and a message per name claimed twice."""
+def _scan(group: str) -> tuple[dict[str, PluginInfo], dict[str, str]]:
+    """All plugins of a group, and a message per name claimed by two distributions."""
     found: dict[str, PluginInfo] = {}
-    conflicts: list[str] = []
+    conflicts: dict[str, str] = {}
     for ep in entry_points(group=group):
         info = _info(group, ep)
         seen = found.get(info.name)
         if seen is None:
             found[info.name] = info
         elif (seen.distribution, seen.value) != (info.distribution, info.value):
-            conflicts.append(
+            conflicts[info.name] = (
                 f"plugin name {info.name!r} in group {group} is registered by two "
                 f"distributions: {seen.distribution} {seen.version} ({seen.value}) and "
                 f"{info.distribution} {info.version} ({info.value}); uninstall one of them"
@@ -114,26 +115,32 @@ def _scan(group: str) -> tuple[dict[str, PluginInfo], list[str]]:
 def available(group: str) -> dict[str, PluginInfo]:
     """Plugins installed for ``group``, by name, without importing them.
 
+    A name registered by two distributions is left out (see :func:`conflicts`):
+    it is an error on its own and does not hide the group's other plugins.
+
     Args:
         group: a group name, with or without the ``moths_framework.`` prefix.
-
-    Raises:
-        PluginConflictError: a name is registered by two distributions.
     """
-    found, conflicts = _scan(_check_group(group))
-    if conflicts:
-        raise PluginConflictError("; ".join(conflicts))
-    return found
+    found, clashes = _scan(_check_group(group))
+    return {name: info for name, info in found.items() if name not in clashes}
+
+
+def conflicts(group: str) -> dict[str, str]:
+    """Names of ``group`` registered by two distributions -> a message naming both."""
+    return _scan(_check_group(group))[1]
 
 
 def load(group: str, name: str) -> object:
     """Import and return the object registered as ``name`` in ``group``.
 
     Raises:
+        PluginConflictError: two distributions register ``name``.
         PluginError: the name is unknown (close matches are suggested) or the
             plugin fails to import (its error is included).
     """
-    plugins = available(group)
+    plugins, clashes = _scan(_check_group(group))
+    if name in clashes:
+        raise PluginConflictError(clashes[name])
     info = plugins.get(name)
     if info is None:
         close = difflib.get_close_matches(name, list(plugins), n=3)
@@ -152,16 +159,16 @@ def load(group: str, name: str) -> object:
 def status() -> list[PluginStatus]:
     """Import every installed plugin of every group and report each outcome.
 
-    A name registered twice is reported (both registrations, each with the
-    conflict as its error) instead of raised, so a listing always completes.
+    A name registered twice is reported (with the conflict as its error)
+    instead of raised, and only that name: the group's other plugins are
+    imported and reported on their own, so a listing always completes.
     """
     result: list[PluginStatus] = []
     for group in GROUPS:
-        found, conflicts = _scan(group)
+        found, clashes = _scan(group)
         for name, info in sorted(found.items()):
-            clash = [c for c in conflicts if f"plugin name {name!r} " in c]
-            if clash:
-                result.append(PluginStatus(info, clash[0]))
+            if name in clashes:
+                result.append(PluginStatus(info, clashes[name]))
                 continue
             try:
                 load(group, name)
@@ -174,14 +181,9 @@ def status() -> list[PluginStatus]:
 def load_all() -> list[PluginStatus]:
     """Import every installed plugin so YAML short ``class_path`` names resolve.
 
-    Broken plugins are logged by name with their error and skipped; the
-    program goes on with the rest.
-
-    Raises:
-        PluginConflictError: a name is registered by two distributions.
+    Broken plugins and names registered by two distributions are logged by
+    name with their error and skipped; the program goes on with the rest.
     """
-    for group in GROUPS:
-        available(group)  # raise on conflicts before importing anything
     statuses = status()
     for s in statuses:
         if not s.ok:

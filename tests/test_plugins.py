@@ -85,10 +85,23 @@ def test_a_name_registered_twice_is_an_error_naming_both_distributions(site):
     _install(site, "moths-plugin-one", "one_plugin", GOOD, {"gbif": "one_plugin:Gbif"})
     _install(site, "moths-plugin-two", "two_plugin", GOOD, {"gbif": "two_plugin:Gbif"})
     with pytest.raises(plugins.PluginConflictError, match="'gbif'") as err:
-        plugins.available(GROUP)
+        plugins.load(GROUP, "gbif")
     assert "moths-plugin-one" in str(err.value) and "moths-plugin-two" in str(err.value)
-    with pytest.raises(plugins.PluginConflictError):
-        plugins.load_all()
+    assert "gbif" in plugins.conflicts(GROUP) and "gbif" not in plugins.available(GROUP)
+    by_name = {s.info.name: s for s in plugins.load_all()}  # skips the name, does not raise
+    assert not by_name["gbif"].ok and "moths-plugin-two" in by_name["gbif"].error
+
+
+def test_a_name_registered_twice_breaks_only_that_name(site, capsys):
+    # Issue 8 item 13: the conflict used to mark every plugin of the group as broken.
+    _install(site, "moths-plugin-one", "one_plugin", GOOD, {"gbif": "one_plugin:Gbif"})
+    _install(site, "moths-plugin-two", "two_plugin", GOOD, {"gbif": "two_plugin:Gbif"})
+    assert plugins.load(GROUP, "image_folder").__name__ == "ImageFolder"
+    assert plugins_cli.main(["--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    errors = {(r["group"], r["name"]) for r in rows if r["error"] is not None}
+    assert errors == {(GROUP, "gbif")}
+    assert {r["name"] for r in rows if r["group"] == GROUP} >= {"image_folder", "manifest"}
 
 
 def test_unknown_names_and_groups_are_clear_errors():
