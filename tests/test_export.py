@@ -23,7 +23,7 @@ from moths_framework.export.parity import parity_images
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.inference import OnnxClassifier
 from moths_framework.model.checkpoint import load_classifier
-from moths_framework.model.lightning import MothsClassifier
+from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
 from moths_framework.plugins import load
 
 FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
@@ -167,6 +167,56 @@ def test_missing_or_foreign_checkpoints_are_clear_errors(tmp_path, capsys):
     args[2] = str(tmp_path / "other.ckpt")
     assert export_command(args) == 2
     assert "not written by moths-fit" in capsys.readouterr().err
+
+
+def _edited_checkpoint(checkpoint: Path, tmp_path: Path, backbone: dict) -> Path:
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt[CHECKPOINT_KEY]["backbone"] = backbone
+    torch.save(ckpt, tmp_path / "edited.ckpt")
+    return tmp_path / "edited.ckpt"
+
+
+@pytest.mark.parametrize(
+    ("backbone", "message"),
+    [
+        (
+            {"class_path": "moths_plugin_nowhere.Backbone", "init_args": {}},
+            "backbone moths_plugin_nowhere.Backbone is not installed",
+        ),
+        (
+            {"class_path": "tiny_backbone.TinyCNN", "init_args": {"depth": 3}},
+            "(backbone tiny_backbone.TinyCNN): TypeError:",
+        ),
+        (
+            {"class_path": "tiny_backbone.TinyCNN", "init_args": {"width": 4}},
+            "moths-export: error: ",  # the weights do not fit this backbone
+        ),
+    ],
+)
+def test_a_backbone_that_cannot_be_rebuilt_is_one_line(
+    checkpoint, tmp_path, capsys, backbone, message
+):
+    edited = _edited_checkpoint(checkpoint, tmp_path, backbone)
+    out = tmp_path / "out" / "model.onnx"
+    assert export_command(["--onnx", "--ckpt", str(edited), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.parent.exists()
+
+
+def test_an_exporter_failure_is_one_line_and_writes_nothing(
+    checkpoint, tmp_path, monkeypatch, capsys
+):
+    def failing_export(*args, **kwargs):
+        raise torch.onnx.errors.UnsupportedOperatorError("aten::fancy", 17, 99)
+
+    monkeypatch.setattr(torch.onnx, "export", failing_export)
+    args = ["--onnx", "--ckpt", str(checkpoint), "--output", str(tmp_path / "model.onnx")]
+    assert export_command(args) == 2
+    err = capsys.readouterr().err
+    assert "torch.onnx.export could not export" in err and "aten::fancy" in err
+    assert "(backbone tiny_backbone.TinyCNN)" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no model, no temporary file
 
 
 def plugin_checkpoint(plugin: str, tmp_path: Path, images: list[Path]) -> Path:

@@ -25,7 +25,11 @@ from moths_framework import __version__
 from moths_framework.export import ExportError
 from moths_framework.export.parity import ParityReport, check_parity, parity_images
 from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME, ModelMetadata
-from moths_framework.model.checkpoint import classifier_from_checkpoint, read_checkpoint
+from moths_framework.model.checkpoint import (
+    CheckpointError,
+    classifier_from_checkpoint,
+    read_checkpoint,
+)
 from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
 
 __all__ = ["ExportError", "ExportResult", "export_onnx"]
@@ -120,6 +124,30 @@ def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return half
 
 
+def _first_line(err: BaseException) -> str:
+    """``err`` as one line: its type and the first line of its message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def _class_path(checkpoint: dict) -> str:
+    spec = checkpoint[CHECKPOINT_KEY].get("backbone")
+    return str(spec.get("class_path", "unknown")) if isinstance(spec, dict) else "unknown"
+
+
+def _rebuild(checkpoint: dict, source: str | Path) -> MothsClassifier:
+    """The checkpoint's model; a backbone that cannot be rebuilt is one ExportError line."""
+    try:
+        return classifier_from_checkpoint(checkpoint)
+    except CheckpointError:
+        raise
+    except Exception as err:  # a plugin's constructor may raise anything for a bad spec
+        raise ExportError(
+            f"cannot rebuild the model of {source} (backbone {_class_path(checkpoint)}): "
+            f"{_first_line(err)}; check the backbone's init_args and its plugin's version"
+        ) from err
+
+
 def _temporary_path(output: Path) -> Path:
     """A new, empty file next to ``output``, created with the umask's permissions.
 
@@ -166,12 +194,18 @@ def export_onnx(
     if output.exists() and not force:
         raise ExportError(f"{output} exists; pass --force to overwrite it")
     ckpt = read_checkpoint(checkpoint)
-    model = classifier_from_checkpoint(ckpt)
+    model = _rebuild(ckpt, checkpoint)
     metadata = ModelMetadata(model.hierarchy, model.preprocessing, _model_card(ckpt, model), {})
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(output)
     try:
-        _trace(model, features, tmp)
+        try:
+            _trace(model, features, tmp)
+        except Exception as err:  # the exporter raises many kinds, often with pages of text
+            raise ExportError(
+                f"torch.onnx.export could not export {checkpoint} "
+                f"(backbone {_class_path(ckpt)}): {_first_line(err)}"
+            ) from err
         proto = onnx.load(str(tmp))
         if fp16:
             proto = _to_fp16(proto)
