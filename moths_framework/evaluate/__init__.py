@@ -1,0 +1,11 @@
+"""Per-sample prediction folders, their metrics and report; imports no torch.
+
+- :mod:`~moths_framework.evaluate.predictions`: write and read a prediction
+  folder (``predictions.csv``, ``outputs.npz``, ``hierarchy.json``).
+- :mod:`~moths_framework.evaluate.metrics`: metrics per rank and per class.
+- :mod:`~moths_framework.evaluate.report`: ``report.html`` and ``confusion/*.csv``.
+- :mod:`~moths_framework.evaluate.compare`: two folders on the same images.
+
+Import from the submodules: this package module stays light so ``moths-predict``
+can use the writer without loading scikit-learn or matplotlib.
+"""

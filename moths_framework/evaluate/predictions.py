@@ -1,0 +1,286 @@
+"""The prediction folder: what ``moths-predict`` writes and ``moths-evaluate`` reads.
+
+A folder holds, for N images in one order:
+
+- ``predictions.csv``: ``path``, ``species`` (the data's label), per rank
+  ``true_<rank>``, ``pred_<rank>``, ``prob_<rank>``, ``correct_<rank>``, the
+  rolled-up answer (``prediction``, ``prediction_rank``, ``prediction_prob``,
+  ``confident``, as ``moths-infer`` gives it) and ``error``;
+- ``outputs.npz`` (``numpy.load(..., allow_pickle=False)``): ``logits_<rank>``
+  float32 [N, C], ``targets_<rank>`` int64 [N], ``features`` float32 [N, D],
+  ``paths``, ``species``, ``errors`` ("" where none), and the scalars
+  ``temperature_<rank>`` and ``threshold_<rank>`` the CSV was computed with;
+- ``hierarchy.json``: the model's label hierarchy;
+- optionally ``images/<predicted species>/`` with symbolic links to the images.
+
+No torch import: only numpy and the inference roll-up.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.inference.prediction import check_thresholds, roll_up, softmax
+
+__all__ = [
+    "HIERARCHY_JSON",
+    "OUTPUTS_NPZ",
+    "PREDICTIONS_CSV",
+    "prediction_csv_columns",
+    "top1",
+    "write_prediction_folder",
+]
+
+PREDICTIONS_CSV = "predictions.csv"
+OUTPUTS_NPZ = "outputs.npz"
+HIERARCHY_JSON = "hierarchy.json"
+IMAGES = "images"
+_CHUNK = 4096  # rows per softmax: bounds the float64 copy of a 2,700-class head
+
+
+def prediction_csv_columns(ranks: Sequence[str]) -> list[str]:
+    """The columns of ``predictions.csv`` for a hierarchy with these ranks."""
+    per_rank = [f"{c}_{rank}" for rank in ranks for c in ("true", "pred", "prob", "correct")]
+    roll = ["prediction", "prediction_rank", "prediction_prob", "confident"]
+    return ["path", "species", *per_rank, *roll, "error"]
+
+
+def write_prediction_folder(
+    out_dir: str | Path,
+    hierarchy: LabelHierarchy,
+    paths: Sequence[str],
+    true_species: Sequence[str],
+    logits: Mapping[str, np.ndarray],
+    features: np.ndarray,
+    errors: Sequence[str | None],
+    temperature: Mapping[str, float] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    images_by_prediction: bool = False,
+) -> Path:
+    """Write a prediction folder, replacing ``out_dir`` only once it is complete.
+
+    Args:
+        out_dir: the folder. If it exists it must be a prediction folder (or
+            empty); it is swapped for the new one at the end.
+        hierarchy: the model's label hierarchy (class order of the logits).
+        paths: image paths, one per row.
+        true_species: the data's species per row; a species the model has no
+            class for counts as ``Other``.
+        logits: rank -> float32 [N, C]; rows of unreadable images may be NaN.
+        features: float32 [N, D]; NaN rows for unreadable images.
+        errors: per row, why the image could not be read, or ``None``.
+        temperature: rank -> softmax temperature (default 1.0).
+        thresholds: rank -> roll-up threshold (default as ``moths-infer``).
+        images_by_prediction: also link the images under ``images/<predicted species>/``.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        ValueError: inconsistent lengths or shapes, a temperature <= 0, a bad
+            threshold, or ``out_dir`` is something other than a prediction folder.
+    """
+    out = Path(out_dir)
+    n = len(paths)
+    arrays = _check_inputs(hierarchy, n, true_species, logits, features, errors)
+    temps = {rank: float((temperature or {}).get(rank, 1.0)) for rank in hierarchy.ranks}
+    if min(temps.values()) <= 0:
+        raise ValueError(f"temperatures must be > 0, got {temps}")
+    thresholds = check_thresholds(hierarchy.ranks, thresholds)
+    errors = [
+        err if err is not None else ("model output is not finite" if bad else None)
+        for err, bad in zip(errors, _non_finite_rows(arrays), strict=True)
+    ]
+    targets = {rank: np.zeros(n, dtype=np.int64) for rank in hierarchy.ranks}
+    for row, species in enumerate(true_species):
+        for rank, target in zip(hierarchy.ranks, hierarchy.targets(species), strict=True):
+            targets[rank][row] = target
+    best = {rank: top1(arrays[rank], temps[rank]) for rank in hierarchy.ranks}
+
+    staging = _staging_dir(out)
+    try:
+        (staging / HIERARCHY_JSON).write_text(hierarchy.to_json(), encoding="utf-8")
+        rows = _csv_rows(hierarchy, paths, true_species, targets, best, errors, thresholds)
+        _write_csv(staging / PREDICTIONS_CSV, prediction_csv_columns(hierarchy.ranks), rows)
+        npz = {f"logits_{rank}": arrays[rank] for rank in hierarchy.ranks}
+        npz |= {f"targets_{rank}": targets[rank] for rank in hierarchy.ranks}
+        npz |= {f"temperature_{rank}": np.float64(temps[rank]) for rank in hierarchy.ranks}
+        npz |= {f"threshold_{rank}": np.float64(thresholds[rank]) for rank in hierarchy.ranks}
+        npz["features"] = np.asarray(features, dtype=np.float32)
+        npz["paths"] = np.asarray([str(p) for p in paths], dtype=str)
+        npz["species"] = np.asarray(list(true_species), dtype=str)
+        npz["errors"] = np.asarray([e or "" for e in errors], dtype=str)
+        with open(staging / OUTPUTS_NPZ, "wb") as file:
+            np.savez(file, **npz)
+        if images_by_prediction:
+            _link_images(staging / IMAGES, rows)
+        _swap_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _check_inputs(
+    hierarchy: LabelHierarchy,
+    n: int,
+    true_species: Sequence[str],
+    logits: Mapping[str, np.ndarray],
+    features: np.ndarray,
+    errors: Sequence[str | None],
+) -> dict[str, np.ndarray]:
+    """The logits as float32 arrays, after checking every length and shape."""
+    if len(true_species) != n or len(errors) != n or len(features) != n:
+        raise ValueError(
+            f"{n} paths but {len(true_species)} species, {len(errors)} errors and "
+            f"{len(features)} feature rows: give one of each per image"
+        )
+    missing = [rank for rank in hierarchy.ranks if rank not in logits]
+    if missing:
+        raise ValueError(f"no logits for rank(s) {', '.join(missing)}")
+    arrays = {}
+    for rank, classes in hierarchy.num_classes().items():
+        array = np.asarray(logits[rank], dtype=np.float32)
+        if array.shape != (n, classes):
+            raise ValueError(
+                f"logits of rank {rank!r} have shape {array.shape}, expected ({n}, {classes})"
+            )
+        arrays[rank] = array
+    return arrays
+
+
+def _non_finite_rows(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    bad = [~np.isfinite(a).all(axis=1) for a in arrays.values()]
+    return np.logical_or.reduce(bad) if bad else np.zeros(0, dtype=bool)
+
+
+def top1(logits: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax index, its probability) per row, as ``moths-infer`` computes them.
+
+    Rows with a non-finite logit get index 0 and probability NaN.
+    """
+    index = np.zeros(len(logits), dtype=np.int64)
+    prob = np.full(len(logits), np.nan)
+    for start in range(0, len(logits), _CHUNK):
+        chunk = logits[start : start + _CHUNK]
+        finite = np.isfinite(chunk).all(axis=1)
+        probs = softmax(chunk[finite], temperature)
+        rows = np.flatnonzero(finite) + start
+        index[rows] = probs.argmax(axis=1)
+        prob[rows] = probs.max(axis=1)
+    return index, prob
+
+
+def _csv_rows(
+    hierarchy: LabelHierarchy,
+    paths: Sequence[str],
+    true_species: Sequence[str],
+    targets: Mapping[str, np.ndarray],
+    best: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    errors: Sequence[str | None],
+    thresholds: Mapping[str, float],
+) -> list[dict[str, str]]:
+    classes = {rank: hierarchy.classes(rank) for rank in hierarchy.ranks}
+    order = hierarchy.ranks_by_specificity()
+    rows = []
+    for i, (path, species, error) in enumerate(zip(paths, true_species, errors, strict=True)):
+        row = {"path": str(path), "species": species, "error": error or ""}
+        answer: dict[str, tuple[str, float]] = {}
+        for rank in hierarchy.ranks:
+            true = classes[rank][targets[rank][i]]
+            row[f"true_{rank}"] = true
+            if error is None:
+                name = classes[rank][best[rank][0][i]]
+                answer[rank] = (name, float(best[rank][1][i]))
+                row[f"pred_{rank}"] = name
+                row[f"prob_{rank}"] = f"{answer[rank][1]:.6f}"
+                row[f"correct_{rank}"] = _bool(name == true)
+        if error is None:
+            prediction, rank, prob, confident = roll_up(answer, order, thresholds)
+            row |= {
+                "prediction": prediction,
+                "prediction_rank": rank,
+                "prediction_prob": f"{prob:.6f}",
+                "confident": _bool(confident),
+            }
+        rows.append(row)
+    return rows
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        writer = csv.DictWriter(file, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _link_images(root: Path, rows: list[dict[str, str]]) -> None:
+    """``root/<pred species>/correct <file>`` or ``wrong <stem> (<true species>)<suffix>``.
+
+    The true species named is the data's label (``Other`` would hide which one).
+    The suffix stays last so image viewers still open the link; a second image
+    of the same name in one folder gets `` [2]``, `` [3]``, ...
+    """
+    taken: set[Path] = set()
+    for row in rows:
+        if row["error"]:
+            continue
+        predicted, true = row["pred_species"], row["true_species"]
+        source = Path(row["path"])
+        if predicted == true:
+            stem = f"correct {source.stem}"
+        else:
+            stem = f"wrong {source.stem} ({_safe(row['species'] or true)})"
+        folder = root / _safe(predicted)
+        link = folder / f"{stem}{source.suffix}"
+        copy = 2
+        while link in taken:
+            link = folder / f"{stem} [{copy}]{source.suffix}"
+            copy += 1
+        taken.add(link)
+        folder.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.abspath(source), link)
+
+
+def _safe(name: str) -> str:
+    """A name usable as one path component."""
+    cleaned = name.replace(os.sep, "_").replace("/", "_").strip()
+    return cleaned if cleaned not in ("", ".", "..") else "_"
+
+
+def _staging_dir(out: Path) -> Path:
+    if out.exists() and not _replaceable(out):
+        raise ValueError(
+            f"{out} exists and is not a prediction folder; choose another --output or remove it"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def _replaceable(out: Path) -> bool:
+    if not out.is_dir():
+        return False
+    names = {p.name for p in out.iterdir()}
+    return not names or bool(names & {PREDICTIONS_CSV, OUTPUTS_NPZ})
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished folder to ``out``; an old ``out`` is moved aside, then removed."""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
