@@ -7,9 +7,14 @@ both import as ``onnxruntime``; what differs is
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import shutil
+import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,16 @@ except ImportError as error:  # the base install has no ONNX Runtime
         "(CPU) or 'moths-framework[infer-gpu]' (NVIDIA GPU)"
     ) from error
 
-__all__ = ["AUTO_ORDER", "CPU", "CUDA", "TENSORRT", "open_session", "resolve_providers"]
+__all__ = [
+    "AUTO_ORDER",
+    "CPU",
+    "CUDA",
+    "TENSORRT",
+    "EngineSettings",
+    "open_session",
+    "resolve_providers",
+    "tensorrt_options",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +85,26 @@ def _key(name: str) -> str:
     return key[: -len(_SUFFIX)] if key.endswith(_SUFFIX) else key
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """How a TensorRT engine is built for a model.
+
+    Attributes:
+        batch_size: the batch the engine is tuned for; its shape profile
+            covers batches 1 to twice this.
+        fp16: build an fp16 engine; ``None`` means "when the model's weights
+            are fp16" (metadata ``moths.precision``).
+    """
+
+    batch_size: int = 32
+    fp16: bool | None = None
+
+
 def open_session(
-    model_path: str | Path, providers: Sequence[str], num_threads: int | None = None
+    model_path: str | Path,
+    providers: Sequence[str],
+    num_threads: int | None = None,
+    engine: EngineSettings | None = None,
 ) -> ort.InferenceSession:
     """Open an inference session; a provider that fails to start gives way to the next.
 
@@ -84,6 +116,7 @@ def open_session(
         providers: resolved names (see :func:`resolve_providers`), CPU last.
         num_threads: intra-op threads on CPU; ``None`` keeps ONNX Runtime's
             default (one per physical core).
+        engine: TensorRT engine settings (used only when TensorRT is asked for).
 
     Raises:
         ValueError: the file cannot be loaded even on the last provider (not an
@@ -92,9 +125,11 @@ def open_session(
     path = Path(model_path)
     options = _session_options(num_threads)
     remaining = list(providers)
+    trt = _tensorrt_for(path, engine or EngineSettings()) if TENSORRT in remaining else {}
     while True:
         try:
-            session = _create(path, options, [(n, _provider_options(n, path)) for n in remaining])
+            chosen = [(n, trt if n == TENSORRT else _provider_options(n)) for n in remaining]
+            session = _create(path, options, chosen)
             break
         except Exception as error:  # GPU start failures come as many types (missing libs, OOM)
             if len(remaining) == 1:
@@ -127,20 +162,84 @@ def _session_options(num_threads: int | None) -> ort.SessionOptions:
     return options
 
 
-def _provider_options(name: str, model_path: Path) -> dict[str, Any]:
-    if name == TENSORRT:
-        # Building an engine takes minutes; the cache next to the model makes it a one-off.
-        # fp16 stays off: it changes the numbers and needs its own parity check.
-        cache = os.fspath(model_path.parent / f"{model_path.stem}.trt_cache")
-        return {
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": cache,
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": cache,
-            "trt_fp16_enable": False,
-        }
+def _provider_options(name: str) -> dict[str, Any]:
     if name == CUDA:
         # ONNX Runtime's own default, stated so it is visible: the search runs once per
         # input shape, which a fixed batch size makes a one-off cost.
         return {"cudnn_conv_algo_search": "EXHAUSTIVE"}
     return {}
+
+
+def tensorrt_options(
+    model_path: Path,
+    input_name: str,
+    chw: Sequence[int],
+    batch_size: int,
+    fp16: bool,
+    gpu: str,
+) -> dict[str, Any]:
+    """TensorRT provider options: explicit shape profiles and a cache no update can reuse.
+
+    The profile covers batches 1 to ``2 × batch_size`` and is tuned for
+    ``batch_size``, so no new batch size rebuilds the engine. Building an
+    engine takes minutes; it is cached next to the model under a folder named
+    by the model file's hash and the GPU, so a changed model or another card
+    never picks up a stale engine.
+
+    Args:
+        model_path: the ONNX file (hashed).
+        input_name: the model's image input.
+        chw: channels, height and width of one image.
+        batch_size: the batch the engine is tuned for.
+        fp16: let TensorRT run layers in fp16.
+        gpu: the GPU's name, part of the cache key.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    shape = "x".join(str(int(d)) for d in chw)
+    key = f"{_file_hash(model_path)[:16]}-{re.sub(r'[^A-Za-z0-9]+', '-', gpu).strip('-').lower()}"
+    cache = os.fspath(model_path.parent / f"{model_path.stem}.trt_cache" / key)
+    return {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+        "trt_fp16_enable": fp16,
+        "trt_profile_min_shapes": f"{input_name}:1x{shape}",
+        "trt_profile_opt_shapes": f"{input_name}:{batch_size}x{shape}",
+        "trt_profile_max_shapes": f"{input_name}:{2 * batch_size}x{shape}",
+    }
+
+
+def _tensorrt_for(path: Path, engine: EngineSettings) -> dict[str, Any]:
+    """TensorRT options for ``path``, read from the model with a cheap CPU session."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    probe = _create(path, options, [(CPU, {})])
+    image = probe.get_inputs()[0]
+    precision = probe.get_modelmeta().custom_metadata_map.get("moths.precision", "fp32")
+    fp16 = engine.fp16 if engine.fp16 is not None else precision == "fp16"
+    return tensorrt_options(path, image.name, image.shape[1:], engine.batch_size, fp16, _gpu())
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _gpu() -> str:
+    """The first visible GPU's name (the engine cache key), or ``gpu`` if unknown."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "gpu"
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "gpu"
+    return out.strip().splitlines()[0] if out.strip() else "gpu"
