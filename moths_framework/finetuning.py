@@ -12,6 +12,17 @@ applied again, whatever the callback's saved state says. Every backbone
 parameter sits in the optimizer from the start (in its own parameter group,
 see ``MothsClassifier.configure_optimizers``); a frozen one has no gradient,
 so the optimizer leaves it alone.
+
+Frozen also means the frozen part computes what it computes at inference: it
+runs in eval mode, so BatchNorm running statistics stay put and dropout (or
+drop-path) inside it does not drop. ``train_bn=True`` keeps the frozen part's
+norm layers in training mode instead (batch statistics, running statistics
+following the data), as timm's and Lightning's ``freeze(train_bn=...)`` allow.
+A frozen module is one whose parameters are all frozen; a module without
+parameters of its own (a ReLU, a dropout) follows the smallest block around
+it that has parameters. Lightning resets no module modes between training
+steps, but the policy re-applies the modes at every training batch anyway,
+so nothing else can silently undo them.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 __all__ = [
     "FrozenBackbone",
@@ -32,6 +44,7 @@ __all__ = [
     "GradualUnfreeze",
     "MilestoneUnfreeze",
     "UnfreezePolicy",
+    "frozen_blocks",
     "trainable_parameters",
 ]
 
@@ -43,11 +56,25 @@ def trainable_parameters(backbone: nn.Module, fraction: float) -> list[nn.Parame
     return ordered[len(ordered) - count :] if count else []
 
 
+def frozen_blocks(module: nn.Module, frozen: set[int]) -> list[nn.Module]:
+    """The largest submodules of ``module`` (itself included) whose parameters are
+    all in ``frozen`` (parameter ids); modules without any parameters are not listed."""
+    params = list(module.parameters())
+    if params and all(id(p) in frozen for p in params):
+        return [module]
+    return [block for child in module.children() for block in frozen_blocks(child, frozen)]
+
+
 class UnfreezePolicy(BaseFinetuning, ABC):
     """Plugin interface: a ``BaseFinetuning`` callback driven by :meth:`fraction`.
 
     An implementation only provides :meth:`fraction`; this base class applies
     it to ``pl_module.backbone`` at the start of every training epoch.
+
+    Args:
+        train_bn: keep norm layers of the frozen part in training mode (their
+            running statistics then follow the data). Default: the whole frozen
+            part runs in eval mode.
 
     Under a multi-process strategy (DDP) every parameter keeps
     ``requires_grad=True``, because DDP only synchronises the parameters that
@@ -55,9 +82,11 @@ class UnfreezePolicy(BaseFinetuning, ABC):
     gradients dropped before the optimizer step instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, train_bn: bool = False) -> None:
         super().__init__()
+        self.train_bn = train_bn
         self._frozen: list[nn.Parameter] = []
+        self._frozen_blocks: list[nn.Module] = []
         self._drop_grads = False
 
     @abstractmethod
@@ -72,6 +101,19 @@ class UnfreezePolicy(BaseFinetuning, ABC):
         self._frozen = [p for p in backbone.parameters() if id(p) not in trainable]
         for p in backbone.parameters():
             p.requires_grad = self._drop_grads or id(p) in trainable
+        self._frozen_blocks = frozen_blocks(backbone, {id(p) for p in self._frozen})
+
+    def set_modes(self, pl_module: pl.LightningModule) -> None:
+        """Backbone in training mode, except the frozen part of the last :meth:`apply`
+        (see the module docstring). Called by the training hooks, not at setup:
+        Lightning warns about modules in eval mode when fitting starts."""
+        pl_module.backbone.train()
+        for block in self._frozen_blocks:
+            block.eval()
+            if self.train_bn:
+                for m in block.modules():
+                    if isinstance(m, _NormBase):
+                        m.train()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._drop_grads = trainer.world_size > 1
@@ -86,6 +128,12 @@ class UnfreezePolicy(BaseFinetuning, ABC):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Not BaseFinetuning's: it stores and restores parameter groups, which we keep fixed.
         self.apply(pl_module, trainer.current_epoch)
+        self.set_modes(pl_module)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.set_modes(pl_module)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # BaseFinetuning would overwrite the restored optimizer's groups here (and
@@ -107,7 +155,13 @@ class UnfreezePolicy(BaseFinetuning, ABC):
 
 
 class FrozenBackbone(UnfreezePolicy):
-    """Train the heads only; the backbone never changes (the seed's default)."""
+    """Train the heads only; the backbone never changes, running statistics included
+    (the seed's default).
+
+    Args:
+        train_bn: let the backbone's BatchNorm statistics follow the data (its
+            parameters stay frozen).
+    """
 
     def fraction(self, epoch: int) -> float:
         return 0.0
@@ -131,12 +185,17 @@ class GradualUnfreeze(UnfreezePolicy):
         epoch_start: first epoch at which part of the backbone trains.
         epoch_duration: epochs over which the fraction grows to ``final_fraction``.
         final_fraction: fraction of the backbone trainable at the end, in [0, 1].
+        train_bn: keep norm layers of the frozen part in training mode.
     """
 
     def __init__(
-        self, epoch_start: int = 1, epoch_duration: int = 5, final_fraction: float = 1.0
+        self,
+        epoch_start: int = 1,
+        epoch_duration: int = 5,
+        final_fraction: float = 1.0,
+        train_bn: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(train_bn)
         if not 0 <= final_fraction <= 1:
             raise ValueError(f"final_fraction must be in [0, 1], got {final_fraction}")
         if epoch_duration < 0:
@@ -156,10 +215,13 @@ class MilestoneUnfreeze(UnfreezePolicy):
     Args:
         epochs: increasing epochs at which the fraction changes.
         fractions: the fraction from each of those epochs on, in [0, 1].
+        train_bn: keep norm layers of the frozen part in training mode.
     """
 
-    def __init__(self, epochs: Sequence[int], fractions: Sequence[float]) -> None:
-        super().__init__()
+    def __init__(
+        self, epochs: Sequence[int], fractions: Sequence[float], train_bn: bool = False
+    ) -> None:
+        super().__init__(train_bn)
         if len(epochs) != len(fractions) or not epochs:
             raise ValueError("milestones need as many fractions as epochs, at least one")
         if list(epochs) != sorted(set(epochs)):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import tiny_fit_args
 from tiny_backbone import TinyCNN
+from torch import nn
 
 from moths_framework.cli.fit import main as fit
 from moths_framework.finetuning import (
@@ -81,6 +82,101 @@ def loader():
         return x, y, 0
 
     return torch.utils.data.DataLoader(Batches(), batch_size=8, collate_fn=collate)
+
+
+def fit_tiny(m: MothsClassifier, policy, epochs: int = 1) -> None:
+    """A short fit with validation after every epoch (it switches modes back and forth)."""
+    trainer = pl.Trainer(max_epochs=epochs, callbacks=[policy], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=1)  # fmt: skip
+    trainer.fit(m, train_dataloaders=loader(), val_dataloaders=loader())
+
+
+def backbone_state(m: MothsClassifier) -> dict[str, torch.Tensor]:
+    """Parameters and buffers (BatchNorm running_mean/var, num_batches_tracked)."""
+    return {n: t.detach().clone() for n, t in m.backbone.state_dict().items()}
+
+
+def changed_entries(before: dict[str, torch.Tensor], m: MothsClassifier) -> set[str]:
+    after = m.backbone.state_dict()
+    return {n for n, t in before.items() if not torch.equal(t, after[n])}
+
+
+def test_frozen_backbone_keeps_batchnorm_statistics():
+    m = model()
+    before = backbone_state(m)
+    assert any(n.endswith("running_mean") for n in before)  # TinyCNN has a BatchNorm
+    fit_tiny(m, FrozenBackbone(), epochs=2)
+    assert changed_entries(before, m) == set()
+
+
+def test_train_bn_lets_frozen_statistics_follow_the_data():
+    m = model()
+    before = backbone_state(m)
+    fit_tiny(m, FrozenBackbone(train_bn=True))
+    stats = {n for n in before if "running" in n or "num_batches" in n}
+    assert changed_entries(before, m) == stats
+
+
+def test_gradual_unfreeze_keeps_the_frozen_part_exactly():
+    m = model()
+    before = backbone_state(m)
+    policy = GradualUnfreeze(epoch_start=1, epoch_duration=1, final_fraction=0.5)
+    fit_tiny(m, policy, epochs=3)
+    trainable = {id(p) for p in trainable_parameters(m.backbone, 0.5)}
+    names = {id(p): n for n, p in m.backbone.named_parameters()}
+    # TinyCNN: conv, BatchNorm, conv, conv; the last half is the two last convs.
+    assert {names[i] for i in trainable} == {
+        f"body.{k}.{w}" for k in (3, 5) for w in ("weight", "bias")
+    }
+    assert changed_entries(before, m) == {names[i] for i in trainable}
+
+
+def test_a_trainable_batchnorm_keeps_learning_its_statistics():
+    m = model()
+    before = backbone_state(m)
+    fit_tiny(m, MilestoneUnfreeze(epochs=[0], fractions=[0.75]))
+    changed = changed_entries(before, m)
+    assert {"body.1.weight", "body.1.running_mean", "body.1.num_batches_tracked"} <= changed
+    assert "body.0.weight" not in changed
+
+
+def test_frozen_part_runs_in_eval_mode_dropout_included():
+    m = model()
+    m.backbone.body.insert(3, nn.Dropout(0.5))  # after the first block's ReLU
+    policy = FrozenBackbone()
+    policy.apply(m, 0)
+    policy.set_modes(m)
+    assert not any(x.training for x in m.backbone.modules())
+    policy = MilestoneUnfreeze(epochs=[0], fractions=[0.5])
+    policy.apply(m, 0)
+    policy.set_modes(m)
+    body = m.backbone.body
+    assert [body[i].training for i in (0, 1, 4, 6)] == [False, False, True, True]
+    assert body[3].training  # a dropout follows its block: the partly trainable body
+    policy = MilestoneUnfreeze(epochs=[0], fractions=[0.0], train_bn=True)
+    policy.apply(m, 0)
+    policy.set_modes(m)
+    assert [body[i].training for i in (0, 1, 3)] == [False, True, False]
+
+
+class ModeProbe(pl.Callback):
+    """Training mode of the first BatchNorm at every training step, after all hooks ran."""
+
+    def __init__(self) -> None:
+        self.modes: list[bool] = []
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.modes.append(pl_module.backbone.body[1].training)
+
+
+def test_frozen_batchnorm_is_in_eval_mode_at_every_step():
+    m, probe = model(), ModeProbe()
+    trainer = pl.Trainer(max_epochs=2, callbacks=[FrozenBackbone(), probe], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+    trainer.fit(m, train_dataloaders=loader(), val_dataloaders=loader())
+    assert probe.modes == [False] * 4
 
 
 def test_only_unfrozen_parameters_change():
