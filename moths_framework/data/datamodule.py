@@ -108,6 +108,9 @@ class MothsDataModule(pl.LightningDataModule):
             "training images per species: %d (%s) to %d (%s), median %d",
             low, rarest, high, commonest, sorted(train.values())[len(train) // 2],
         )  # fmt: skip
+        untrained = sorted(set(self.species_counts) - set(train))
+        if untrained:  # each of its few images hashed into val or test (see stratified_split)
+            log.warning("species with no training image: %s", ", ".join(untrained))
         if self.hierarchy.bundled:
             log.info("bundled into Other: %s", ", ".join(self.hierarchy.bundled))
 

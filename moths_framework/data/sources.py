@@ -36,10 +36,24 @@ class DataSourceError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image."""
+    """One labelled image.
+
+    ``identity`` names the image for the train/val/test split and must stay
+    the same for the same image from run to run: a source that knows the
+    image's content hash passes it (:class:`Manifest` passes its ``sha256``).
+    Left ``None`` (the default, as for :class:`ImageFolder`), the split uses
+    ``<species folder>/<file name>``, the path relative to the species
+    folder's parent: stable as long as files are not renamed.
+    """
 
     path: Path
     species: str
+    identity: str | None = None
+
+    @property
+    def split_identity(self) -> str:
+        """What the split hashes: :attr:`identity`, else ``<species folder>/<file name>``."""
+        return self.identity or f"{self.path.parent.name}/{self.path.name}"
 
 
 class DataSource(ABC):
@@ -132,7 +146,10 @@ class ImageFolders(DataSource):
 class Manifest(DataSource):
     """The ``manifest.csv`` written by ``moths-prepare`` (columns ``path`` and ``species``).
 
-    Relative paths are resolved against the manifest's folder.
+    Relative paths are resolved against the manifest's folder. Species names
+    are normalised as folder names are (:func:`species_name`). Where the
+    manifest has a ``sha256`` column, it is each sample's :attr:`Sample.identity`,
+    so the split follows the image's content, not its path.
 
     Args:
         path: the manifest file.
@@ -153,4 +170,7 @@ class Manifest(DataSource):
                     f"{self.path}: missing column(s) {', '.join(sorted(missing))}; "
                     f"found {reader.fieldnames}"
                 )
-            return [Sample(base / row["path"], row["species"].strip()) for row in reader]
+            return [
+                Sample(base / row["path"], species_name(row["species"]), row.get("sha256") or None)
+                for row in reader
+            ]

@@ -1,44 +1,82 @@
-"""Stratified, reproducible train/val/test split and sampling weights. No torch."""
+"""Stratified train/val/test split that stays put as images are added, and sampling weights.
+
+Every image draws its phase on its own, from a hash of (split seed, the image's
+identity), so adding or removing images does not reshuffle the others. Only a
+species whose hashes leave val or test empty gets up to two images moved to
+fill them. No torch.
+"""
 
 from __future__ import annotations
 
-import random
+import hashlib
+import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from moths_framework.data.sources import Sample
 
-__all__ = ["MIN_SPLIT_IMAGES", "Split", "sampling_weights", "stratified_split"]
+__all__ = [
+    "MIN_SPLIT_IMAGES",
+    "PHASES",
+    "Split",
+    "hash_position",
+    "sampling_weights",
+    "stratified_split",
+]
 
-# A species needs one image in each of train, val and test to be split at all.
+# A species needs one image in each of val and test, and one more, to be split at all.
 MIN_SPLIT_IMAGES = 3
+PHASES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class Split:
-    """Indices into the sample list for each phase."""
+    """Indices into the sample list for each phase, each in increasing order."""
 
     train: list[int]
     val: list[int]
     test: list[int]
 
+    def phases(self) -> dict[int, str]:
+        """Sample index -> ``train``, ``val`` or ``test``."""
+        return {i: phase for phase in PHASES for i in getattr(self, phase)}
 
-def _held_out(n: int, fraction: float) -> int:
-    """Images of a species with ``n`` images that go to val (and as many to test)."""
-    if n < MIN_SPLIT_IMAGES or fraction <= 0:
-        return 0
-    return min(max(1, round(n * fraction)), (n - 1) // 2)
+
+def hash_position(seed: int, identity: str) -> float:
+    """Where an image falls in [0, 1), from (seed, identity) alone: uniform and stable."""
+    digest = hashlib.sha256(f"{seed}\0{identity}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int) -> Split:
-    """Split each species on its own: ``test_fraction`` to val, as much again to test.
+    """Split each species on its own, every image by its own hash.
 
-    Every species with at least :data:`MIN_SPLIT_IMAGES` images gets at least
-    one image in val and in test and keeps at least one for training; rarer
-    species stay in training only (they cannot be evaluated). Each species is
-    shuffled with a generator seeded by (seed, species name), so adding a
-    species or images of another species leaves this species' split alone.
+    An image whose :func:`hash_position` (of ``seed`` and
+    :attr:`Sample.split_identity`) is below ``test_fraction`` goes to val,
+    below twice that to test, else to train. So each image is in val with
+    probability ``test_fraction`` and in test likewise, and the per-species
+    fractions match ``test_fraction`` in expectation.
+
+    Guarantees:
+
+    - A species with at least :data:`MIN_SPLIT_IMAGES` images has at least one
+      val and one test image; a rarer one is train-only (it cannot be evaluated).
+    - Adjustments: where the hashes leave a species' val or test part empty, at
+      most two of its images are moved to fill it: the lowest-hash training
+      images while fewer than two images hash into val or test, otherwise the
+      lowest-hash test image to val or the highest-hash val image to test.
+      Every other image sits where its own hash puts it.
+    - Hence, for a species with at least :data:`MIN_SPLIT_IMAGES` images before
+      and after: adding images (of any species) never moves an image from train
+      to val or test, and removing images never moves one from val or test to
+      train. Any image that moves at all is an adjusted one, before or after.
+    - The one exception: when a species reaches :data:`MIN_SPLIT_IMAGES`
+      images, its first val and test images may be ones it trained on before.
+    - Not guaranteed: at least one training image. A small species whose
+      images all hash into val or test (probability ``(2 * test_fraction) ** n``
+      for ``n`` images) has none; keeping one back would have to move an image
+      from train into val or test when another image is added.
 
     Args:
         samples: the data source's samples.
@@ -50,17 +88,42 @@ def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int)
     by_species: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         by_species[s.species].append(i)
-    train: list[int] = []
-    val: list[int] = []
-    test: list[int] = []
-    for species in sorted(by_species):
-        idx = sorted(by_species[species], key=lambda i: str(samples[i].path))
-        random.Random(f"{seed}:{species}").shuffle(idx)
-        k = _held_out(len(idx), test_fraction)
-        val += idx[:k]
-        test += idx[k : 2 * k]
-        train += idx[2 * k :]
-    return Split(sorted(train), sorted(val), sorted(test))
+    parts: dict[str, list[int]] = {phase: [] for phase in PHASES}
+    for indices in by_species.values():
+        order = {i: _sort_key(samples[i], seed) for i in indices}
+        for i, phase in _species_phases(order, test_fraction).items():
+            parts[phase].append(i)
+    return Split(*(sorted(parts[phase]) for phase in PHASES))
+
+
+def _sort_key(sample: Sample, seed: int) -> tuple[float, str, str]:
+    # Hash position first; identity and path only break (astronomically rare) ties.
+    identity = sample.split_identity
+    return hash_position(seed, identity), identity, str(sample.path)
+
+
+def _species_phases(order: dict[int, tuple], fraction: float) -> dict[int, str]:
+    """The phase of each image of one species; ``order[i][0]`` is image i's hash position."""
+    phases = dict.fromkeys(order, "train")
+    if len(order) < MIN_SPLIT_IMAGES or fraction <= 0:
+        return phases
+    val = [i for i in order if order[i][0] < fraction]
+    test = [i for i in order if fraction <= order[i][0] < 2 * fraction]
+    # Only the lowest-hash training images are ever held out, so a training
+    # image stays in training when images are added (they can only outrank it).
+    train = (i for i in order if order[i][0] >= 2 * fraction)
+    held_out = heapq.nsmallest(max(0, 2 - len(val) - len(test)), train, key=order.__getitem__)
+    if not val and not test:
+        val, test = held_out[:1], held_out[1:]
+    elif not val:
+        val = held_out or [min(test, key=order.__getitem__)]
+        test = [i for i in test if i not in val]
+    elif not test:
+        test = held_out or [max(val, key=order.__getitem__)]
+        val = [i for i in val if i not in test]
+    phases.update(dict.fromkeys(val, "val"))
+    phases.update(dict.fromkeys(test, "test"))
+    return phases
 
 
 def sampling_weights(classes: Sequence[int], exponent: float) -> list[float]:
