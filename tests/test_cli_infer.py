@@ -7,9 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-from test_inference import export_model, metadata, save_image, tiny_net
+from test_inference import (
+    constant_net,
+    export_model,
+    look_alike_logits,
+    metadata,
+    save_image,
+    tiny_net,
+)
 
 from moths_framework.cli.infer import main
+from moths_framework.inference import OTHER_PREDICTION
 
 COLUMNS = [
     "path",
@@ -105,6 +113,24 @@ def test_thresholds_drive_the_roll_up(model: Path, images: Path, tmp_path: Path)
     assert run(model, str(images), "--output", str(output), "--thresholds", strict) == 0
     rows = read_csv(output)[1]
     assert {(row["prediction_rank"], row["confident"]) for row in rows} == {("group", "false")}
+
+
+@pytest.mark.parametrize(
+    ("mode", "species", "prediction"),
+    [([], "Other", OTHER_PREDICTION), (["--mask-mode", "renormalize"], "Aus beta", "Aus beta")],
+)
+def test_mask_mode(images: Path, tmp_path: Path, mode, species, prediction) -> None:
+    model = export_model(constant_net(look_alike_logits()), tmp_path / "c.onnx", metadata())
+    (tmp_path / "region.txt").write_text("Aus beta\nCus delta\n")
+    output = tmp_path / "predictions.csv"
+    args = [str(images / "a.jpg"), "--species-list", str(tmp_path / "region.txt"), *mode]
+    assert run(model, *args, "--output", str(output)) == 0
+    row = read_csv(output)[1][0]
+    assert (row["species"], row["prediction"], row["prediction_rank"]) == (
+        species,
+        prediction,
+        "species",
+    )
 
 
 @pytest.mark.parametrize(

@@ -275,11 +275,15 @@ def test_other_top1_is_not_a_trained_species(constant_model) -> None:
     assert p.top1("species")[0] == OTHER
 
 
-def test_species_list_renormalises_every_rank(constant_model, tmp_path: Path) -> None:
+def test_species_list_renormalize_mode_renormalises_every_rank(
+    constant_model, tmp_path: Path
+) -> None:
     logits = logits_for(species=("Aus alpha", 0.6), genus=("Bus", 0.5))
     listed = tmp_path / "region.txt"
     listed.write_text("# our region\nAus beta\n\nCus delta\nRare one\n")
-    classifier = OnnxClassifier.from_file(constant_model(logits), species_list=listed)
+    classifier = OnnxClassifier.from_file(
+        constant_model(logits), species_list=listed, mask_mode="renormalize"
+    )
     p = classifier.predict(Image.new("RGB", (40, 40)), top_k=10)[0]
     kept = {OTHER, "Aus beta", "Cus delta"}
     classes = HIERARCHY.classes("species")
@@ -290,6 +294,60 @@ def test_species_list_renormalises_every_rank(constant_model, tmp_path: Path) ->
         assert prob == pytest.approx(weights[name] / total)
     assert {name for name, _ in p.top_k["genus"]} == {OTHER, "Aus", "Cus"}
     assert sum(prob for _, prob in p.top_k["genus"]) == pytest.approx(1.0)
+
+
+def test_species_list_keeps_listed_probabilities_and_gives_the_rest_to_other(
+    constant_model,
+) -> None:
+    logits = logits_for(("Aus alpha", 0.6), ("macro", 0.5), ("Fam3", 0.4), ("Bus", 0.5))
+    model = constant_model(logits)
+    image = Image.new("RGB", (40, 40))
+    everything = OnnxClassifier.from_file(model).predict(image, top_k=10)[0].top_k
+    listed = OnnxClassifier.from_file(model, species_list=["Aus beta", "Cus delta"])
+    assert listed.mask_mode == "other"
+    masked = listed.predict(image, top_k=10)[0].top_k
+    kept = {"species": {"Aus beta", "Cus delta"}, "group": {"micro", "macro"},
+            "family": {"Fam1", "Fam2"}, "genus": {"Aus", "Cus"}}  # fmt: skip
+    for rank in HIERARCHY.ranks:
+        before, after = dict(everything[rank]), dict(masked[rank])
+        assert set(after) == kept[rank] | {OTHER}
+        for name in kept[rank]:  # a listed class's probability does not change
+            assert after[name] == pytest.approx(before[name], abs=1e-9)
+        removed = sum(p for name, p in before.items() if name not in after)
+        assert after[OTHER] == pytest.approx(before[OTHER] + removed, abs=1e-9)
+        assert sum(after.values()) == pytest.approx(1.0)
+
+
+def look_alike_logits() -> dict[str, list[float]]:
+    """An unlisted moth (Aus alpha, 0.6) with a listed look-alike (Aus beta, 0.3)."""
+    species = {"Aus alpha": 0.6, "Aus beta": 0.3}
+    logits = logits_for()
+    classes = HIERARCHY.classes("species")
+    rest = (1 - sum(species.values())) / (len(classes) - len(species))
+    logits["species"] = [float(np.log(species.get(c, rest))) for c in classes]
+    return logits
+
+
+@pytest.mark.parametrize(
+    ("mode", "answer", "prob"),
+    [("other", OTHER_PREDICTION, 0.6 + 0.025 * 3), ("renormalize", "Aus beta", 0.3 / 0.35)],
+)
+def test_the_roll_up_uses_the_masked_probabilities(
+    constant_model, mode: str, answer: str, prob: float
+) -> None:
+    classifier = OnnxClassifier.from_file(
+        constant_model(look_alike_logits()), species_list=["Aus beta", "Cus delta"], mask_mode=mode
+    )
+    p = classifier.predict(Image.new("RGB", (40, 40)))[0]
+    assert (p.prediction, p.prediction_rank, p.confident) == (answer, "species", True)
+    assert p.prediction_prob == pytest.approx(prob)
+
+
+def test_unknown_mask_mode_is_named(constant_model) -> None:
+    with pytest.raises(ValueError, match=r"mask mode must be one of other, renormalize, got 'x'"):
+        OnnxClassifier.from_file(
+            constant_model(logits_for()), species_list=["Aus beta"], mask_mode="x"
+        )
 
 
 def test_species_list_unknown_names_are_named(constant_model) -> None:

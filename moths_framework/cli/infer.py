@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from moths_framework.inference import OnnxClassifier
 from moths_framework.inference.inputs import InputError, collect_inputs
+from moths_framework.inference.species_list import DEFAULT_MASK_MODE, MASK_MODES
 from moths_framework.inference.writers import PredictionWriter
 
 _PROG = "moths-infer"
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         "--species-list",
         metavar="FILE",
         help="only these species (one per line): a regional checklist",
+    )
+    parser.add_argument(
+        "--mask-mode",
+        choices=MASK_MODES,
+        default=DEFAULT_MASK_MODE,
+        help="with --species-list, where unlisted classes' probability goes: 'other' "
+        "(default; listed species keep their probability) or 'renormalize' (spread over "
+        "the listed ones, as the AMI platform does)",
     )
     parser.add_argument(
         "--providers",
@@ -97,6 +106,7 @@ def _load(opts: argparse.Namespace) -> tuple[OnnxClassifier, list[str]]:
         opts.providers,
         thresholds=_thresholds(opts),
         species_list=opts.species_list,
+        mask_mode=opts.mask_mode,
         num_threads=opts.threads,
         fast_decode=opts.fast_decode,
     )

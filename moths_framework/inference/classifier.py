@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from PIL import Image
 
-from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.hierarchy import OTHER, LabelHierarchy
 from moths_framework.images import open_rgb
 from moths_framework.inference.metadata import INPUT_NAME, ModelFormatError, ModelMetadata
 from moths_framework.inference.prediction import (
@@ -24,7 +24,13 @@ from moths_framework.inference.prediction import (
 )
 from moths_framework.inference.preprocess import jpeg_draft_size, preprocess
 from moths_framework.inference.providers import open_session, resolve_providers
-from moths_framework.inference.species_list import allowed_classes, read_species_list
+from moths_framework.inference.species_list import (
+    DEFAULT_MASK_MODE,
+    allowed_classes,
+    check_mask_mode,
+    masked_probabilities,
+    read_species_list,
+)
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -53,6 +59,9 @@ class OnnxClassifier:
             0.5 for ranks not given.
         species_list: restrict predictions to these species (a text file with
             one name per line, or names); see :mod:`.species_list`.
+        mask_mode: where a species list puts the probability of the classes it
+            removes: ``"other"`` (default; listed classes keep their probability)
+            or ``"renormalize"`` (each head renormalised over the listed classes).
         decode_workers: threads that decode and preprocess images while the
             model runs; default ``min(4, cpu_count)``.
         fast_decode: decode JPEGs at reduced scale (``Image.draft``); faster on
@@ -62,6 +71,7 @@ class OnnxClassifier:
         ModelFormatError: the model lacks moths metadata or its inputs/outputs
             do not match it.
         SpeciesListError: the species list names species the model does not know.
+        ValueError: an unknown ``mask_mode``.
     """
 
     def __init__(
@@ -71,6 +81,7 @@ class OnnxClassifier:
         *,
         thresholds: Mapping[str, float] | None = None,
         species_list: SpeciesList | None = None,
+        mask_mode: str = DEFAULT_MASK_MODE,
         decode_workers: int | None = None,
         fast_decode: bool = False,
     ) -> None:
@@ -82,11 +93,13 @@ class OnnxClassifier:
         self.thresholds = check_thresholds(self.hierarchy.ranks, thresholds)
         self.ranks_by_specificity = self.hierarchy.ranks_by_specificity()
         self._classes = {r: self.hierarchy.classes(r) for r in self.hierarchy.ranks}
+        self.mask_mode = check_mask_mode(mask_mode)
         self._masks = (
             allowed_classes(self.hierarchy, read_species_list(species_list))
             if species_list is not None
             else None
         )
+        self._other_index = {rank: classes.index(OTHER) for rank, classes in self._classes.items()}
         self._decode_workers = decode_workers or min(4, os.cpu_count() or 1)
         self._draft_size = jpeg_draft_size(self.metadata.preprocessing) if fast_decode else None
 
@@ -98,6 +111,7 @@ class OnnxClassifier:
         *,
         thresholds: Mapping[str, float] | None = None,
         species_list: SpeciesList | None = None,
+        mask_mode: str = DEFAULT_MASK_MODE,
         num_threads: int | None = None,
         decode_workers: int | None = None,
         fast_decode: bool = False,
@@ -109,7 +123,8 @@ class OnnxClassifier:
             providers: ``"auto"`` (TensorRT, CUDA, CPU: the first this ONNX Runtime
                 has), or names as a list or comma-separated string. A GPU
                 provider that fails to start falls back to CPU with a warning.
-            thresholds, species_list, decode_workers, fast_decode: see the class.
+            thresholds, species_list, mask_mode, decode_workers, fast_decode: see
+                the class.
             num_threads: ONNX Runtime intra-op threads; default one per physical core.
 
         Raises:
@@ -125,6 +140,7 @@ class OnnxClassifier:
             os.fspath(path),
             thresholds=thresholds,
             species_list=species_list,
+            mask_mode=mask_mode,
             decode_workers=decode_workers,
             fast_decode=fast_decode,
         )
@@ -161,9 +177,13 @@ class OnnxClassifier:
         """
         result = {}
         for rank, values in logits.items():
-            if self._masks is not None:
-                values = np.where(self._masks[rank], values, -np.inf)
-            result[rank] = softmax(values, self.metadata.temperature_of(rank))
+            temperature = self.metadata.temperature_of(rank)
+            if self._masks is None:
+                result[rank] = softmax(values, temperature)
+            else:
+                result[rank] = masked_probabilities(
+                    values, self._masks[rank], self._other_index[rank], self.mask_mode, temperature
+                )
         return result
 
     def predict(
@@ -258,12 +278,16 @@ class OnnxClassifier:
 
     def _prediction(self, source: str, probs: Mapping[str, np.ndarray], k: int) -> Prediction:
         ranked = {
-            rank: top_k(p, self._classes[rank], k, self._allowed_count(rank))
+            rank: top_k(self._ranking(rank, p), self._classes[rank], k, self._allowed_count(rank))
             for rank, p in probs.items()
         }
         top1 = {rank: scores[0] for rank, scores in ranked.items()}
         answer, rank, prob, confident = roll_up(top1, self.ranks_by_specificity, self.thresholds)
         return Prediction(source, ranked, answer, rank, prob, confident)
+
+    def _ranking(self, rank: str, probs: np.ndarray) -> np.ndarray:
+        """``probs`` with removed classes below every kept one, even a kept one at 0."""
+        return probs if self._masks is None else np.where(self._masks[rank], probs, -1.0)
 
     def _allowed_count(self, rank: str) -> int:
         if self._masks is None:

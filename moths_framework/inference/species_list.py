@@ -3,10 +3,17 @@
 A species list keeps, at the species rank, the listed species plus ``Other``
 (a moth that is not on the list, or not one of the trained species, still
 needs somewhere to go). At every other rank it keeps the classes that are an
-ancestor of a kept species, plus ``Other``. Each head's logits of the removed
-classes are set to -inf before the softmax, so every head's probabilities are
-renormalised over what is kept, and each head keeps its own evidence (a genus
-probability is still the genus head's, not a sum of species probabilities).
+ancestor of a kept species, plus ``Other``. Each head keeps its own evidence (a
+genus probability is still the genus head's, not a sum of species
+probabilities). What happens to the probability of the removed classes is the
+mask mode:
+
+- ``"other"`` (default): it goes to ``Other``. A kept class's probability is
+  the same with or without the list, so a moth that is not on the list (say,
+  a vagrant look-alike) is not pushed onto a listed species past the threshold.
+- ``"renormalize"``: the removed classes' logits are set to -inf before the
+  softmax, so each head is renormalised over what is kept (the AMI platform's
+  behaviour): the unlisted classes' share inflates the listed ones.
 """
 
 from __future__ import annotations
@@ -19,8 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from moths_framework.hierarchy import OTHER, LabelHierarchy
+from moths_framework.inference.prediction import softmax
 
-__all__ = ["SpeciesListError", "allowed_classes", "read_species_list"]
+__all__ = [
+    "DEFAULT_MASK_MODE",
+    "MASK_MODES",
+    "SpeciesListError",
+    "allowed_classes",
+    "check_mask_mode",
+    "masked_probabilities",
+    "read_species_list",
+]
+
+MASK_MODES = ("other", "renormalize")
+DEFAULT_MASK_MODE = "other"
 
 
 class SpeciesListError(ValueError):
@@ -76,6 +95,46 @@ def allowed_classes(hierarchy: LabelHierarchy, species: Iterable[str]) -> dict[s
         rank: np.array([c in kept[rank] for c in hierarchy.classes(rank)], dtype=bool)
         for rank in hierarchy.ranks
     }
+
+
+def check_mask_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`MASK_MODES`.
+
+    Raises:
+        ValueError: any other value, naming the valid ones.
+    """
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask mode must be one of {', '.join(MASK_MODES)}, got {mode!r}")
+    return mode
+
+
+def masked_probabilities(
+    logits: np.ndarray,
+    keep: np.ndarray,
+    other: int,
+    mode: str = DEFAULT_MASK_MODE,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """One head's probabilities ``[N, classes]`` under a species list's mask.
+
+    Args:
+        logits: the head's raw logits ``[N, classes]``.
+        keep: the head's mask from :func:`allowed_classes` (``keep[other]`` is true).
+        other: the index of ``Other`` among the head's classes.
+        mode: ``"other"``: removed classes' probability is added to ``Other``,
+            kept classes' probabilities are those without a list.
+            ``"renormalize"``: softmax over the kept classes only.
+        temperature: the head's softmax temperature.
+
+    Removed classes get probability 0 in both modes; each row sums to 1.
+    """
+    if check_mask_mode(mode) == "renormalize":
+        return softmax(np.where(keep, logits, -np.inf), temperature)
+    probs = softmax(logits, temperature)
+    removed = np.where(keep, 0.0, probs).sum(axis=1)
+    probs = np.where(keep, probs, 0.0)
+    probs[:, other] += removed
+    return probs
 
 
 def _with_suggestions(name: str, known: list[str]) -> str:
