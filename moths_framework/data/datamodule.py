@@ -13,7 +13,12 @@ from torchvision.transforms import Compose
 
 from moths_framework.data.dataset import SampleDataset, collate_skipping_broken
 from moths_framework.data.sources import DataSource, DataSourceError
-from moths_framework.data.split import Split, sampling_weights, stratified_split
+from moths_framework.data.split import (
+    Split,
+    sampling_weights,
+    stratified_split,
+    write_split_csv,
+)
 from moths_framework.data.transforms import eval_transform, train_transform
 from moths_framework.hierarchy import HierarchySource
 from moths_framework.preprocessing import Preprocessing
@@ -90,6 +95,9 @@ class MothsDataModule(pl.LightningDataModule):
         if self.split is None:
             self.split = stratified_split(self.samples, self.test_fraction, self.split_seed)
             self._log_split()
+        if stage == "fit" and self.trainer is not None and self.trainer.is_global_zero:
+            # The run records what it trains and evaluates on (ranks split alike).
+            write_split_csv(self.trainer.default_root_dir, self.samples, self.split)
 
     def _log_split(self) -> None:
         assert self.split is not None

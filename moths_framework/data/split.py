@@ -8,26 +8,33 @@ fill them. No torch.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import heapq
+import io
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from moths_framework.atomic_files import write_text_atomically
 from moths_framework.data.sources import Sample
 
 __all__ = [
     "MIN_SPLIT_IMAGES",
     "PHASES",
+    "SPLIT_CSV",
     "Split",
     "hash_position",
     "sampling_weights",
     "stratified_split",
+    "write_split_csv",
 ]
 
 # A species needs one image in each of val and test, and one more, to be split at all.
 MIN_SPLIT_IMAGES = 3
 PHASES = ("train", "val", "test")
+SPLIT_CSV = "split.csv"
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,20 @@ def _species_phases(order: dict[int, tuple], fraction: float) -> dict[int, str]:
     phases.update(dict.fromkeys(val, "val"))
     phases.update(dict.fromkeys(test, "test"))
     return phases
+
+
+def write_split_csv(run_dir: str | Path, samples: Sequence[Sample], split: Split) -> Path:
+    """Write ``<run_dir>/split.csv``: ``path,species,phase`` for every sample, in the
+    source's order, atomically; the folder is created if missing. Returns the file."""
+    path = Path(run_dir) / SPLIT_CSV
+    path.parent.mkdir(parents=True, exist_ok=True)
+    phases = split.phases()
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(("path", "species", "phase"))
+    writer.writerows((str(s.path), s.species, phases[i]) for i, s in enumerate(samples))
+    write_text_atomically(path, text.getvalue())
+    return path
 
 
 def sampling_weights(classes: Sequence[int], exponent: float) -> list[float]:
