@@ -2,7 +2,8 @@
 
 Training, export checks and inference all call :func:`open_rgb`, so an image
 looks the same to the model everywhere: EXIF orientation applied, transparency
-composited on white, 16-bit samples scaled (not clipped) to 8 bits.
+composited on white, 16-bit samples scaled (not clipped) to 8 bits. A PIL image
+already in memory goes through the same steps, so it looks like its file.
 :func:`check_image` runs the very same decode, at JPEG draft scale, so a file
 that ``moths-prepare`` keeps is a file that training can open.
 
@@ -23,7 +24,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageCheck", "ImageDecodeError", "ImageSource", "check_image", "open_rgb"]
 
-ImageSource = str | os.PathLike | bytes | bytearray | memoryview
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
 _ORIENTATION = 0x0112  # EXIF tag
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
@@ -79,14 +80,19 @@ def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) 
     """Decode an image file completely into an RGB image.
 
     Args:
-        source: a path, or the bytes of an image file.
+        source: a path, the bytes of an image file, or a PIL image (for example
+            from ``Image.open``). A PIL image gets the same orientation, alpha
+            and bit-depth handling as its file would, so both look the same to
+            a model; it is loaded if it was not, and otherwise left unchanged.
         draft_size: if given and the file is a JPEG, decode at the smallest
             1/2, 1/4 or 1/8 scale whose width and height are still at least
             ``draft_size`` (after EXIF orientation). Other formats decode at
-            full size.
+            full size, and so does a PIL image (drafting would change the
+            caller's image).
 
     Returns:
-        A loaded RGB image, independent of any open file.
+        A loaded RGB image, independent of any open file. For a PIL image that
+        needs no change this may be the image itself.
 
     Raises:
         ImageDecodeError: the file cannot be read or decoded (empty, not an
@@ -94,6 +100,9 @@ def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) 
             raises unless the process set ``ImageFile.LOAD_TRUNCATED_IMAGES``;
             this function changes no process-wide setting, so threads may call it.
     """
+    if isinstance(source, Image.Image):
+        name = getattr(source, "filename", "") or "<image>"
+        return _normalise(source, name, draft_size=None, in_place=False).image
     name, data = _read_source(source)
     return _decode(data, name, draft_size).image
 
@@ -148,20 +157,47 @@ def _decode(
         raise ImageDecodeError(name, "empty")
     try:
         image = Image.open(io.BytesIO(data))
+    except Exception as error:
+        raise _decode_error(name, error) from error
+    return _normalise(image, name, draft_size, draft_mode=draft_mode, in_place=True)
+
+
+def _normalise(
+    image: Image.Image,
+    name: str,
+    draft_size: tuple[int, int] | None,
+    *,
+    in_place: bool,
+    draft_mode: str = "RGB",
+) -> _Decoded:
+    """Load, orient and convert to RGB: the steps every image takes, file or not.
+
+    ``in_place`` allows changing ``image`` itself (an image this module opened);
+    a caller's image is only loaded, never drafted or transposed in place.
+    """
+    try:
         fmt, (width, height) = image.format, image.size
         _refuse_bombs(width, height)
-        swapped = image.getexif().get(_ORIENTATION, 1) in _SWAPS_AXES
-        if draft_size is not None and fmt in _DRAFTABLE:
+        orientation = image.getexif().get(_ORIENTATION, 1)
+        swapped = orientation in _SWAPS_AXES
+        if draft_size is not None and in_place and fmt in _DRAFTABLE:
             image.draft(draft_mode, tuple(reversed(draft_size)) if swapped else draft_size)
         image.load()
-        ImageOps.exif_transpose(image, in_place=True)
+        if in_place:
+            ImageOps.exif_transpose(image, in_place=True)
+        elif orientation != 1:  # exif_transpose would copy even when nothing changes
+            image = ImageOps.exif_transpose(image)
         rgb = _to_rgb(image)
     except Exception as error:  # Pillow's plugins raise many types on corrupt data
-        reason = _reason(error)
-        # Pillow's "cannot identify image file <BytesIO ...>" adds nothing to the reason.
-        detail = "" if reason == "not-an-image" else str(error)
-        raise ImageDecodeError(name, reason, detail) from error
+        raise _decode_error(name, error) from error
     return _Decoded(rgb, (height, width) if swapped else (width, height), fmt)
+
+
+def _decode_error(name: str, error: Exception) -> ImageDecodeError:
+    reason = _reason(error)
+    # Pillow's "cannot identify image file <BytesIO ...>" adds nothing to the reason.
+    detail = "" if reason == "not-an-image" else str(error)
+    return ImageDecodeError(name, reason, detail)
 
 
 def _refuse_bombs(width: int, height: int) -> None:

@@ -28,6 +28,33 @@ def test_open_rgb_decodes_every_kept_format_to_rgb(name, tmp_path):
     assert np.array_equal(np.asarray(image), np.asarray(open_rgb(str(path))))
 
 
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_pil_image_in_memory_decodes_as_its_file(name, tmp_path):
+    path = tmp_path / name
+    path.write_bytes(VALID[name])
+    opened = Image.open(path)
+    mode, size = opened.mode, opened.size
+    image = open_rgb(opened)
+    assert image.mode == "RGB"
+    assert np.array_equal(np.asarray(image), np.asarray(open_rgb(path)))
+    assert (opened.mode, opened.size) == (mode, size)  # the caller's image is not changed
+
+
+def test_pil_image_is_never_drafted():
+    # Drafting would shrink the caller's image object; it decodes at full size.
+    opened = Image.open(io.BytesIO(jpeg(size=(640, 480))))
+    assert open_rgb(opened, draft_size=(1, 1)).size == (640, 480)
+    assert opened.size == (640, 480)
+
+
+def test_broken_pil_image_is_an_image_decode_error_naming_its_file(tmp_path):
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(BROKEN["truncated.jpg"][1])
+    with pytest.raises(ImageDecodeError, match="truncated") as caught:
+        open_rgb(Image.open(path))
+    assert caught.value.source == str(path)
+
+
 def test_sixteen_bit_is_scaled_not_clipped():
     image = np.asarray(open_rgb(VALID["sixteen-bit.png"]))
     # The ramp runs 0..65535; Pillow's own convert("RGB") would clip it to mostly 255.

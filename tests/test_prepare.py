@@ -283,3 +283,22 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, sources, capsys, make_ar
     err = capsys.readouterr().err
     assert err.startswith("moths-prepare: ") and message in err and err.count("\n") == 1
     assert not (sources[0] / SPECIES / "image_folder").exists()
+
+
+def test_files_without_an_image_extension_are_rejected_unread(tmp_path, sources):
+    from moths_framework.data.sources import ImageFolder
+
+    a, b = sources
+    odd = [write(a / SPECIES / name, jpeg(seed=700 + i))
+           for i, name in enumerate(["3.jpg.bak", "scan", "4.heic", "5.txt"])]  # fmt: skip
+    summary = prepare(tmp_path / "out", a, b)
+    assert rejected(tmp_path / "out") == {str(p): "unsupported-extension" for p in odd}
+    assert summary.rejected == {"unsupported-extension": 4}
+    assert (summary.kept, summary.files, summary.decoded) == (7, 11, 7)
+    # prepare keeps exactly what the image-folder sources read, from the sources and from OUT.
+    kept = {row["source"] for row in manifest(tmp_path / "out")}
+    assert kept == {str(s.path) for s in ImageFolder(a).samples() + ImageFolder(b).samples()}
+    linked = ImageFolder(tmp_path / "out" / "image_folder").samples()
+    assert {s.path.relative_to(tmp_path / "out").as_posix() for s in linked} == set(
+        links(tmp_path / "out")
+    )

@@ -8,7 +8,9 @@ source's extension in lower case; ``manifest.csv``; ``rejected.csv``; and
 (path, size, mtime_ns), so a re-run on unchanged sources only stats.
 Links of unchanged files keep their numbers; new images get numbers after the
 highest in use. Files are replaced atomically; links are read back from disk,
-so an interrupted run leaves a state that the next run completes.
+so an interrupted run leaves a state that the next run completes. Files
+whose extension is not an image's are rejected unread
+(``unsupported-extension``), as the image-folder sources would not see them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from moths_framework.data.file_checks import (
     save_checks,
 )
 from moths_framework.data.links import sync_links, visible_entries
-from moths_framework.data.sources import species_name
+from moths_framework.data.sources import has_image_suffix, species_name
 
 __all__ = ["IMAGE_FOLDER", "PrepareError", "PrepareSummary", "prepare_sources"]
 
@@ -42,6 +44,10 @@ REJECTED = "rejected.csv"
 # os.replace makes it atomic, and it leaves no journal files next to it.
 CACHE = ".prepare-cache.json"
 _DUPLICATE, _CONFLICT = "duplicate-of:", "conflict:"
+# Files whose extension is not in IMAGE_SUFFIXES: the image-folder sources would
+# not see them, so prepare rejects them unread rather than link what no one reads.
+UNSUPPORTED_EXTENSION = "unsupported-extension"
+
 
 
 class PrepareError(ValueError):
@@ -54,7 +60,7 @@ class PrepareSummary:
 
     image_folder: Path
     sources: int
-    files: int  # image files seen in the sources (hidden ones excluded)
+    files: int  # files seen in the species folders (hidden ones excluded)
     kept: int
     species: int
     new: int  # links created by this run
@@ -141,9 +147,14 @@ def _resolve(out: Path, sources: list[Path]) -> tuple[Path, list[Path]]:
 
 
 def _scan(roots: list[Path]) -> tuple[list[SourceFile], dict[str, str]]:
-    """List the image files in (source, species folder, file name) order; stats only."""
+    """List the image files in (source, species folder, file name) order; stats only.
+
+    Returns the files to check and the files rejected unread: those whose
+    extension is not an image's (:func:`has_image_suffix`, the rule the
+    image-folder sources apply too) and those that cannot be stat'ed.
+    """
     files: list[SourceFile] = []
-    unreadable: dict[str, str] = {}
+    rejected: dict[str, str] = {}
     for root in roots:
         for folder in visible_entries(root):
             species = species_name(folder.name)
@@ -152,13 +163,16 @@ def _scan(roots: list[Path]) -> tuple[list[SourceFile], dict[str, str]]:
             for entry in visible_entries(folder.path):
                 if entry.is_dir():
                     continue  # nested folders are not images of this species
+                if not has_image_suffix(entry.name):
+                    rejected[entry.path] = UNSUPPORTED_EXTENSION
+                    continue
                 try:
                     stat = entry.stat()
                 except OSError:  # e.g. a dangling symlink
-                    unreadable[entry.path] = "unreadable"
+                    rejected[entry.path] = "unreadable"
                     continue
                 files.append(SourceFile(entry.path, species, stat.st_size, stat.st_mtime_ns))
-    return files, unreadable
+    return files, rejected
 
 
 def _select(

@@ -24,10 +24,17 @@ __all__ = [
     "ImageFolders",
     "Manifest",
     "Sample",
+    "has_image_suffix",
     "species_name",
 ]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+
+def has_image_suffix(name: str) -> bool:
+    """Whether a file name ends in an image extension (any case): the one rule by which
+    ``moths-prepare`` and the image-folder sources tell image files from other files."""
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 class DataSourceError(ValueError):
@@ -123,7 +130,7 @@ class ImageFolder(DataSource):
             return [
                 Sample(Path(f.path), species)
                 for f in sorted(files, key=lambda e: e.name)
-                if _visible(f) and Path(f.name).suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                if _visible(f) and has_image_suffix(f.name) and f.is_file()
             ]
 
 

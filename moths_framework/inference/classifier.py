@@ -248,9 +248,9 @@ class OnnxClassifier:
         else:
             source = os.fspath(image)
         try:
-            if not isinstance(image, Image.Image):
-                image = open_rgb(image, draft_size=self._draft_size)
-            return _Prepared(source, self.preprocess(image), None)
+            # PIL images take the same decode path as files (orientation, alpha, 16-bit).
+            rgb = open_rgb(image, draft_size=self._draft_size)
+            return _Prepared(source, self.preprocess(rgb), None)
         except Exception as error:  # one bad image must not end a run of a million
             return _Prepared(source, None, str(error) or type(error).__name__)
 
