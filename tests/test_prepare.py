@@ -302,3 +302,48 @@ def test_files_without_an_image_extension_are_rejected_unread(tmp_path, sources)
     assert {s.path.relative_to(tmp_path / "out").as_posix() for s in linked} == set(
         links(tmp_path / "out")
     )
+
+
+def test_a_second_run_on_the_same_out_exits_2_or_waits_with_wait(tmp_path, sources, capsys):
+    from filelock import FileLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(out), *map(str, sources), "--no-progress", "--workers", "1"]
+    held = FileLock(out / ".prepare.lock")
+    held.acquire()  # as if another run were preparing OUT
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("moths-prepare: another moths-prepare run is preparing")
+        assert "--wait" in err and err.count("\n") == 1
+        assert not (out / "manifest.csv").exists()
+        waited: list[int] = []
+        waiter = threading.Thread(target=lambda: waited.append(main([*args, "--wait"])))
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not (out / "manifest.csv").exists()
+    finally:
+        held.release()
+    waiter.join(timeout=60)
+    assert waited == [0] and len(manifest(out)) == 7
+
+
+def test_overlapping_runs_in_two_processes_leave_a_consistent_out(tmp_path, sources):
+    import subprocess
+    import sys
+
+    a, b = sources
+    for i in range(30):
+        write(a / SPECIES / f"extra{i}.jpg", jpeg(seed=800 + i))
+    out = tmp_path / "out"
+    code = "import sys; from moths_framework.cli.prepare import main; sys.exit(main(sys.argv[1:]))"
+    args = [sys.executable, "-c", code, str(out), str(a), str(b), "--wait", "--no-progress"]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in "12"]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    assert results == [(0, b""), (0, b"")]
+    prepare(tmp_path / "alone", a, b)
+    alone = {k.replace("image_folder", ""): v for k, v in links(tmp_path / "alone").items()}
+    assert {k.replace("image_folder", ""): v for k, v in links(out).items()} == alone
+    assert len(manifest(out)) == len(alone) == 37
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

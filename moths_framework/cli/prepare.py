@@ -39,17 +39,26 @@ def main(args: list[str] | None = None) -> int:
             "Check every image of SOURCE/<species>/<image> by decoding it, drop broken files, "
             "duplicates and images filed under two species, and write OUT/image_folder "
             "(symlinks), OUT/manifest.csv and OUT/rejected.csv. Re-runs only decode "
-            "new or changed files."
+            "new or changed files. One run at a time per OUT (lock OUT/.prepare.lock)."
         ),
     )
     parser.add_argument("out", type=Path, help="output folder, e.g. test_data/")
     parser.add_argument("sources", type=Path, nargs="+", help="source folders, in priority order")
     parser.add_argument("--workers", type=_positive, help="decoding processes (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run is preparing OUT, wait for it (default: exit 2 at once)",
+    )
     opts = parser.parse_args(args)
     try:
         summary = prepare_sources(
-            opts.out, opts.sources, workers=opts.workers, progress=not opts.no_progress
+            opts.out,
+            opts.sources,
+            workers=opts.workers,
+            progress=not opts.no_progress,
+            wait=opts.wait,
         )
     except PrepareError as err:
         print(f"moths-prepare: {err}", file=sys.stderr)

@@ -8,22 +8,26 @@ source's extension in lower case; ``manifest.csv``; ``rejected.csv``; and
 (path, size, mtime_ns), so a re-run on unchanged sources only stats.
 Links of unchanged files keep their numbers; new images get numbers after the
 highest in use. Files are replaced atomically; links are read back from disk,
-so an interrupted run leaves a state that the next run completes. Files
-whose extension is not an image's are rejected unread
+so an interrupted run leaves a state that the next run completes. A lock
+(``OUT/.prepare.lock``) keeps a second run on the same OUT out until the first
+is done. Files whose extension is not an image's are rejected unread
 (``unsupported-extension``), as the image-folder sources would not see them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
+from moths_framework.atomic_files import write_text_atomically
 from moths_framework.data.file_checks import (
     FileCheck,
     SourceFile,
@@ -35,7 +39,8 @@ from moths_framework.data.file_checks import (
 from moths_framework.data.links import sync_links, visible_entries
 from moths_framework.data.sources import has_image_suffix, species_name
 
-__all__ = ["IMAGE_FOLDER", "PrepareError", "PrepareSummary", "prepare_sources"]
+__all__ = ["IMAGE_FOLDER", "LOCK", "PrepareBusyError", "PrepareError", "PrepareSummary",
+           "prepare_sources"]  # fmt: skip
 
 IMAGE_FOLDER = "image_folder"
 MANIFEST = "manifest.csv"
@@ -43,15 +48,20 @@ REJECTED = "rejected.csv"
 # JSON rather than sqlite: every run needs the whole table anyway, one
 # os.replace makes it atomic, and it leaves no journal files next to it.
 CACHE = ".prepare-cache.json"
+# One run at a time per OUT; an OS lock (flock), so a killed run leaves none behind.
+LOCK = ".prepare.lock"
 _DUPLICATE, _CONFLICT = "duplicate-of:", "conflict:"
 # Files whose extension is not in IMAGE_SUFFIXES: the image-folder sources would
 # not see them, so prepare rejects them unread rather than link what no one reads.
 UNSUPPORTED_EXTENSION = "unsupported-extension"
 
 
-
 class PrepareError(ValueError):
     """A user error: a missing source, or a source overlapping OUT. The message says which."""
+
+
+class PrepareBusyError(PrepareError):
+    """Another run is preparing the same OUT (and this one was not asked to wait)."""
 
 
 @dataclass
@@ -73,7 +83,12 @@ class PrepareSummary:
 
 
 def prepare_sources(
-    out: Path, sources: Sequence[Path], *, workers: int | None = None, progress: bool = True
+    out: Path,
+    sources: Sequence[Path],
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    wait: bool = False,
 ) -> PrepareSummary:
     """Validate, deduplicate and link the images of several source folders into OUT.
 
@@ -84,6 +99,8 @@ def prepare_sources(
             copy (then the first path) is kept.
         workers: decoding processes; default one per available CPU core.
         progress: show a progress bar on stderr (only when it is a terminal).
+        wait: if another run holds OUT's lock (``OUT/.prepare.lock``), wait for
+            it to finish instead of raising :class:`PrepareBusyError`.
 
     Returns:
         The counts of this run.
@@ -92,16 +109,45 @@ def prepare_sources(
         PrepareError: a source is missing, not a directory, given twice, nested
             in another source, equal to OUT, inside OUT's image folder, or
             contains OUT.
+        PrepareBusyError: another run is preparing OUT and ``wait`` is false.
     """
     start = time.perf_counter()
     out, roots = _resolve(Path(out), [Path(s) for s in sources])
-    files, unreadable = _scan(roots)
     out.mkdir(parents=True, exist_ok=True)
+    with _locked(out, wait):
+        return _prepare(out, roots, workers, progress, start)
+
+
+@contextlib.contextmanager
+def _locked(out: Path, wait: bool) -> Iterator[None]:
+    """Hold OUT's lock for the whole run: two runs would renumber and overwrite each other."""
+    lock = FileLock(out / LOCK, timeout=-1 if wait else 0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PrepareBusyError(
+            f"another moths-prepare run is preparing {out} (it holds {out / LOCK}); "
+            "try again when it has finished, or pass --wait to wait for it"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _prepare(
+    out: Path, roots: list[Path], workers: int | None, progress: bool, start: float
+) -> PrepareSummary:
+    for name in (CACHE, MANIFEST, REJECTED):  # temporaries of a killed run: none in use now
+        for stale in out.glob(f".{name}*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    files, unreadable = _scan(roots)
     records = load_checks(out / CACHE)
     try:
         decoded = check_files(files, records, workers or cpu_count(), progress)
     finally:  # keep the work done so far, also when interrupted
-        _write_atomically(out / CACHE, save_checks(records, files))
+        write_text_atomically(out / CACHE, save_checks(records, files))
     kept, rejected = _select(files, records)
     rejected.update(unreadable)
     links, new, removed = sync_links(out / IMAGE_FOLDER, kept)
@@ -211,8 +257,8 @@ def _write_outputs(
         path = f"{IMAGE_FOLDER}/{species}/{name}"
         rows.append((path, file.path, species, record.width, record.height, record.sha256))
     header = ("path", "source", "species", "width", "height", "sha256")
-    _write_atomically(out / MANIFEST, _csv_text(header, rows))
-    _write_atomically(out / REJECTED, _csv_text(("source", "reason"), sorted(rejected.items())))
+    write_text_atomically(out / MANIFEST, _csv_text(header, rows))
+    write_text_atomically(out / REJECTED, _csv_text(("source", "reason"), sorted(rejected.items())))
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -221,10 +267,3 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return text.getvalue()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and ``os.replace``: readers see the old or the new file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
