@@ -1,0 +1,533 @@
+"""moths-serve over real HTTP: the AMI processing-service API field for field, /v1, bad input.
+
+A real uvicorn server runs on a free loopback port in a thread; test images are
+served by a local ``http.server`` on 127.0.0.1. The AMI wire objects are
+checked against pydantic models written here from Antenna's ``ami/ml/schemas.py``
+(the side that parses our answers), independent of ``moths_framework.serve``'s
+own, with unknown fields forbidden. The helpers (``running``, ``ImageHost``,
+``model_file``, ...) are shared with ``test_serve_load.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import http.server
+import io
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+from test_inference import HIERARCHY, export_model, metadata, tiny_net
+
+from moths_framework.inference import OnnxClassifier
+from moths_framework.inference.writers import prediction_json
+from moths_framework.serve import ServeOptions, create_app, load_served_model
+from moths_framework.serve.served import file_sha256
+
+# --- Antenna's wire objects (ami/ml/schemas.py), strict: an unknown field is an error ---
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BoundingBox(_Wire):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class AlgorithmReference(_Wire):
+    name: str
+    key: str
+
+
+class AlgorithmCategoryMapResponse(_Wire):
+    data: list[dict] = []
+    labels: list[str] = []
+    version: str | None = None
+    description: str | None = None
+    uri: str | None = None
+
+
+class AlgorithmConfigResponse(_Wire):
+    name: str
+    key: str
+    description: str | None = None
+    task_type: str | None = None
+    version: int = 1
+    version_name: str | None = None
+    uri: str | None = None
+    category_map: AlgorithmCategoryMapResponse | None = None
+
+
+class ClassificationResponse(_Wire):
+    classification: str
+    labels: list[str] | None = None
+    scores: list[float] = []
+    logits: list[float] | None = None
+    inference_time: float | None = None
+    algorithm: AlgorithmReference
+    terminal: bool = True
+    timestamp: datetime.datetime
+
+
+class SourceImageResponse(_Wire):
+    id: str
+    url: str
+
+
+class DetectionResponse(_Wire):
+    source_image_id: str
+    bbox: BoundingBox | None = None
+    inference_time: float | None = None
+    algorithm: AlgorithmReference
+    timestamp: datetime.datetime
+    crop_image_url: str | None = None
+    classifications: list[ClassificationResponse] = []
+
+
+class PipelineResultsResponse(_Wire):
+    pipeline: str
+    algorithms: dict[str, AlgorithmConfigResponse] = {}
+    total_time: float
+    source_images: list[SourceImageResponse]
+    detections: list[DetectionResponse]
+    errors: list | str | None = None
+
+
+class PipelineStageParam(_Wire):
+    name: str
+    key: str
+    category: str = "default"
+
+
+class PipelineStage(_Wire):
+    key: str
+    name: str
+    params: list[PipelineStageParam] = []
+    description: str | None = None
+
+
+class PipelineConfigResponse(_Wire):
+    name: str
+    slug: str
+    version: int
+    description: str | None = None
+    algorithms: list[AlgorithmConfigResponse] = []
+    stages: list[PipelineStage] = []
+
+
+class ProcessingServiceInfoResponse(_Wire):
+    name: str
+    description: str | None = None
+    pipelines: list[PipelineConfigResponse] = []
+    algorithms: list[AlgorithmConfigResponse] = []
+
+
+def parses_unchanged(model: type[BaseModel], data: dict) -> BaseModel:
+    """``data`` parses into ``model`` and dumps back to exactly ``data`` (nothing lost or added)."""
+    parsed = model.model_validate(data)
+    assert parsed.model_dump(mode="json", exclude_unset=True) == data
+    return parsed
+
+
+# --- test images and the image host ---
+
+
+def png_bytes(seed: int, width: int = 40, height: int = 30) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png_bytes(seed, 64, 48))).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def bomb_png(side: int = 20000) -> bytes:
+    """A PNG whose header claims side x side pixels: a few dozen bytes, a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+class ImageHost:
+    """A loopback HTTP server of in-memory files; ``delays`` make a path answer slowly."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.delays: dict[str, float] = {}
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                delay = host.delays.get(self.path, 0.0)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline:  # bounded: at most `delay` seconds
+                    time.sleep(0.02)
+                data = host.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                with contextlib.suppress(OSError):  # the client may have given up (timeout)
+                    self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def add(self, path: str, data: bytes, delay: float = 0.0) -> str:
+        self.files[path] = data
+        if delay:
+            self.delays[path] = delay
+        return self.url(path)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- the server under test ---
+
+
+class Running:
+    """A uvicorn server on a free loopback port, in a thread."""
+
+    def __init__(self, app: Any, graceful: float = 5.0) -> None:
+        self.app = app
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(
+            app, log_level="warning", timeout_graceful_shutdown=graceful, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, args=([self.sock],), daemon=True)
+
+    def start(self, ready: bool = True) -> Running:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status = httpx.get(f"{self.url}/readyz", timeout=2).status_code
+                if status == 200 or (status == 503 and not ready):
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("server did not become ready in 30 s")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+    @property
+    def engine(self) -> Any:
+        return self.app.state.engine
+
+
+@contextlib.contextmanager
+def running(app: Any, graceful: float = 5.0) -> Iterator[Running]:
+    server = Running(app, graceful).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_model(
+        tiny_net(), tmp_path_factory.mktemp("serve") / "tiny-moths.onnx", metadata()
+    )
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[ImageHost]:
+    images = ImageHost()
+    yield images
+    images.close()
+
+
+@pytest.fixture(scope="module")
+def server(model_file: Path) -> Iterator[Running]:
+    options = ServeOptions(fetch_timeout=0.5, max_wait_ms=2, max_batch=8)
+    with running(create_app([load_served_model(model_file)], options)) as live:
+        yield live
+
+
+def antenna_request(pipeline: str, images: list[tuple[str, str]]) -> dict:
+    """The shape Antenna posts: ids as strings, its known detections, request_* config keys."""
+    return {
+        "pipeline": pipeline,
+        "source_images": [{"id": image_id, "url": url} for image_id, url in images],
+        "detections": [
+            {
+                "source_image": {"id": images[0][0], "url": images[0][1]},
+                "bbox": {"x1": 1.0, "y1": 2.0, "x2": 10.0, "y2": 12.0},
+                "crop_image_url": None,
+                "algorithm": {"name": "Some detector", "key": "some-detector"},
+            }
+        ],
+        "config": {"request_source_image_batch_size": 8, "example_config_param": 3},
+    }
+
+
+# --- /livez, /readyz, /info ---
+
+
+def test_health_endpoints(server: Running) -> None:
+    assert httpx.get(f"{server.url}/livez").json() == {"status": True}
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": ["tiny-moths"]}
+
+
+def test_info_lists_whole_image_then_one_classifier_per_rank(
+    server: Running, model_file: Path
+) -> None:
+    info = parses_unchanged(ProcessingServiceInfoResponse, httpx.get(f"{server.url}/info").json())
+    (pipeline,) = info.pipelines
+    assert pipeline.slug == "tiny-moths" and pipeline.stages == []
+    version = int(file_sha256(model_file)[:7], 16)
+    assert pipeline.version == version
+    detector, *classifiers = pipeline.algorithms
+    assert (detector.name, detector.key, detector.task_type, detector.version) == (
+        "Whole image", "whole-image", "localization", 1
+    )  # fmt: skip
+    assert [a.task_type for a in classifiers] == ["classification"] * len(HIERARCHY.ranks)
+    assert len({a.key for a in pipeline.algorithms}) == len(pipeline.algorithms)
+    expected_rank = {"species": "SPECIES", "group": "UNKNOWN", "family": "FAMILY", "genus": "GENUS"}
+    for rank, algorithm in zip(HIERARCHY.ranks, classifiers, strict=True):
+        assert algorithm.version == version and algorithm.version_name
+        cmap = algorithm.category_map
+        labels = HIERARCHY.classes(rank)
+        assert cmap.labels == labels
+        assert [d["index"] for d in cmap.data] == list(range(len(labels)))
+        assert [d["label"] for d in cmap.data] == labels
+        ranks = [d["taxon_rank"] for d in cmap.data]
+        assert ranks[0] == "UNKNOWN"  # Other
+        assert set(ranks[1:]) == {expected_rank[rank]}
+
+
+def test_version_changes_with_the_model_file(tmp_path: Path, model_file: Path) -> None:
+    other = export_model(tiny_net(), tmp_path / "tiny-moths.onnx", metadata({"species": 2.0}))
+    first, second = load_served_model(model_file), load_served_model(other)
+    assert first.slug == second.slug and first.version != second.version
+
+
+# --- /process ---
+
+
+def test_process_matches_onnx_classifier(server: Running, host: ImageHost, tmp_path: Path) -> None:
+    datas = [png_bytes(1), jpeg_bytes(2), png_bytes(3, 25, 50)]
+    images = [(str(100 + i), host.add(f"/match/{i}.img", d)) for i, d in enumerate(datas)]
+    response = httpx.post(f"{server.url}/process", json=antenna_request("tiny-moths", images))
+    assert response.status_code == 200, response.text
+    result = parses_unchanged(PipelineResultsResponse, response.json())
+    assert result.pipeline == "tiny-moths" and result.algorithms == {} and result.errors == []
+    assert [(s.id, s.url) for s in result.source_images] == images
+    assert [int(d.source_image_id) for d in result.detections] == [100, 101, 102]
+
+    classifier = server.engine.models["tiny-moths"].classifier
+    paths = []
+    for i, data in enumerate(datas):
+        paths.append(tmp_path / f"{i}.img")
+        paths[-1].write_bytes(data)
+    expected = classifier.predict(paths, top_k=100)
+    for detection, data, prediction in zip(result.detections, datas, expected, strict=True):
+        width, height = Image.open(io.BytesIO(data)).size
+        assert detection.bbox == BoundingBox(x1=0, y1=0, x2=width, y2=height)
+        assert detection.algorithm == AlgorithmReference(name="Whole image", key="whole-image")
+        assert detection.crop_image_url is None
+        logits = classifier.logits(classifier.preprocess(Image.open(io.BytesIO(data)))[None])
+        by_rank = dict(zip(HIERARCHY.ranks, detection.classifications, strict=True))
+        for rank, classification in by_rank.items():
+            labels = HIERARCHY.classes(rank)
+            assert classification.classification == prediction.top1(rank)[0]
+            assert classification.labels is None
+            assert classification.terminal == (rank == "species")
+            assert classification.algorithm.key == f"tiny-moths-{rank}"
+            expected_probs = dict(prediction.top_k[rank])
+            assert len(classification.scores) == len(labels)
+            for label, score in zip(labels, classification.scores, strict=True):
+                assert abs(score - expected_probs[label]) < 1e-6
+            np.testing.assert_allclose(classification.logits, logits[rank][0], atol=1e-5)
+
+
+def test_process_trailing_slash_and_deprecated_path(server: Running, host: ImageHost) -> None:
+    url = host.add("/paths/a.png", png_bytes(7))
+    for path in ("/process/", "/pipeline/process/"):
+        body = {"pipeline": "tiny-moths", "source_images": [{"id": "7", "url": url}]}
+        response = httpx.post(f"{server.url}{path}", json=body)
+        assert response.status_code == 200, (path, response.text)
+        assert [d["source_image_id"] for d in response.json()["detections"]] == ["7"]
+
+
+def test_bad_images_are_reported_per_image(server: Running, host: ImageHost) -> None:
+    good = host.add("/bad/good.png", png_bytes(5))
+    cases = {
+        "text": (host.add("/bad/notes.jpg", b"this is not an image"), "not-an-image"),
+        "truncated": (host.add("/bad/cut.jpg", jpeg_bytes(6)[:300]), "truncated"),
+        "zero": (host.add("/bad/zero.jpg", b""), "empty"),
+        "bomb": (host.add("/bad/bomb.png", bomb_png()), "decompression-bomb"),
+        "missing": (host.url("/bad/missing.jpg"), "HTTP 404"),
+        "slow": (host.add("/bad/slow.jpg", png_bytes(8), delay=3.0), "timed out after 0.5 s"),
+        "file": ("file:///etc/hostname", "scheme 'file' refused"),
+    }
+    images = [("1", good), *((name, url) for name, (url, _) in cases.items())]
+    started = time.monotonic()
+    response = httpx.post(f"{server.url}/process", json=antenna_request("tiny-moths", images))
+    assert time.monotonic() - started < 2.5  # the slow URL was cut off, not waited for
+    assert response.status_code == 200, response.text
+    result = parses_unchanged(PipelineResultsResponse, response.json())
+    assert [d.source_image_id for d in result.detections] == ["1"]
+    errors = {e["image_id"]: e["error"] for e in result.errors}
+    assert set(errors) == set(cases)
+    for name, (_, reason) in cases.items():
+        assert reason in errors[name], (name, errors[name])
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def test_bad_requests_are_refused_whole(server: Running, host: ImageHost) -> None:
+    url = host.add("/req/a.png", png_bytes(9))
+    unknown = httpx.post(f"{server.url}/process", json=antenna_request("no-such", [("1", url)]))
+    assert unknown.status_code == 422 and "unknown pipeline 'no-such'" in unknown.text
+    malformed = httpx.post(
+        f"{server.url}/process",
+        content=b'{"pipeline": "tiny-moths", "source_images": [',
+        headers={"content-type": "application/json"},
+    )
+    assert malformed.status_code == 422 and "json_invalid" in malformed.text
+    no_url = httpx.post(
+        f"{server.url}/process", json={"pipeline": "tiny-moths", "source_images": [{"id": "1"}]}
+    )
+    assert no_url.status_code == 422
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+# --- /v1 ---
+
+
+def _expected_records(classifier: OnnxClassifier, datas: list[bytes], tmp_path: Path) -> list:
+    paths = []
+    for i, data in enumerate(datas):
+        paths.append(tmp_path / f"v1-{i}.png")
+        paths[-1].write_bytes(data)
+    records = [prediction_json(p, HIERARCHY.ranks) for p in classifier.predict(paths, top_k=3)]
+    for record in records:
+        del record["path"]
+    return records
+
+
+def test_v1_classify_json_equals_moths_infer_records(
+    server: Running, host: ImageHost, tmp_path: Path
+) -> None:
+    datas = [png_bytes(11), png_bytes(12)]
+    body = {
+        "images": [
+            {"id": "a", "url": host.add("/v1/a.png", datas[0])},
+            {"id": "b", "b64": base64.b64encode(datas[1]).decode()},
+            {"id": "c", "b64": base64.b64encode(b"not an image").decode()},
+        ],
+        "top_k": 3,
+    }
+    response = httpx.post(f"{server.url}/v1/classify", json=body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["id"] for r in results] == ["a", "b", "c"]
+    assert results[0]["path"] == body["images"][0]["url"]
+    classifier = server.engine.models["tiny-moths"].classifier
+    expected = _expected_records(classifier, datas, tmp_path)
+    for got, want in zip(results[:2], expected, strict=True):
+        assert {k: v for k, v in got.items() if k not in ("id", "path")} == want
+    assert "not-an-image" in results[2]["error"] and results[2]["prediction"] is None
+
+
+def test_v1_classify_multipart_with_options(server: Running, tmp_path: Path) -> None:
+    datas = [png_bytes(13), png_bytes(14)]
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(datas)]
+    form = {"top_k": "2", "thresholds": "species=0.0", "species_list": ["Aus alpha", "Cus delta"]}
+    response = httpx.post(f"{server.url}/v1/classify", files=files, data=form)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["path"] for r in results] == ["0.png", "1.png"]
+    for result in results:
+        assert result["species"] in ("Other", "Aus alpha", "Cus delta")
+        assert result["prediction_rank"] == "species" and result["confident"] is True
+        assert len(result["top_k"]["species"]) == 2
+    unknown = httpx.post(
+        f"{server.url}/v1/classify", files=files[:1], data={"species_list": ["Zus nope"]}
+    )
+    assert unknown.status_code == 422 and "Zus nope" in unknown.text
+
+
+def test_v1_models_describes_the_model(server: Running, model_file: Path) -> None:
+    (info,) = httpx.get(f"{server.url}/v1/models").json()["models"]
+    assert info["slug"] == "tiny-moths" and info["sha256"] == file_sha256(model_file)
+    assert info["ranks"] == list(HIERARCHY.ranks)
+    assert info["classes"]["genus"] == HIERARCHY.classes("genus")
+    assert info["thresholds"] == dict.fromkeys(HIERARCHY.ranks, 0.5)
+    assert info["calibration"] == {"temperature": dict.fromkeys(HIERARCHY.ranks, 1.0)}
+    assert info["card"] == {"backbone": "tiny"}
+
+
+# --- auth and limits ---
+
+
+def test_token_required_except_health(model_file: Path, host: ImageHost) -> None:
+    options = ServeOptions(token="s3cret-token", max_body_bytes=4096)
+    url = host.add("/auth/a.png", png_bytes(15))
+    body = {"pipeline": "tiny-moths", "source_images": [{"id": "1", "url": url}]}
+    with running(create_app([load_served_model(model_file)], options)) as live:
+        assert httpx.get(f"{live.url}/livez").status_code == 200
+        assert httpx.get(f"{live.url}/readyz").status_code == 200
+        for path in ("/info", "/v1/models", "/docs"):
+            missing = httpx.get(f"{live.url}{path}")
+            assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        wrong = httpx.post(f"{live.url}/process", json=body, headers=_bearer("s3cret-tokeX"))
+        assert wrong.status_code == 401 and "bearer token" in wrong.text
+        right = httpx.post(f"{live.url}/process", json=body, headers=_bearer("s3cret-token"))
+        assert right.status_code == 200 and len(right.json()["detections"]) == 1
+        big = {"images": [{"b64": "A" * 8000}]}
+        too_large = httpx.post(f"{live.url}/v1/classify", json=big, headers=_bearer("s3cret-token"))
+        assert too_large.status_code == 413 and "4096 bytes" in too_large.text
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
