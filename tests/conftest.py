@@ -42,3 +42,20 @@ def tiny_fit_args(run_dir: Path, manifest: Path, *extra: str) -> list[str]:
         "--trainer.enable_model_summary", "false",
         *extra,
     ]  # fmt: skip
+
+
+FAST_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+            "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, prepared) -> Path:
+    """One fast tiny-backbone moths-fit run per session: best.ckpt, last.ckpt, config.yaml.
+
+    Shared: copy it (``shutil.copytree``) before running anything that writes into it.
+    """
+    from moths_framework.cli.fit import main as fit
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    assert fit(tiny_fit_args(run, prepared / "manifest.csv", *FAST_FIT)) == 0
+    return run

@@ -8,6 +8,7 @@ import yaml
 from conftest import REPO, tiny_fit_args
 
 from moths_framework.cli.fit import main as fit
+from moths_framework.cli.predict import main as predict
 from moths_framework.cli.test import main as run_test
 from moths_framework.cli.validate import main as validate
 from moths_framework.hierarchy import LabelHierarchy
@@ -81,6 +82,18 @@ def test_validate_and_test_evaluate_a_checkpoint(tmp_path, prepared, capsys):
         assert command([*args, "--ckpt_path", str(run / "best.ckpt")]) == 0
     out = capsys.readouterr().out
     assert "test/species/accuracy" in out and "val/species/accuracy" in out
+
+
+@pytest.mark.parametrize("command", [validate, run_test, predict])
+def test_every_command_accepts_the_config_a_run_saved(tiny_run, tmp_path, capsys, command):
+    """The README's evaluate commands: --config RUN/config.yaml (it holds ``tune``)."""
+    saved = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert saved["tune"] is False
+    args = ["--config", str(tiny_run / "config.yaml"), "--ckpt_path", str(tiny_run / "best.ckpt")]
+    args += ["--trainer.default_root_dir", str(tmp_path)]
+    if command is predict:
+        args += ["--output", str(tmp_path / "predictions")]
+    assert command(args) == 0, capsys.readouterr().err
 
 
 def test_loss_weights_are_normalised_to_the_number_of_ranks():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from moths_framework.cli.lightning import run_command
+from moths_framework.cli.lightning import run_command, run_fit
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_command("fit", args)
+    return run_command("fit", args, run_fit)

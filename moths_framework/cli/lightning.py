@@ -4,6 +4,11 @@ Each command parses a YAML config (``--config``) plus dotted overrides, builds
 the data module, the model and the trainer, and runs one Lightning entry
 point. Everything a run writes goes to its run directory
 (``--trainer.default_root_dir``, default ``runs/<timestamp>``).
+
+Every command accepts the ``config.yaml`` a run saved. Given ``--ckpt_path``
+(evaluation, prediction, resume), the model is built on the checkpoint's own
+label hierarchy, data species it has no class for count as ``Other``, and a
+``pretrained`` backbone downloads nothing: the checkpoint has the weights.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import Trainer
@@ -25,12 +31,18 @@ from moths_framework.cli.list_overrides import expand_index_overrides
 from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.data.sources import DataSourceError
 from moths_framework.finetuning import UnfreezePolicy
-from moths_framework.hierarchy import HierarchyError
+from moths_framework.hierarchy import HierarchyError, LabelHierarchy
 from moths_framework.model.backbone import BackboneError
-from moths_framework.model.checkpoint import CheckpointError
+from moths_framework.model.checkpoint import (
+    CheckpointError,
+    check_model_fits,
+    checkpoint_hierarchy,
+    read_checkpoint,
+)
 from moths_framework.model.lightning import MothsClassifier
+from moths_framework.model.tuning import tune
 
-__all__ = ["MothsCLI", "run_command"]
+__all__ = ["USER_ERRORS", "MothsCLI", "run_command", "run_fit"]
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +79,26 @@ def _config_error(command: str, err: Exception) -> str:
     return f"{message}\n  (moths-{command} --help lists every option)"
 
 
-def _hierarchy_of(data: MothsDataModule) -> Any:
-    return data.hierarchy
+def _add_predict_arguments(parser: LightningArgumentParser) -> None:
+    parser.add_argument(
+        "--split",
+        type=Literal["train", "val", "test", "all"] | None,
+        default=None,
+        help="which images to predict; default: test for the source the model was "
+        "trained on, all for any other source",
+    )
+    parser.add_argument(
+        "--output",
+        type=str | None,
+        default=None,
+        help="the prediction folder; default: RUN/predictions/<split>/ beside the checkpoint",
+    )
+    parser.add_argument(
+        "--images-by-prediction",
+        type=bool,
+        default=False,
+        help="also link the images under <output>/images/<predicted species>/",
+    )
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -88,6 +118,7 @@ class MothsCLI(LightningCLI):
 
     def __init__(self, command: str, args: list[str] | None) -> None:
         self.command = command
+        self.checkpoint: dict[str, Any] | None = None
         super().__init__(
             MothsClassifier,
             MothsDataModule,
@@ -106,20 +137,31 @@ class MothsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(UnfreezePolicy, "unfreeze", subclass_mode=True)
         parser.set_defaults({"unfreeze": {"class_path": "FrozenBackbone"}})
-        parser.link_arguments("data", "model.hierarchy", _hierarchy_of, apply_on="instantiate")
+        parser.link_arguments(
+            "data", "model.hierarchy", self._model_hierarchy, apply_on="instantiate"
+        )
         parser.add_argument(
             "--ckpt_path",
             type=str | None,
             default=None,
             help="checkpoint to resume from (fit) or to evaluate",
         )
-        if self.command == "fit":
-            parser.add_argument(
-                "--tune",
-                type=bool,
-                default=False,
-                help="run the learning-rate finder and batch-size scaling first",
-            )
+        # Every command accepts what moths-fit saves in config.yaml.
+        parser.add_argument(
+            "--tune",
+            type=bool,
+            default=False,
+            help="moths-fit: run batch-size scaling and the learning-rate finder first; "
+            "the other commands ignore it",
+        )
+        if self.command == "predict":
+            _add_predict_arguments(parser)
+
+    def _model_hierarchy(self, data: MothsDataModule) -> LabelHierarchy:
+        """The model's classes: the checkpoint's when there is one, else built from the data."""
+        if self.checkpoint is not None:
+            data.use_hierarchy(checkpoint_hierarchy(self.checkpoint))
+        return data.hierarchy
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         given = list(sys.argv[1:] if args is None else args)
@@ -132,6 +174,30 @@ class MothsCLI(LightningCLI):
         super().parse_arguments(parser, args if expanded == given else expanded)
 
     def before_instantiate_classes(self) -> None:
+        ckpt = self.config.get("ckpt_path")
+        if ckpt:
+            self.checkpoint = read_checkpoint(ckpt)
+        elif self.command == "predict":
+            raise CheckpointError("moths-predict needs a trained model: --ckpt_path RUN/best.ckpt")
+        self._set_run_dir()
+
+    def instantiate_classes(self) -> None:
+        if self.checkpoint is None:
+            super().instantiate_classes()
+            return
+        # The checkpoint supplies the weights: a pretrained backbone must not download them.
+        backbone_args = self.config.model.backbone.get("init_args")
+        pretrained = backbone_args.get("pretrained") if backbone_args is not None else None
+        if pretrained:
+            backbone_args.pretrained = False
+        try:
+            super().instantiate_classes()
+        finally:
+            if pretrained:
+                backbone_args.pretrained = pretrained  # config.yaml keeps what the user wrote
+        check_model_fits(self.model, self.checkpoint, self.config.ckpt_path)
+
+    def _set_run_dir(self) -> None:
         trainer = self.config.trainer
         if not trainer.get("default_root_dir"):
             ckpt = self.config.get("ckpt_path")
@@ -167,12 +233,25 @@ class MothsCLI(LightningCLI):
 
 
 def _tune(cli: MothsCLI) -> None:
-    from lightning.pytorch.tuner import Tuner
+    """Tune, then record the result in the config that the run saves, so that running
+    the saved config.yaml again reproduces the run without tuning."""
+    result = tune(cli.trainer, cli.model, cli.datamodule)
+    cli.config.data.batch_size = result.batch_size
+    if result.lr is not None:
+        cli.config.model.lr = result.lr
+    cli.config.tune = False
+    print(
+        f"tune: batch size {result.batch_size} (searched with {result.fraction:.0%} of the "
+        f"backbone trainable, the most the unfreeze policy reaches), learning rate {result.lr}"
+    )
 
-    tuner = Tuner(cli.trainer)
-    size = tuner.scale_batch_size(cli.model, datamodule=cli.datamodule, mode="power")
-    finder = tuner.lr_find(cli.model, datamodule=cli.datamodule, attr_name="lr")
-    print(f"tune: batch size {size}, learning rate {finder.suggestion() if finder else None}")
+
+def run_fit(cli: MothsCLI) -> None:
+    """``moths-fit``: optionally tune, train, print the validation metrics and best checkpoint."""
+    if cli.config.get("tune"):
+        _tune(cli)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    _report_fit(cli)
 
 
 def _report_fit(cli: MothsCLI) -> None:
@@ -184,24 +263,33 @@ def _report_fit(cli: MothsCLI) -> None:
     print(f"best checkpoint: {path}")
 
 
-def run_command(command: str, args: list[str] | None = None) -> int:
-    """Parse, build and run one Lightning entry point; returns the exit code."""
+def _run_entry_point(cli: MothsCLI) -> None:
+    entry_point = getattr(cli.trainer, cli.command)
+    entry_point(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+
+
+def run_command(
+    command: str, args: list[str] | None = None, run: Callable[[MothsCLI], None] | None = None
+) -> int:
+    """Parse, build and run one command; returns the exit code.
+
+    Args:
+        command: ``fit``, ``validate``, ``test`` or ``predict`` (names the program).
+        args: command-line arguments; default ``sys.argv[1:]``.
+        run: what to do with the built CLI; default: the Lightning entry point of
+            that name with ``--ckpt_path``.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The run directory holds config.yaml before the first checkpoint; that is expected.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # Lightning 2.6 on torch 2.14 warns about its own use of a torch internal.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Evaluating a checkpoint needs none of the callbacks that wrote it.
+    warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
     try:
         plugins.load_all()
         cli = MothsCLI(command, args)
-        ckpt = cli.config.get("ckpt_path")
-        if command == "fit":
-            if cli.config.get("tune"):
-                _tune(cli)
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-            _report_fit(cli)
-        else:
-            getattr(cli.trainer, command)(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+        (run or _run_entry_point)(cli)
     except USER_ERRORS as err:
         print(f"moths-{command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,9 +1,65 @@
-"""``moths-predict``: see :mod:`moths_framework.cli.lightning`."""
+"""``moths-predict``: run a checkpoint over labelled images and write a prediction folder.
+
+``moths-predict --config RUN/config.yaml --ckpt_path RUN/best.ckpt [--split ...]
+[--data.source ...] [--output DIR] [--images-by-prediction true]`` writes
+``predictions.csv``, ``outputs.npz`` and ``hierarchy.json`` (see
+:func:`moths_framework.evaluate.predictions.write_prediction_folder`) to
+``RUN/predictions/<split>/`` by default. The model runs on the checkpoint's
+own label hierarchy; an image that cannot be read keeps its row, with ``error``.
+"""
 
 from __future__ import annotations
 
-from moths_framework.cli.lightning import run_command
+from pathlib import Path
+
+from moths_framework.cli.lightning import MothsCLI, run_command
+from moths_framework.model.checkpoint import CheckpointError
+from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.predict import gather_outputs
+
+
+def default_split(cli: MothsCLI) -> str:
+    """``test`` for the data source the checkpoint was trained on, ``all`` for any other."""
+    assert cli.checkpoint is not None
+    trained_on = cli.checkpoint[CHECKPOINT_KEY].get("data", {}).get("source")
+    return "test" if trained_on == repr(cli.datamodule.source) else "all"
+
+
+def run_predict(cli: MothsCLI) -> None:
+    """Predict the chosen split and write the prediction folder; prints where."""
+    from moths_framework.evaluate.predictions import write_prediction_folder
+
+    assert cli.checkpoint is not None
+    if cli.trainer.world_size > 1:
+        raise CheckpointError("moths-predict runs in one process: use --trainer.devices 1")
+    split = cli.config.get("split") or default_split(cli)
+    data, model = cli.datamodule, cli.model
+    data.predict_phase = split
+    ckpt = Path(cli.config.ckpt_path)
+    batches = cli.trainer.predict(model, datamodule=data, ckpt_path=str(ckpt))
+    indices = data.predict_indices()
+    outputs = gather_outputs(
+        batches or [], len(indices), model.hierarchy.num_classes(), model.backbone.num_features
+    )
+    meta = cli.checkpoint[CHECKPOINT_KEY]
+    out = write_prediction_folder(
+        cli.config.get("output") or ckpt.parent / "predictions" / split,
+        model.hierarchy,
+        paths=[str(data.samples[i].path) for i in indices],
+        true_species=[data.samples[i].species for i in indices],
+        logits=outputs.logits,
+        features=outputs.features,
+        errors=outputs.errors,
+        temperature=meta.get("temperature"),
+        thresholds=meta.get("thresholds"),
+        images_by_prediction=bool(cli.config.get("images_by_prediction")),
+    )
+    failed = sum(e is not None for e in outputs.errors)
+    print(
+        f"moths-predict: {len(indices)} images of split {split!r} ({failed} could not be read); "
+        f"wrote {out}"
+    )
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_command("predict", args)
+    return run_command("predict", args, run_predict)

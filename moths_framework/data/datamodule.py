@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from torchvision.transforms import Compose
 
-from moths_framework.data.dataset import SampleDataset, collate_skipping_broken
+from moths_framework.data.dataset import (
+    SampleDataset,
+    collate_skipping_broken,
+    collate_with_indices,
+)
 from moths_framework.data.sources import DataSource, DataSourceError
 from moths_framework.data.split import (
     Split,
@@ -20,12 +24,14 @@ from moths_framework.data.split import (
     write_split_csv,
 )
 from moths_framework.data.transforms import eval_transform, train_transform
-from moths_framework.hierarchy import HierarchySource
+from moths_framework.hierarchy import HierarchySource, LabelHierarchy
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["MothsDataModule"]
 
 log = logging.getLogger(__name__)
+
+Phase = Literal["train", "val", "test", "all"]
 
 
 class MothsDataModule(pl.LightningDataModule):
@@ -83,13 +89,47 @@ class MothsDataModule(pl.LightningDataModule):
         self.weighted_sampling_fraction = weighted_sampling_fraction
         self.train_transforms = train_transforms
         self.test_transforms = test_transforms
+        self.hierarchy_source = hierarchy
         self.samples = source.samples()
         if not self.samples:
             raise DataSourceError(f"the data source {source!r} holds no images")
         self.species_counts = Counter(s.species for s in self.samples)
-        self.hierarchy = hierarchy.build(self.species_counts, min_samples)
-        self.targets = [self.hierarchy.targets(s.species) for s in self.samples]
+        self._hierarchy: LabelHierarchy | None = None
+        self._targets: list[tuple[int, ...]] | None = None
         self.split: Split | None = None
+        self.predict_phase: Phase = "test"
+
+    @property
+    def hierarchy(self) -> LabelHierarchy:
+        """The classes the model is trained on: built from the hierarchy source and the
+        data (``min_samples``), unless :meth:`use_hierarchy` gave one."""
+        if self._hierarchy is None:
+            self._hierarchy = self.hierarchy_source.build(self.species_counts, self.min_samples)
+        return self._hierarchy
+
+    def use_hierarchy(self, hierarchy: LabelHierarchy) -> None:
+        """Label the data with ``hierarchy`` (a checkpoint's) instead of building one.
+
+        Data species that ``hierarchy`` has no class for count as ``Other``; the
+        hierarchy source file is not read at all.
+        """
+        self._hierarchy = hierarchy
+        self._targets = None
+        known = {*hierarchy.classes(hierarchy.ranks[0]), *hierarchy.bundled}
+        unknown = sorted(s for s in self.species_counts if s not in known)
+        if unknown:
+            log.info(
+                "%d data species unknown to the model count as Other: %s",
+                len(unknown),
+                ", ".join(unknown),
+            )
+
+    @property
+    def targets(self) -> list[tuple[int, ...]]:
+        """Class index per rank of every sample, under :attr:`hierarchy`."""
+        if self._targets is None:
+            self._targets = [self.hierarchy.targets(s.species) for s in self.samples]
+        return self._targets
 
     def setup(self, stage: str) -> None:
         if self.split is None:
@@ -147,21 +187,22 @@ class MothsDataModule(pl.LightningDataModule):
         p = self._preprocessing()
         return train_transform(p) if train else eval_transform(p)
 
-    def _dataset(self, indices: list[int], train: bool) -> SampleDataset:
+    def _dataset(self, indices: list[int], train: bool, with_index: bool = False) -> SampleDataset:
         return SampleDataset(
             [self.samples[i] for i in indices],
             [self.targets[i] for i in indices],
             self._transform(train),
+            with_index=with_index,
         )
 
-    def _loader(self, indices: list[int], train: bool) -> DataLoader:
+    def _loader(self, indices: list[int], train: bool, with_index: bool = False) -> DataLoader:
         sampler = None
         if train and self.weighted_sampling:
             species_index = [self.targets[i][0] for i in indices]
             weights = sampling_weights(species_index, self.weighted_sampling_fraction)
             sampler = WeightedRandomSampler(weights, num_samples=len(indices), replacement=True)
         return DataLoader(
-            self._dataset(indices, train),
+            self._dataset(indices, train, with_index),
             batch_size=self.batch_size if train else self.batch_size * 2,
             shuffle=train and sampler is None,
             sampler=sampler,
@@ -169,13 +210,20 @@ class MothsDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            collate_fn=collate_skipping_broken,
+            collate_fn=collate_with_indices if with_index else collate_skipping_broken,
         )
 
     def _indices(self, phase: str) -> list[int]:
+        if phase == "all":
+            return list(range(len(self.samples)))
         if self.split is None:
             self.setup(phase)
         return getattr(self.split, phase)
+
+    def predict_indices(self) -> list[int]:
+        """Sample indices that :meth:`predict_dataloader` covers (``predict_phase``), in
+        the order its batches' ``indices`` refer to."""
+        return self._indices(self.predict_phase)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._indices("train"), train=True)
@@ -187,4 +235,6 @@ class MothsDataModule(pl.LightningDataModule):
         return self._loader(self._indices("test"), train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._indices("test"), train=False)
+        """The ``predict_phase`` part (``test`` by default, or ``all``), as
+        :class:`~moths_framework.data.dataset.IndexedBatch` es: every image is accounted for."""
+        return self._loader(self.predict_indices(), train=False, with_index=True)

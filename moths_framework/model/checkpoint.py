@@ -13,7 +13,14 @@ from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["CheckpointError", "classifier_from_checkpoint", "load_classifier", "read_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "check_model_fits",
+    "checkpoint_hierarchy",
+    "classifier_from_checkpoint",
+    "load_classifier",
+    "read_checkpoint",
+]
 
 
 class CheckpointError(ValueError):
@@ -63,3 +70,46 @@ def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> MothsClassifier:
     )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
+
+
+def checkpoint_hierarchy(checkpoint: dict[str, Any]) -> LabelHierarchy:
+    """The label hierarchy a checkpoint's heads were trained on (its class order)."""
+    return LabelHierarchy.from_json(checkpoint[CHECKPOINT_KEY]["hierarchy"])
+
+
+def _backbone_text(spec: dict[str, Any]) -> str:
+    args = {k: v for k, v in spec.get("init_args", {}).items() if k != "pretrained"}
+    return f"{spec['class_path']}({', '.join(f'{k}={v!r}' for k, v in sorted(args.items()))})"
+
+
+def check_model_fits(model: MothsClassifier, checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Raise :class:`CheckpointError` (one line) unless ``checkpoint`` loads into ``model``.
+
+    Compares parameter names and shapes, so a config naming another backbone
+    than the one trained is reported as such instead of a ``load_state_dict``
+    traceback.
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if expected == found:
+        return
+    trained = _backbone_text(checkpoint[CHECKPOINT_KEY]["backbone"])
+    configured = _backbone_text(model.backbone.spec())
+    if trained != configured:
+        raise CheckpointError(
+            f"{path} was trained with backbone {trained}, the config asks for {configured}: "
+            "use the run's own config.yaml or the same model.backbone"
+        )
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    shapes = [k for k in sorted(expected.keys() & found.keys()) if expected[k] != found[k]]
+    first = (
+        f"{shapes[0]} is {list(found[shapes[0]])} in the checkpoint, "
+        f"{list(expected[shapes[0]])} in the model"
+        if shapes
+        else f"e.g. {(missing or unexpected)[0]}"
+    )
+    raise CheckpointError(
+        f"{path} does not fit the configured model: {len(missing)} weights missing, "
+        f"{len(unexpected)} unexpected, {len(shapes)} of another shape ({first})"
+    )

@@ -12,10 +12,12 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from moths_framework import __version__
+from moths_framework.data.dataset import IndexedBatch
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.backbone import Backbone
 from moths_framework.model.heads import MultiHeadClassifier
 from moths_framework.model.metrics import rank_metrics
+from moths_framework.model.predict import PredictBatchOutput
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["CHECKPOINT_KEY", "MothsClassifier", "normalised_loss_weights"]
@@ -137,10 +139,16 @@ class MothsClassifier(pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        images, targets, _ = batch
+    def predict_step(self, batch: IndexedBatch, batch_idx: int) -> PredictBatchOutput:
+        """Logits per rank and features of a batch's decoded images, with their dataset
+        indices and the images that could not be read (see ``model/predict.py``)."""
+        images, _, indices, failures = batch
+        if len(images) == 0:
+            empty = images.new_zeros((0, self.backbone.num_features))
+            logits = [images.new_zeros((0, n)) for n in self.hierarchy.num_classes().values()]
+            return {"indices": indices, "logits": logits, "features": empty, "failures": failures}
         logits, features = self.net.forward_with_features(images)
-        return {"logits": logits, "features": features, "targets": targets}
+        return {"indices": indices, "logits": logits, "features": features, "failures": failures}
 
     def _report_skipped(self, phase: str) -> None:
         if self.skipped_images:
