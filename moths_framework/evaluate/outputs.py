@@ -1,0 +1,50 @@
+"""Writing ``moths-evaluate``'s files: metrics.json, confusion/<rank>.csv, report.html."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from moths_framework.evaluate.confusion import confusion_csv
+from moths_framework.evaluate.evaluation import Evaluation
+
+__all__ = ["METRICS_JSON", "REPORT_HTML", "write_evaluation"]
+
+METRICS_JSON = "metrics.json"
+REPORT_HTML = "report.html"
+CONFUSION_DIR = "confusion"
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path, report: bool = True) -> Path:
+    """Write the metrics, the full confusion matrices and (optionally) the report.
+
+    Each file is written to a temporary name and renamed into place, so a
+    reader never sees half a file.
+
+    Returns:
+        The path of ``report.html`` (or of ``metrics.json`` without a report).
+    """
+    out = Path(out_dir)
+    (out / CONFUSION_DIR).mkdir(parents=True, exist_ok=True)
+    metrics = json.dumps(evaluation.to_json(), indent=1, ensure_ascii=False)
+    _write_atomically(out / METRICS_JSON, metrics)
+    for rank, result in evaluation.ranks.items():
+        text = confusion_csv(result.confusion, result.class_names)
+        _write_atomically(out / CONFUSION_DIR / f"{rank}.csv", text)
+    if not report:
+        return out / METRICS_JSON
+    from moths_framework.evaluate.report import render_report  # matplotlib: only when drawing
+
+    _write_atomically(out / REPORT_HTML, render_report(evaluation))
+    return out / REPORT_HTML
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and ``os.replace``: readers see the old or the new file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
