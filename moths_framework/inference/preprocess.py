@@ -15,7 +15,13 @@ from PIL import Image
 
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["center_crop_box", "jpeg_draft_size", "preprocess", "resized_size"]
+__all__ = [
+    "center_crop_box",
+    "jpeg_draft_size",
+    "preprocess",
+    "resize_and_crop",
+    "resized_size",
+]
 
 # torchvision's ``pil_modes_mapping`` for the interpolations Preprocessing allows.
 _PIL_FILTERS = {
@@ -68,13 +74,7 @@ def preprocess(image: Image.Image, p: Preprocessing) -> np.ndarray:
     Returns:
         The normalised CHW array, equal to ``eval_transform(p)(image).numpy()``.
     """
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    size = resized_size(image.width, image.height, p.resize_size)
-    if size != image.size:
-        image = image.resize(size, _PIL_FILTERS[p.interpolation])
-    crop_height, crop_width = p.input_size
-    image = image.crop(center_crop_box(image.width, image.height, crop_height, crop_width))
+    image = resize_and_crop(image, p)
     # Same float32 operations, in the same order, as ToTensor + Normalize, done in
     # place on one CHW copy (bit-identical, and a quarter faster than temporaries).
     x = np.asarray(image).transpose(2, 0, 1).astype(np.float32, order="C")
@@ -82,6 +82,20 @@ def preprocess(image: Image.Image, p: Preprocessing) -> np.ndarray:
     x -= np.asarray(p.mean, dtype=np.float32).reshape(3, 1, 1)
     x /= np.asarray(p.std, dtype=np.float32).reshape(3, 1, 1)
     return x
+
+
+def resize_and_crop(image: Image.Image, p: Preprocessing) -> Image.Image:
+    """The geometric half of :func:`preprocess`: an RGB image of ``p.input_size``.
+
+    ``moths-stats`` measures pixel statistics on exactly these pixels.
+    """
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    size = resized_size(image.width, image.height, p.resize_size)
+    if size != image.size:
+        image = image.resize(size, _PIL_FILTERS[p.interpolation])
+    crop_height, crop_width = p.input_size
+    return image.crop(center_crop_box(image.width, image.height, crop_height, crop_width))
 
 
 def jpeg_draft_size(p: Preprocessing) -> tuple[int, int]:
