@@ -55,8 +55,12 @@ class ServedModel:
 
 
 def slug_of(source: str) -> str:
-    """A pipeline slug from a model path or ``zoo:ID``: lowercase, ``[a-z0-9-]``."""
-    name = source[4:] if source.startswith("zoo:") else Path(source).stem
+    """A pipeline slug from a model path or ``zoo:ID[@VERSION]``: lowercase, ``[a-z0-9-]``.
+
+    A zoo model's version is left out: the pipeline keeps its slug across versions,
+    and its ``version`` (from the file hash) tells Antenna that it changed.
+    """
+    name = source[4:].split("@")[0] if source.startswith("zoo:") else Path(source).stem
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     return slug or "model"
 
