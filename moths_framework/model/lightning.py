@@ -18,6 +18,7 @@ from moths_framework.model.backbone import Backbone
 from moths_framework.model.heads import MultiHeadClassifier
 from moths_framework.model.metrics import rank_metrics
 from moths_framework.model.predict import PredictBatchOutput
+from moths_framework.model.warm_start import warm_start
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["CHECKPOINT_KEY", "MothsClassifier", "normalised_loss_weights"]
@@ -59,6 +60,9 @@ class MothsClassifier(pl.LightningModule):
         backbone_lr_ratio: backbone learning rate relative to the heads'.
         dropout: dropout on the features before the heads.
         preprocessing: evaluation preprocessing; default: the backbone's own.
+        init_from: warm start: a ``.ckpt``, a ``.safetensors`` zoo checkpoint or
+            ``zoo:ID[@VERSION]``; loads its backbone and the head rows of every class
+            whose name this hierarchy also has (see :mod:`moths_framework.model.warm_start`).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class MothsClassifier(pl.LightningModule):
         backbone_lr_ratio: float = 1.0,
         dropout: float = 0.0,
         preprocessing: Preprocessing | None = None,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if hierarchy is None:
@@ -91,6 +96,8 @@ class MothsClassifier(pl.LightningModule):
         self.backbone_lr_ratio = backbone_lr_ratio
         self.metrics = rank_metrics(hierarchy.num_classes())
         self.skipped_images = 0
+        if init_from:
+            warm_start(self, init_from)
 
     @property
     def backbone(self) -> Backbone:

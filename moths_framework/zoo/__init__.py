@@ -1,0 +1,83 @@
+"""The model zoo: find, fetch (checksum-verified, cached) and publish trained models.
+
+``zoo:ID[@VERSION]`` names a model wherever a model path is accepted
+(``moths-infer --model``, ``OnnxClassifier.from_file``, ``model.init_from``);
+:func:`resolve` turns it into a verified local file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moths_framework.zoo.cache import cache_root, cached_path, fetch_file, verify_cache
+from moths_framework.zoo.errors import ZooChecksumError, ZooError, ZooOfflineError
+from moths_framework.zoo.index import (
+    ZooEntry,
+    ZooFile,
+    ZooIndex,
+    find_entry,
+    load_indexes,
+    parse_ref,
+)
+
+__all__ = [
+    "PREFIX",
+    "ZooChecksumError",
+    "ZooEntry",
+    "ZooError",
+    "ZooFile",
+    "ZooIndex",
+    "ZooOfflineError",
+    "cache_root",
+    "cached_path",
+    "find",
+    "is_zoo_ref",
+    "parse_ref",
+    "pull",
+    "resolve",
+    "verify_cache",
+]
+
+PREFIX = "zoo:"
+
+
+def is_zoo_ref(name: object) -> bool:
+    """True for a string ``zoo:ID[@VERSION]``."""
+    return isinstance(name, str) and name.startswith(PREFIX)
+
+
+def find(ref: str, indexes: list[str] | None = None) -> ZooEntry:
+    """The index entry ``ID[@VERSION]`` names (newest version when none is given).
+
+    Args:
+        ref: ``ID``, ``ID@VERSION``, with or without the ``zoo:`` prefix.
+        indexes: index locations; default ``MOTHS_ZOO_INDEX`` or the checkout's.
+
+    Raises:
+        ZooError: no index, or unknown id/version (close matches are listed).
+    """
+    return find_entry(load_indexes(indexes, cache_root()), ref)
+
+
+def pull(ref: str, indexes: list[str] | None = None, progress: bool = False) -> dict[str, Path]:
+    """Fetch every file of a model into the cache; role -> verified local path."""
+    entry = find(ref, indexes)
+    return {f.role: fetch_file(entry, f, progress) for f in entry.files}
+
+
+def resolve(
+    name: str | Path, role: str = "onnx", indexes: list[str] | None = None, progress: bool = False
+) -> Path:
+    """A local path for a model name: ``zoo:ID[@V]`` is fetched and verified, a path is kept.
+
+    Args:
+        name: ``zoo:ID[@VERSION]`` or a file path.
+        role: which file of a zoo model: ``onnx`` or ``checkpoint``.
+
+    Raises:
+        ZooError: the zoo reference cannot be resolved or fetched (one line).
+    """
+    if not is_zoo_ref(name):
+        return Path(name)
+    entry = find(str(name), indexes)
+    return fetch_file(entry, entry.file(role), progress)

@@ -1,0 +1,67 @@
+"""Zoo checkpoints without pickle: one safetensors file, the moths metadata in its header.
+
+A Lightning ``.ckpt`` is a pickle: loading one from a stranger can run their
+code. A zoo checkpoint holds the model's tensors in safetensors and the
+``moths`` metadata (hierarchy, preprocessing, backbone spec, metrics, data
+summary) as JSON in the safetensors header, so reading it executes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from moths_framework.zoo.cache import shared_file_mode
+from moths_framework.zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["METADATA_KEY", "load_zoo_checkpoint", "save_zoo_checkpoint"]
+
+METADATA_KEY = "moths.checkpoint"
+_FORMAT_KEY = "moths.format"
+
+
+def save_zoo_checkpoint(
+    state_dict: dict[str, torch.Tensor], meta: dict[str, Any], path: str | Path
+) -> Path:
+    """Write ``state_dict`` and the ``moths`` metadata ``meta`` as one safetensors file.
+
+    ``meta`` is what ``moths-fit`` stores under the checkpoint's ``moths`` key;
+    the validation image paths it may list are dropped (they name someone's disk).
+    """
+    from safetensors.torch import save_file
+
+    meta = {k: v for k, v in meta.items()}
+    if isinstance(meta.get("data"), dict):
+        meta["data"] = {k: v for k, v in meta["data"].items() if k != "val_examples"}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    header = {_FORMAT_KEY: "1", METADATA_KEY: json.dumps(meta, sort_keys=True)}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    tmp.chmod(shared_file_mode())
+    tmp.replace(path)
+    return path
+
+
+def load_zoo_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the ``moths`` metadata of a zoo checkpoint; runs no code from the file.
+
+    Raises:
+        ZooError: not a safetensors file, or one without moths metadata.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ZooError(f"{path} is not a safetensors checkpoint: {err}") from err
+    if METADATA_KEY not in header:
+        raise ZooError(f"{path} has no {METADATA_KEY} metadata: it was not written by moths-zoo")
+    return tensors, json.loads(header[METADATA_KEY])
