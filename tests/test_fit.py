@@ -150,3 +150,44 @@ def test_shipped_configs_parse(capsys, name, backbone):
     assert exit_.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["backbone"]["class_path"].endswith(backbone)
+
+
+def test_tune_sizes_the_batch_for_the_most_the_policy_unfreezes_and_saves_it(
+    tmp_path, prepared, monkeypatch, capsys
+):
+    """GradualUnfreeze reaches 0.6 of the backbone in epoch 1 of 2: the batch-size search
+    must see that much trainable, and config.yaml must reproduce the tuned run."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.tuner import Tuner
+
+    from moths_framework.finetuning import UnfreezePolicy
+
+    seen = {}
+
+    def fake_scale_batch_size(tuner, model, datamodule, **kwargs):
+        (policy,) = [c for c in tuner._trainer.callbacks if isinstance(c, UnfreezePolicy)]
+        seen["fractions"] = [policy.fraction(epoch) for epoch in range(2)]
+        datamodule.batch_size = 24
+        return 24
+
+    def fake_lr_find(tuner, model, **kwargs):
+        seen["fraction during lr_find"] = [
+            c.fraction(0) for c in tuner._trainer.callbacks if isinstance(c, UnfreezePolicy)
+        ]
+        model.lr = 0.0123
+        return SimpleNamespace(suggestion=lambda: 0.0123)
+
+    monkeypatch.setattr(Tuner, "scale_batch_size", fake_scale_batch_size)
+    monkeypatch.setattr(Tuner, "lr_find", fake_lr_find)
+    run = tmp_path / "run"
+    policy = ["--unfreeze", "GradualUnfreeze", "--unfreeze.epoch_start", "1",
+              "--unfreeze.epoch_duration", "0", "--unfreeze.final_fraction", "0.6"]  # fmt: skip
+    fast = [*FAST, "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "1"]
+    assert fit(tiny_fit_args(run, prepared / "manifest.csv", *fast, *policy, "--tune", "true")) == 0
+    assert seen["fractions"] == [0.6, 0.6]
+    assert seen["fraction during lr_find"] == [0.0]  # the policy is itself again
+    assert "tune: batch size 24" in capsys.readouterr().out
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["batch_size"] == 24 and saved["model"]["lr"] == 0.0123
+    assert saved["tune"] is False

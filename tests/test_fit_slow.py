@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 from conftest import REPO, TEST_DATA, tiny_fit_args
 
 from moths_framework.cli.fit import main as fit
@@ -75,6 +76,10 @@ def test_tune_runs_the_lr_finder_and_batch_size_scaling(tmp_path, prepared, caps
     out = capsys.readouterr().out
     assert "tune: batch size" in out and "learning rate" in out
     assert (run / "best.ckpt").is_file()
+    saved = yaml.safe_load((run / "config.yaml").read_text())  # reproduces without tuning
+    assert saved["tune"] is False
+    assert f"tune: batch size {saved['data']['batch_size']} " in out
+    assert f"learning rate {saved['model']['lr']}" in out  # None when the finder gave none
 
 
 def test_wandb_logs_offline_without_a_login(tmp_path, prepared, monkeypatch):
