@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="INPUT",
         help="image files, folders (searched recursively) or @list.txt",
     )
-    parser.add_argument("--model", required=True, help="the .onnx file from moths-export")
+    parser.add_argument(
+        "--model", required=True, help="the .onnx file from moths-export, or zoo:ID[@VERSION]"
+    )
     parser.add_argument(
         "--output",
         required=True,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from PIL import Image
 
+from moths_framework import zoo
 from moths_framework.hierarchy import OTHER, LabelHierarchy
 from moths_framework.images import open_rgb
 from moths_framework.inference.metadata import INPUT_NAME, ModelFormatError, ModelMetadata
@@ -119,7 +120,8 @@ class OnnxClassifier:
         """Open a model exported by ``moths-export``.
 
         Args:
-            path: the ``.onnx`` file.
+            path: the ``.onnx`` file, or ``zoo:ID[@VERSION]`` (fetched into the zoo cache
+                and checksum-verified; see :mod:`moths_framework.zoo`).
             providers: ``"auto"`` (TensorRT, CUDA, CPU: the first this ONNX Runtime
                 has), or names as a list or comma-separated string. A GPU
                 provider that fails to start falls back to CPU with a warning.
@@ -131,7 +133,9 @@ class OnnxClassifier:
             FileNotFoundError: no such file.
             ValueError: unknown/unavailable provider, or a file ONNX Runtime cannot load.
             ModelFormatError: not a moths model (a ValueError too).
+            ZooError: a ``zoo:`` name that cannot be resolved (a ValueError too).
         """
+        path = zoo.resolve(path)  # zoo:ID[@VERSION] -> the verified cached file
         if not Path(path).is_file():
             raise FileNotFoundError(f"model file {os.fspath(path)} not found")
         session = open_session(path, resolve_providers(providers), num_threads)
