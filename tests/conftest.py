@@ -34,7 +34,6 @@ def tiny_fit_args(run_dir: Path, manifest: Path, *extra: str) -> list[str]:
         "--config", str(REPO / "configs" / "dev.yaml"),
         "--model.backbone", "tiny_backbone.TinyCNN",
         "--model.preprocessing.input_size", "[32, 32]",
-        "--data.train_transforms.0.init_args.size", "32",
         "--data.source.init_args.path", str(manifest),
         "--data.hierarchy.init_args.path", str(TEST_DATA / "hierarchy.csv"),
         "--trainer.default_root_dir", str(run_dir),

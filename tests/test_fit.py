@@ -28,15 +28,32 @@ def printed_config(capsys, args: list[str]) -> dict:
 
 def test_list_items_are_overridable_by_index(tmp_path, prepared, capsys):
     args = tiny_fit_args(tmp_path, prepared / "manifest.csv")
-    args += ["--data.train_transforms.0.init_args.scale", "[0.3, 0.9]",
-             "--data.train_transforms.3.init_args.mean", "[0.5, 0.5, 0.5]",
+    args += ["--trainer.logger.0.init_args.name", "csv",
              "--model.loss_weights.0", "3.0"]  # fmt: skip
     config = printed_config(capsys, args)
-    transforms = config["data"]["train_transforms"]
-    assert transforms[0]["init_args"]["size"] == 32
-    assert transforms[0]["init_args"]["scale"] == [0.3, 0.9]
-    assert transforms[3]["init_args"]["mean"] == [0.5, 0.5, 0.5]
+    (logger,) = config["trainer"]["logger"]
+    assert logger["init_args"]["name"] == "csv" and logger["class_path"].endswith("CSVLogger")
     assert config["model"]["loss_weights"] == [3.0, 1.0, 1.0, 1.0]
+
+
+def test_dev_config_takes_size_mean_and_std_from_the_model_only(capsys):
+    """One source of truth: the transforms are built from model.preprocessing."""
+    with pytest.raises(SystemExit):
+        fit(["--config", str(REPO / "configs" / "dev.yaml"), "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["train_transforms"] is None
+    assert config["data"]["test_transforms"] is None
+    assert config["model"]["preprocessing"]["input_size"] == [64, 64]
+
+
+def test_a_normalize_that_disagrees_with_the_model_is_one_line(tmp_path, prepared, capsys):
+    transforms = '[{"class_path": "torchvision.transforms.v2.Normalize", ' \
+        '"init_args": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}]'  # fmt: skip
+    args = tiny_fit_args(tmp_path, prepared / "manifest.csv", *FAST)
+    assert fit([*args, "--data.test_transforms", transforms]) == 2
+    err = capsys.readouterr().err
+    assert "data.test_transforms: Normalize(mean=[0.5, 0.5, 0.5]" in err
+    assert "model.preprocessing (mean=[0.485" in err and "Traceback" not in err
 
 
 def test_print_config_round_trips(tmp_path, prepared, capsys):

@@ -28,7 +28,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from moths_framework import plugins
 from moths_framework.cli.list_overrides import expand_index_overrides
-from moths_framework.data.datamodule import MothsDataModule
+from moths_framework.data.datamodule import MothsDataModule, TransformError
 from moths_framework.data.sources import DataSourceError
 from moths_framework.finetuning import UnfreezePolicy
 from moths_framework.hierarchy import HierarchyError, LabelHierarchy
@@ -54,6 +54,7 @@ USER_ERRORS = (
     HierarchyError,
     plugins.PluginError,
     FileNotFoundError,
+    TransformError,
 )
 
 

@@ -27,11 +27,31 @@ from moths_framework.data.transforms import eval_transform, train_transform
 from moths_framework.hierarchy import HierarchySource, LabelHierarchy
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["MothsDataModule"]
+__all__ = ["MothsDataModule", "TransformError"]
 
 log = logging.getLogger(__name__)
 
 Phase = Literal["train", "val", "test", "all"]
+
+
+class TransformError(ValueError):
+    """Configured transforms disagree with the model's preprocessing."""
+
+
+def _check_normalisation(transforms: list[Callable], p: Preprocessing, key: str) -> None:
+    """A listed ``Normalize`` must use the model's mean and std: the exported model
+    normalises with those, so anything else trains on inputs production never sees."""
+    for t in transforms:
+        if type(t).__name__ != "Normalize":
+            continue
+        mean, std = tuple(map(float, t.mean)), tuple(map(float, t.std))
+        if (mean, std) != (p.mean, p.std):
+            raise TransformError(
+                f"data.{key}: Normalize(mean={list(mean)}, std={list(std)}) differs from "
+                f"model.preprocessing (mean={list(p.mean)}, std={list(p.std)}), which the "
+                "exported model applies: set model.preprocessing instead, or leave "
+                f"data.{key} out to build it from model.preprocessing"
+            )
 
 
 class MothsDataModule(pl.LightningDataModule):
@@ -182,9 +202,10 @@ class MothsDataModule(pl.LightningDataModule):
 
     def _transform(self, train: bool) -> Callable:
         given = self.train_transforms if train else self.test_transforms
-        if given:
-            return Compose(list(given))
         p = self._preprocessing()
+        if given:
+            _check_normalisation(given, p, "train_transforms" if train else "test_transforms")
+            return Compose(list(given))
         return train_transform(p) if train else eval_transform(p)
 
     def _dataset(self, indices: list[int], train: bool, with_index: bool = False) -> SampleDataset:
