@@ -42,11 +42,12 @@ def write_random_folder(
     unreadable: tuple[int, ...] = (),
     hierarchy: LabelHierarchy | None = None,
     species: list[str] | None = None,
+    prefix: str = "/data",
     **kwargs,
 ) -> Written:
     """A folder of ``n`` images whose logits favour the true class by ``signal``.
 
-    Paths are ``/data/<species>/<i>.jpg`` (the image files need not exist).
+    Paths are ``<prefix>/<species>/<i>.jpg`` (the image files need not exist).
     """
     hierarchy = hierarchy or model_hierarchy()
     rng = np.random.default_rng(seed)
@@ -63,7 +64,7 @@ def write_random_folder(
         errors[row] = "truncated"
         for values in logits.values():
             values[row] = np.nan
-    paths = [f"/data/{s}/{i}.jpg" for i, s in enumerate(species)]
+    paths = [f"{prefix}/{s}/{i}.jpg" for i, s in enumerate(species)]
     features = rng.normal(size=(n, 6)).astype(np.float32)
     path = write_prediction_folder(
         out, hierarchy, paths, species, logits, features, errors, **kwargs

@@ -64,19 +64,20 @@ def reliability_png(diagrams: Mapping[str, Reliability]) -> bytes:
         centres = (rel.edges[:-1] + rel.edges[1:]) / 2
         width = rel.edges[1] - rel.edges[0]
         filled = rel.count > 0
-        ax.bar(
-            centres[filled], rel.accuracy[filled], width=width, edgecolor="black", label="accuracy"
-        )
-        gap = rel.confidence[filled] - rel.accuracy[filled]
+        acc, conf = rel.accuracy[filled], rel.confidence[filled]
+        ax.bar(centres[filled], acc, width=width, color="tab:blue", edgecolor="white")
         ax.bar(
             centres[filled],
-            gap,
-            bottom=rel.accuracy[filled],
+            conf - acc,
+            bottom=acc,
             width=width,
-            color="tab:red",
-            alpha=0.3,
-            label="gap to confidence",
+            color="none",
+            edgecolor="tab:red",
+            hatch="///",
+            linewidth=0.8,
         )
+        ax.plot([], [], "s", color="tab:blue", label="accuracy")
+        ax.plot([], [], "s", color="none", markeredgecolor="tab:red", label="gap to confidence")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)")
         ax.set_title(f"{rank}: ECE {rel.ece:.3f}")

@@ -110,9 +110,13 @@ def _rank_section(rank: str, metrics: RankMetrics) -> str:
     title = f"{rank}: confusion"
     if len(shown) < len(metrics.class_names):
         title += f" of the {len(shown)} most-confused of {len(metrics.class_names)} classes"
-        parts.append(f'<p class="note">The full matrix is in confusion/{_e(rank)}.csv.</p>')
+        parts.append(
+            f'<p class="note">Shown: the {len(shown)} most-confused of '
+            f"{len(metrics.class_names)} classes (most errors, as truth or as answer). "
+            f"The full matrix is in confusion/{_e(rank)}.csv.</p>"
+        )
     sub = metrics.confusion[shown][:, shown]
-    parts.append(_img(confusion_png(sub, names, names, title), f"{rank} confusion matrix"))
+    parts.append(_img(confusion_png(sub, names, names, title), title))
     pairs = confused_pairs(metrics.confusion, metrics.class_names, PAIRS)
     parts.append(
         _table(
