@@ -95,7 +95,7 @@ class MothsClassifier(pl.LightningModule):
         self.lr = lr
         self.backbone_lr_ratio = backbone_lr_ratio
         self.metrics = rank_metrics(hierarchy.num_classes())
-        self.skipped_images = 0
+        self.skipped_images: dict[str, int] = {}  # per phase, until its epoch ends
         if init_from:
             warm_start(self, init_from)
 
@@ -114,13 +114,23 @@ class MothsClassifier(pl.LightningModule):
         """Loss per rank, shape ``[ranks]``."""
         return torch.stack([self.loss_fn(out, targets[:, i]) for i, out in enumerate(logits)])
 
-    def _step(self, batch: Any, phase: str) -> torch.Tensor | None:
+    def _step(self, batch: Any, phase: str) -> torch.Tensor:
+        """Loss of a batch; logs the loss and updates the phase's metrics.
+
+        A batch whose images all failed to decode still returns a loss and logs
+        the same keys: under DDP every rank must take the same collective steps
+        (gradient all-reduce, metric sync), so a rank never sits one out. That
+        loss is zero and reaches every trainable parameter, so each gets a zero
+        gradient; it weighs nothing in the epoch's loss (batch size 0) and the
+        metrics are not updated.
+        """
         images, targets, skipped = batch
-        self.skipped_images += skipped
-        if len(images) == 0:
-            return None
-        logits = self(images)
-        loss = (self.rank_losses(logits, targets) * self.loss_weights).mean()
+        self.skipped_images[phase] = self.skipped_images.get(phase, 0) + skipped
+        logits = self(images) if len(images) else None
+        if logits is None:
+            loss = self._zero_loss()
+        else:
+            loss = (self.rank_losses(logits, targets) * self.loss_weights).mean()
         on_step = phase == "train"
         self.log(
             f"{phase}/loss",
@@ -133,11 +143,17 @@ class MothsClassifier(pl.LightningModule):
         )
         for i, rank in enumerate(self.ranks):
             collection = self.metrics[f"{phase}_{rank}"]
-            collection.update(logits[i], targets[:, i])
+            if logits is not None:
+                collection.update(logits[i], targets[:, i])
             self.log_dict(collection, on_step=False, on_epoch=True, batch_size=len(images))
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+    def _zero_loss(self) -> torch.Tensor:
+        """0, as a function of every trainable parameter (each gets a zero gradient)."""
+        trainable = [p.sum() for p in self.parameters() if p.requires_grad]
+        return torch.stack(trainable).sum() * 0.0
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -158,10 +174,11 @@ class MothsClassifier(pl.LightningModule):
         return {"indices": indices, "logits": logits, "features": features, "failures": failures}
 
     def _report_skipped(self, phase: str) -> None:
-        if self.skipped_images:
-            log.warning("%s: skipped %d images that failed to decode", phase, self.skipped_images)
-            self.log(f"{phase}/skipped_images", float(self.skipped_images), sync_dist=True)
-        self.skipped_images = 0
+        # Logged on every rank, zero included: a key synced by some ranks only hangs DDP.
+        skipped = self.skipped_images.pop(phase, 0)
+        if skipped:
+            log.warning("%s: skipped %d images that failed to decode", phase, skipped)
+        self.log(f"{phase}/skipped_images", float(skipped), sync_dist=True, reduce_fx="sum")
 
     def on_train_epoch_end(self) -> None:
         self._report_skipped("train")
