@@ -37,11 +37,21 @@ class IndexOverride:
         if not self.path:
             items[self.index] = value
             return
-        node = items[self.index]
+        node = items[self.index] = _tuples_as_lists(items[self.index])
         *parents, last = self.path.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        # an index inside the item too: --data.train_transforms.0.init_args.scale.0 0.3
+        node[int(last) if isinstance(node, list) else last] = value
+
+
+def _tuples_as_lists(value: Any) -> Any:
+    """A resolved item with its tuples (e.g. ``scale``) as lists, so an index can set them."""
+    if isinstance(value, dict):
+        return {k: _tuples_as_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tuples_as_lists(v) for v in value]
+    return value
 
 
 def split_index_overrides(args: list[str]) -> tuple[list[str], list[IndexOverride]]:
