@@ -10,6 +10,12 @@ Two things live here:
   and species missing from the table land there. It travels inside
   checkpoints and ONNX files as JSON.
 
+Names are NFC-normalised and stripped everywhere (:func:`canonical_name`), so
+a name typed on a Mac (NFD) and the same name from a CSV are one class. A
+species may be unknown at a rank (the CSV says ``xxx``, ``-``, ``unknown`` or
+nothing): it then belongs to ``Other`` at that rank only. No real species or
+ancestor may be called ``Other``.
+
 No torch import: the inference side uses this module too.
 """
 
@@ -17,12 +23,14 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_PLACEHOLDERS",
     "OTHER",
     "SEED_RANKS",
     "CsvHierarchy",
@@ -30,6 +38,7 @@ __all__ = [
     "HierarchySource",
     "HierarchyTable",
     "LabelHierarchy",
+    "canonical_name",
 ]
 
 OTHER = "Other"
@@ -38,6 +47,14 @@ _SEED_SPECIES_COLUMN = "speciesName"
 # Columns of the seed's file that name a species in another language, not a rank.
 _NAME_COLUMNS = frozenset({"nederNaam", "common_name", "vernacular_name"})
 _JSON_FORMAT = 1
+# Names real hierarchy files use for "not known at this rank" (compared case-insensitively).
+# An empty cell always means unknown, whatever the placeholders.
+DEFAULT_PLACEHOLDERS: tuple[str, ...] = ("xxx", "-", "unknown")
+
+
+def canonical_name(name: str) -> str:
+    """A class name as the hierarchy stores it: whitespace stripped, Unicode NFC."""
+    return unicodedata.normalize("NFC", name.strip())
 
 
 class HierarchyError(ValueError):
@@ -50,7 +67,8 @@ class HierarchyTable:
 
     Attributes:
         ranks: rank names in head order, ``species`` first.
-        ancestors: species name -> names at ``ranks[1:]``.
+        ancestors: species name -> names at ``ranks[1:]``; :data:`OTHER`
+            where the species is not known at that rank.
         origin: where the table came from, for error messages.
     """
 
@@ -65,7 +83,7 @@ class HierarchySource(ABC):
     An implementation reads species and their ancestors from wherever they
     live (a CSV file, a taxonomy service dump, ...) and returns a
     :class:`HierarchyTable`. Ranks must start with ``species``; every species
-    needs a non-empty name at every other rank.
+    has a name at every other rank, :data:`OTHER` where it is not known there.
     """
 
     @abstractmethod
@@ -88,18 +106,32 @@ class CsvHierarchy(HierarchySource):
       (e.g. ``species,genus,family``).
 
     A UTF-8 BOM and whitespace around names (real files have trailing tabs)
-    are tolerated. A species listed twice with the same ancestors is fine.
+    are tolerated, names are NFC-normalised. A species listed twice with the
+    same ancestors is fine. A placeholder ancestor (``xxx``, ``-``,
+    ``unknown``, empty) means "not known at this rank": the species belongs to
+    ``Other`` there. A name ``Other`` (any case) is an error: that class is
+    the bundle of everything else.
 
     Args:
         path: the CSV file.
         ranks: the rank columns to use, species first. Default: every column
             of the header except Dutch/common-name columns, and for the
             seed's form exactly ``species, group, family, genus``.
+        placeholders: the names that mean "unknown at this rank", compared
+            case-insensitively; replaces :data:`DEFAULT_PLACEHOLDERS`. An empty
+            cell always means unknown.
     """
 
-    def __init__(self, path: str | Path, ranks: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        ranks: Sequence[str] | None = None,
+        placeholders: Sequence[str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.ranks = tuple(ranks) if ranks is not None else None
+        chosen = DEFAULT_PLACEHOLDERS if placeholders is None else placeholders
+        self.placeholders = frozenset({"", *(canonical_name(p).casefold() for p in chosen)})
 
     def read(self) -> HierarchyTable:
         rows = self._rows()
@@ -165,11 +197,18 @@ class CsvHierarchy(HierarchySource):
             raise HierarchyError(
                 f"{self.path}:{line}: expected {width} fields, found {len(row)}: {row}"
             )
-        values = [row[i].strip() for _, i in columns]
+        values = [canonical_name(row[i]) for _, i in columns]
         for (rank, _), value in zip(columns, values, strict=True):
-            if not value:
-                raise HierarchyError(f"{self.path}:{line}: empty {rank} name in {row}")
-        return values[0], tuple(values[1:])
+            if value.casefold() == OTHER.casefold() and value.casefold() not in self.placeholders:
+                raise HierarchyError(
+                    f"{self.path}:{line}: {rank} name {value!r} is reserved for the class of "
+                    "everything else; rename it, or list it as a placeholder if it means unknown"
+                )
+        species = values[0]
+        if species.casefold() in self.placeholders:
+            raise HierarchyError(f"{self.path}:{line}: no species name in {row}")
+        known = (OTHER if v.casefold() in self.placeholders else v for v in values[1:])
+        return species, tuple(known)
 
 
 class LabelHierarchy:
@@ -180,8 +219,12 @@ class LabelHierarchy:
 
     Args:
         ranks: rank names in head order, species first.
-        ancestors: kept species -> names at ``ranks[1:]``.
+        ancestors: kept species -> names at ``ranks[1:]`` (:data:`OTHER` where
+            the species is not known at that rank).
         bundled: species that were folded into ``Other`` (kept for the record).
+
+    Raises:
+        HierarchyError: a kept species is called ``Other``.
     """
 
     def __init__(
@@ -191,11 +234,16 @@ class LabelHierarchy:
         bundled: Sequence[str] = (),
     ) -> None:
         self.ranks: tuple[str, ...] = tuple(ranks)
-        self._ancestors = {s: tuple(a) for s, a in sorted(ancestors.items())}
-        self.bundled: tuple[str, ...] = tuple(sorted(bundled))
+        self._ancestors = {
+            canonical_name(s): tuple(map(canonical_name, a)) for s, a in ancestors.items()
+        }
+        self._ancestors = dict(sorted(self._ancestors.items()))
+        if OTHER in self._ancestors:
+            raise HierarchyError(f"a species may not be called {OTHER!r}: rename it")
+        self.bundled: tuple[str, ...] = tuple(sorted(map(canonical_name, bundled)))
         species_classes = [OTHER, *self._ancestors]
         per_rank = [
-            [OTHER, *sorted({names[i] for names in self._ancestors.values()})]
+            [OTHER, *sorted({names[i] for names in self._ancestors.values()} - {OTHER})]
             for i in range(len(self.ranks) - 1)
         ]
         self._classes = dict(zip(self.ranks, [species_classes, *per_rank], strict=True))
@@ -223,7 +271,7 @@ class LabelHierarchy:
             kept = dict(table.ancestors)
             bundled: list[str] = []
         else:
-            counts = {s.strip(): n for s, n in species_counts.items()}
+            counts = {canonical_name(s): n for s, n in species_counts.items()}
             kept = {
                 s: a for s, a in table.ancestors.items() if counts.get(s, 0) >= max(min_samples, 1)
             }
@@ -275,10 +323,42 @@ class LabelHierarchy:
 
     def ancestors(self, species: str) -> dict[str, str]:
         """Names at every rank for ``species``; all ``Other`` for a bundled or unknown one."""
-        names = self._ancestors.get(species.strip())
+        species = canonical_name(species)
+        names = self._ancestors.get(species)
         if names is None:
             return dict.fromkeys(self.ranks, OTHER)
-        return dict(zip(self.ranks, (species.strip(), *names), strict=True))
+        return dict(zip(self.ranks, (species, *names), strict=True))
+
+    def unknown(self) -> dict[str, list[str]]:
+        """Rank -> the species not known at that rank (in ``Other`` there), for ranks
+        that have any; a bundled species is not listed."""
+        found = {
+            rank: [s for s, names in self._ancestors.items() if names[i] == OTHER]
+            for i, rank in enumerate(self.ranks[1:])
+        }
+        return {rank: species for rank, species in found.items() if species}
+
+    def nesting_conflicts(self) -> dict[tuple[str, str], dict[str, list[str]]]:
+        """Where a rank is not nested in the next broader one (see
+        :meth:`ranks_by_specificity`): (rank, broader rank) -> each name at ``rank``
+        that sits under several names of the broader rank -> those names.
+
+        Training and the roll-up do not need a tree (every rank has its own head);
+        this says where reading the ranks as one would mislead. ``Other`` is left out.
+        """
+        order = self.ranks_by_specificity()
+        column = {rank: i - 1 for i, rank in enumerate(self.ranks)}
+        conflicts: dict[tuple[str, str], dict[str, list[str]]] = {}
+        for narrow, broad in zip(order[1:-1], order[2:], strict=True):
+            parents: dict[str, set[str]] = {}
+            for names in self._ancestors.values():
+                child, parent = names[column[narrow]], names[column[broad]]
+                if OTHER not in (child, parent):
+                    parents.setdefault(child, set()).add(parent)
+            several = {c: sorted(p) for c, p in sorted(parents.items()) if len(p) > 1}
+            if several:
+                conflicts[(narrow, broad)] = several
+        return conflicts
 
     def targets(self, species: str) -> tuple[int, ...]:
         """Class index at every rank (head order) for a training sample of ``species``."""
@@ -304,7 +384,8 @@ class LabelHierarchy:
         if data.get("format") != _JSON_FORMAT:
             raise HierarchyError(f"unsupported label hierarchy format {data.get('format')!r}")
         hierarchy = cls(data["ranks"], data["species"], data.get("bundled", ()))
-        if hierarchy._classes != {r: list(c) for r, c in data["classes"].items()}:
+        stored = {r: [canonical_name(n) for n in c] for r, c in data["classes"].items()}
+        if hierarchy._classes != stored:
             raise HierarchyError("label hierarchy JSON: class lists disagree with the species")
         return hierarchy
 

@@ -9,6 +9,7 @@ import pytest
 
 from moths_framework.cli import hierarchy as hierarchy_cli
 from moths_framework.hierarchy import OTHER, CsvHierarchy, HierarchyError, LabelHierarchy
+from moths_framework.inference.prediction import roll_up
 
 SEED_HEADER = '"speciesName";"nederNaam";"group";"family";"genus"'
 
@@ -107,7 +108,10 @@ def test_identical_duplicate_rows_are_fine(tmp_path):
             r"f\.csv:3: species 'A a' is listed again.*line 2",
         ),
         (SEED_HEADER + '\n"A a";"x";"micro";"F"\n', r"f\.csv:2: expected 5 fields, found 4"),
-        (SEED_HEADER + '\n"A a";"x";"micro";"";"A"\n', r"f\.csv:2: empty family name"),
+        (SEED_HEADER + '\n"";"x";"micro";"F";"A"\n', r"f\.csv:2: no species name"),
+        (SEED_HEADER + '\n"xxx";"x";"micro";"F";"A"\n', r"f\.csv:2: no species name"),
+        (SEED_HEADER + '\n"Other";"x";"micro";"F";"A"\n', r"f\.csv:2: species name 'Other'"),
+        (SEED_HEADER + '\n"A a";"x";"micro";"other";"A"\n', r"f\.csv:2: family name 'other'"),
         (SEED_HEADER + "\n", "no species rows"),
     ],
 )
@@ -181,3 +185,120 @@ def test_moths_hierarchy_command_summarises_against_data(test_data, capsys):
     assert "species" in out and "bundled into Other: Zygaena exulans" in out
     assert hierarchy_cli.main(["/nonexistent.csv"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+PLACEHOLDER_ROWS = [
+    *ROWS,
+    ("Symmoca signatella", "geen Nederlandse naam", "micro", "xxx", "Symmoca"),
+    ("Sufetula diminutalis", "", "micro", " XXX ", "Sufetula"),
+    ("Plesiomorpha flaviceps", "", "macro", "", "Plesiomorpha"),
+    ("Lepidotarphius perornatellus", "", "Unknown", "-", "Lepidotarphius"),
+]
+
+
+def test_placeholder_names_mean_unknown_at_that_rank_only(tmp_path):
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", PLACEHOLDER_ROWS))
+    assert h.classes("family") == [OTHER, "Noctuidae", "Nymphalidae", "Tortricidae"]
+    assert h.classes("group") == [OTHER, "macro", "micro", "rhop"]
+    assert h.ancestors("Symmoca signatella") == {
+        "species": "Symmoca signatella",
+        "group": "micro",
+        "family": OTHER,
+        "genus": "Symmoca",
+    }
+    targets = h.targets("Lepidotarphius perornatellus")
+    assert targets[1:3] == (0, 0) and targets[0] > 0 and targets[3] > 0
+    assert h.unknown() == {
+        "group": ["Lepidotarphius perornatellus"],
+        "family": [
+            "Lepidotarphius perornatellus",
+            "Plesiomorpha flaviceps",
+            "Sufetula diminutalis",
+            "Symmoca signatella",
+        ],
+    }
+    assert LabelHierarchy.from_json(h.to_json()) == h
+
+
+def test_placeholders_are_configurable(tmp_path):
+    rows = [*ROWS, ("Symmoca signatella", "", "micro", "n/a", "Symmoca")]
+    rows.append(("Sufetula diminutalis", "", "micro", "xxx", "Sufetula"))
+    rows.append(("Plesiomorpha flaviceps", "", "macro", "", "Plesiomorpha"))
+    source = CsvHierarchy(seed_csv(tmp_path / "f.csv", rows), placeholders=["N/A"])
+    h = source.build()
+    assert h.ancestors("Symmoca signatella")["family"] == OTHER
+    assert h.ancestors("Sufetula diminutalis")["family"] == "xxx"
+    assert h.ancestors("Plesiomorpha flaviceps")["family"] == OTHER  # empty: always unknown
+    rows.append(("Aglais urticae", "", "rhop", "other", "Aglais"))
+    path = seed_csv(tmp_path / "g.csv", rows)
+    assert CsvHierarchy(path, placeholders=["n/a", "other"]).build().unknown()["family"] == [
+        "Aglais urticae",
+        "Plesiomorpha flaviceps",
+        "Symmoca signatella",
+    ]
+    with pytest.raises(HierarchyError, match=r"g\.csv:9: family name 'other' is reserved"):
+        CsvHierarchy(path).read()
+
+
+def test_a_species_called_other_is_an_error_in_any_table():
+    with pytest.raises(HierarchyError, match="may not be called 'Other'"):
+        LabelHierarchy(("species", "genus"), {"Other": ("X",), "A a": ("A",)})
+
+
+def test_names_are_nfc_everywhere(tmp_path):
+    nfc, nfd = "Eupithecia ab\u00e9rrans", "Eupithecia abe\u0301rrans"
+    family_nfd = "Ge\u0301ometridae"
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", [(nfd, "", "macro", family_nfd, "E")]))
+    assert h.classes("species") == [OTHER, nfc]
+    assert h.classes("family") == [OTHER, "G\u00e9ometridae"]
+    assert h.ancestors(nfd)["species"] == nfc and h.targets(nfd) == h.targets(nfc) == (1, 1, 1, 1)
+    counted = LabelHierarchy.from_csv(tmp_path / "f.csv", {nfc: 10}, min_samples=5)
+    assert counted.classes("species") == [OTHER, nfc]
+    written = h.to_json().replace(nfc, nfd).replace("G\u00e9ometridae", family_nfd)
+    assert nfd in written and LabelHierarchy.from_json(written) == h
+
+
+NON_TREE_ROWS = [
+    *ROWS,
+    ("Tortrix viridana", "eikenbladroller", "macro", "Tortricidae", "Tortrix"),
+    ("Vanessa atalanta", "atalanta", "macro", "Nymphalidae", "Vanessa"),
+    ("Symmoca signatella", "", "micro", "xxx", "Symmoca"),
+    ("Plesiomorpha flaviceps", "", "macro", "xxx", "Plesiomorpha"),
+]
+
+
+def test_families_under_several_groups_are_found(tmp_path):
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", NON_TREE_ROWS))
+    assert h.ranks_by_specificity() == ("species", "genus", "family", "group")
+    # The placeholder family sits under two groups too, but it is not a family.
+    assert h.nesting_conflicts() == {
+        ("family", "group"): {"Nymphalidae": ["macro", "rhop"], "Tortricidae": ["macro", "micro"]}
+    }
+    assert LabelHierarchy.from_csv(seed_csv(tmp_path / "g.csv", ROWS)).nesting_conflicts() == {}
+
+
+def test_roll_up_answers_from_independent_heads_in_a_non_tree_hierarchy(tmp_path):
+    h = LabelHierarchy.from_csv(seed_csv(tmp_path / "f.csv", NON_TREE_ROWS))
+    order = h.ranks_by_specificity()
+    thresholds = dict.fromkeys(h.ranks, 0.5)
+    # Family Tortricidae and group macro: both true of Tortrix viridana, not a path in a tree.
+    top1 = {"species": ("Tortrix viridana", 0.3), "genus": ("Tortrix", 0.4),
+            "family": ("Tortricidae", 0.6), "group": ("macro", 0.9)}  # fmt: skip
+    assert roll_up(top1, order, thresholds) == ("Tortricidae", "family", 0.6, True)
+    top1["family"] = ("Tortricidae", 0.2)
+    assert roll_up(top1, order, thresholds) == ("macro", "group", 0.9, True)
+
+
+def test_moths_hierarchy_reports_unknown_names_and_non_tree_ranks(tmp_path, capsys):
+    path = seed_csv(tmp_path / "f.csv", NON_TREE_ROWS)
+    assert hierarchy_cli.main([str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "unknown family (Other there): 2 species: Plesiomorpha flaviceps, Symmoca" in (
+        captured.out
+    )
+    assert captured.err == (
+        "moths-hierarchy: warning: family is not nested in group: 2 family name(s) sit under "
+        "several: Nymphalidae (macro, rhop), Tortricidae (macro, micro)\n"
+    )
+    assert hierarchy_cli.main([str(path), "--placeholder", "n/a"]) == 0  # xxx: a real family
+    assert "Tortricidae (macro, micro), xxx (macro, micro)" in capsys.readouterr().err
