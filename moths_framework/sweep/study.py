@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ def open_storage(url: str) -> BaseStorage:
         return JournalStorage(JournalFileBackend(url))
     for attempt in range(5):
         try:
-            return RDBStorage(url, heartbeat_interval=_HEARTBEAT_S, grace_period=_GRACE_S)
+            with warnings.catch_warnings():  # the heartbeat is "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, heartbeat_interval=_HEARTBEAT_S, grace_period=_GRACE_S)
         except SQLAlchemyError as err:
             if attempt == 4:
                 raise SweepConfigError(

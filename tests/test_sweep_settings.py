@@ -1,0 +1,156 @@
+"""moths-sweep without training: optim config, overrides, storage, report, CLI errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import REPO
+
+from moths_framework.cli.list_overrides import expand_index_overrides
+from moths_framework.cli.sweep import main as sweep
+from moths_framework.sweep import SweepConfigError, load_study, load_sweep_config, write_report
+from moths_framework.sweep.objective import override_args
+from moths_framework.sweep.report import _short_names, ranked_trials
+from moths_framework.sweep.study import make_sampler, open_storage, open_study
+
+
+def write_optim(tmp_path: Path, sweep: dict, **fit) -> Path:
+    path = tmp_path / "optim.yaml"
+    path.write_text(yaml.safe_dump({"base": str(REPO / "configs" / "dev.yaml"), **fit,
+                                    "sweep": sweep}))  # fmt: skip
+    return path
+
+
+LR = {"model.optimizer.init_args.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+
+
+def test_the_shipped_optim_configs_parse():
+    for name in ("optim.yaml", "optim-dev.yaml"):
+        settings, base, fit = load_sweep_config(REPO / "configs" / name)
+        assert base is not None and base.is_file()
+        assert settings.metric == "val/species/f1_macro" and settings.direction == "maximize"
+        keys = set(settings.space)
+        for knob in ("model.optimizer.init_args.lr", "data.batch_size", "model.backbone_lr_ratio",
+                     "unfreeze.init_args.epoch_start", "unfreeze.init_args.epoch_duration",
+                     "unfreeze.init_args.final_fraction", "model.loss_weights.0",
+                     "data.weighted_sampling_fraction",
+                     "data.train_transforms.0.init_args.scale.0"):  # fmt: skip
+            assert knob in keys, (name, knob)
+
+
+def test_base_fit_keys_and_defaults(tmp_path):
+    path = write_optim(tmp_path, {"metric": "val/loss", "space": LR}, trainer={"max_epochs": 2})
+    settings, base, fit = load_sweep_config(path)
+    assert base == REPO / "configs" / "dev.yaml"
+    assert fit == {"trainer": {"max_epochs": 2}}
+    assert settings.direction == "minimize"  # a loss is minimised unless told otherwise
+    assert settings.sampler == "tpe" and settings.pruner == {"name": "median"}
+
+
+@pytest.mark.parametrize(
+    ("sweep_section", "message"),
+    [
+        ({"space": {}}, "at least one key"),
+        ({"space": {"data.batch_size": [8, 16]}}, "sweep.space.data.batch_size"),
+        ({"space": {"x": {"type": "float", "low": 1, "high": 2, "base": 3}}}, "unknown option"),
+        ({"space": {"x": {"type": "float", "low": 0, "high": 1, "log": True}}}, "low > 0"),
+        ({"space": {"x": {"type": "categorical", "choices": [[0.3, 1.0]]}}}, "by its index"),
+        ({"space": LR, "sampler": "cmaes"}, "sweep.sampler"),
+        ({"space": LR, "pruner": "asha"}, "sweep.pruner"),
+        ({"space": LR, "n_trial": 3}, "unknown key"),
+    ],
+)
+def test_malformed_sweep_sections_name_the_key(tmp_path, sweep_section, message):
+    with pytest.raises(SweepConfigError, match=message):
+        load_sweep_config(write_optim(tmp_path, sweep_section))
+
+
+def test_missing_base_is_one_clear_error(tmp_path):
+    path = tmp_path / "optim.yaml"
+    path.write_text(yaml.safe_dump({"base": "nowhere.yaml", "sweep": {"space": LR}}))
+    with pytest.raises(SweepConfigError, match="base: nowhere.yaml not found"):
+        load_sweep_config(path)
+
+
+def test_grid_sampler_needs_discrete_values(tmp_path):
+    space = {"data.batch_size": {"type": "int", "low": 8, "high": 24, "step": 8}, **LR}
+    settings, _, _ = load_sweep_config(write_optim(tmp_path, {"sampler": "grid", "space": space}))
+    with pytest.raises(SweepConfigError, match="model.optimizer.init_args.lr: the grid sampler"):
+        make_sampler(settings)
+    assert settings.space["data.batch_size"].grid_values() == [8, 16, 24]
+
+
+def test_override_values_read_back_as_the_same_yaml():
+    values = {"a.lr": 1e-05, "a.n": 16, "a.name": "true", "a.on": True, "a.x": None}
+    args = override_args(values)
+    assert args == ["--a.lr=1.0e-05", "--a.n=16", "--a.name='true'", "--a.on=true", "--a.x=null"]
+    assert [yaml.safe_load(a.partition("=")[2]) for a in args] == list(values.values())
+
+
+def test_an_index_inside_a_list_item_overrides_one_value():
+    transforms = [{"class_path": "RandomResizedCrop", "init_args": {"size": 64, "scale": (0.5, 1.0)}}]
+    args = ["--data.train_transforms.0.init_args.scale.0=0.3"]
+    expanded = expand_index_overrides(args, lambda _args, _key: [dict(t) for t in transforms])
+    assert expanded == [
+        '--data.train_transforms=[{"class_path": "RandomResizedCrop", '
+        '"init_args": {"size": 64, "scale": [0.3, 1.0]}}]'
+    ]
+
+
+def test_short_parameter_names_are_unique_suffixes():
+    keys = ["model.optimizer.init_args.lr", "model.loss_weights.0", "data.a.init_args.scale.0",
+            "data.b.init_args.scale.0"]  # fmt: skip
+    assert _short_names(keys) == {
+        "model.optimizer.init_args.lr": "lr",
+        "model.loss_weights.0": "loss_weights.0",
+        "data.a.init_args.scale.0": "a.init_args.scale.0",
+        "data.b.init_args.scale.0": "b.init_args.scale.0",
+    }
+
+
+def test_bad_storage_is_one_clear_error():
+    with pytest.raises(SweepConfigError, match="journal file path ending in .log"):
+        open_storage("study.db")
+    with pytest.raises(SweepConfigError, match="storage nosuchdialect://"):
+        open_storage("nosuchdialect://host/db")
+
+
+def test_report_from_a_journal_storage(tmp_path):
+    """Report with no fit run: the table ranks best first, failures show their error,
+    importance is skipped gracefully with a single complete trial."""
+    settings, _, _ = load_sweep_config(write_optim(tmp_path, {"space": LR}))
+    study = open_study(open_storage(str(tmp_path / "journal.log")), "s", settings)
+    for lr, state in [(1e-3, "complete"), (3e-3, "fail"), (2e-3, "running")]:
+        trial = study.ask()
+        trial.suggest_float("model.optimizer.init_args.lr", 1e-4, 1e-2, log=True)
+        trial.set_user_attr("config", yaml.safe_dump({"trainer": {"default_root_dir": "x"}}))
+        if state == "complete":
+            study.tell(trial, 0.5)
+        elif state == "fail":
+            trial.set_user_attr("error", "ValueError: Invalid learning rate: -1.0")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    text = write_report(study, tmp_path)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["trial", "state", "val/species/f1_macro"]
+    assert lines[1].split()[:3] == ["0", "complete", "0.5000"]
+    assert lines[2].split()[:2] == ["2", "running"] and lines[3].split()[:2] == ["1", "fail"]
+    assert "Invalid learning rate" in lines[3]
+    assert "importance.png: skipped, needs 2 complete trial(s), has 1" in text
+    assert (tmp_path / "history.png").stat().st_size > 0
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["trainer"]["default_root_dir"] is None  # a rerun gets its own run directory
+    assert [t.number for t in ranked_trials(study)] == [0, 2, 1]
+
+
+def test_report_of_a_missing_sweep_is_exit_2(tmp_path, capsys):
+    assert sweep(["--report", str(tmp_path / "none")]) == 2
+    assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_report_finds_the_study_from_sweep_json(tmp_path):
+    (tmp_path / "sweep.json").write_text('{"study": "s", "storage": "postgresql://u:***@h/db"}')
+    with pytest.raises(SweepConfigError, match="give --storage URL again"):
+        load_study(tmp_path)
