@@ -91,7 +91,8 @@ def test_override_values_read_back_as_the_same_yaml():
 
 
 def test_an_index_inside_a_list_item_overrides_one_value():
-    transforms = [{"class_path": "RandomResizedCrop", "init_args": {"size": 64, "scale": (0.5, 1.0)}}]
+    crop = {"class_path": "RandomResizedCrop", "init_args": {"size": 64, "scale": (0.5, 1.0)}}
+    transforms = [crop]
     args = ["--data.train_transforms.0.init_args.scale.0=0.3"]
     expanded = expand_index_overrides(args, lambda _args, _key: [dict(t) for t in transforms])
     assert expanded == [
@@ -124,8 +125,9 @@ def test_report_from_a_journal_storage(tmp_path):
     settings, _, _ = load_sweep_config(write_optim(tmp_path, {"space": LR}))
     study = open_study(open_storage(str(tmp_path / "journal.log")), "s", settings)
     for lr, state in [(1e-3, "complete"), (3e-3, "fail"), (2e-3, "running")]:
+        study.enqueue_trial({"model.optimizer.init_args.lr": lr})
         trial = study.ask()
-        trial.suggest_float("model.optimizer.init_args.lr", 1e-4, 1e-2, log=True)
+        assert trial.suggest_float("model.optimizer.init_args.lr", 1e-4, 1e-2, log=True) == lr
         trial.set_user_attr("config", yaml.safe_dump({"trainer": {"default_root_dir": "x"}}))
         if state == "complete":
             study.tell(trial, 0.5)
