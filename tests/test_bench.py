@@ -22,6 +22,7 @@ def load_bench(name: str) -> ModuleType:
         sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -65,3 +66,49 @@ def test_prepare_result_line(same: bool, word: str) -> None:
         "prepare: first run 2.50x faster than baseline, "
         f"re-run 100.00x faster than its first run, same rejects: {word}"
     )
+
+
+def test_infer_result_line_names_each_sides_best_setting() -> None:
+    line = load_bench("infer").result_line(120.04, 16, 40.0, 32, 2)
+    assert line == (
+        "infer: ort 120.0 img/s (batch 16), torch best 40.0 img/s (batch 32, workers 2), 3.00x"
+    )
+
+
+def test_infer_torch_baseline_reads_files_through_a_dataloader_with_workers(tmp_path) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from moths_framework.preprocessing import Preprocessing
+
+    infer = load_bench("infer")
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        Image.fromarray(np.full((30, 40, 3), 40 * i, np.uint8)).save(paths[-1])
+
+    class Brightness(torch.nn.Module):
+        """Two 'ranks'; the species logits make the brightest image class 1."""
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            mean = x.mean(dim=(1, 2, 3))
+            return [torch.stack([-mean, mean], 1), torch.stack([mean, -mean], 1)]
+
+    model = Brightness()
+    model.preprocessing = Preprocessing((16, 16))
+    setting = infer.torch_setting(model, paths, batch_size=2, workers=1, channels_last=True)
+    assert setting.loader.num_workers == 1 and setting.loader.persistent_workers
+    assert setting.label == "batch 2, workers 1"
+    top1 = infer.torch_predict(model, setting)
+    assert top1 == [0, 0, 0, 1, 1]  # in file order, every image, across batches
+
+
+def test_infer_sweep_keeps_each_settings_best_pass_and_alternates(monkeypatch) -> None:
+    infer = load_bench("infer")
+    clock = iter([0.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0, 8.0])  # a: 2 s, b: 1 s, b: 1 s, a: 4 s
+    monkeypatch.setattr(infer.time, "perf_counter", lambda: next(clock))
+    calls: list[str] = []
+    runs = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    assert infer.sweep(runs, rounds=2, images=8) == {"a": 4.0, "b": 8.0}
+    assert calls == ["a", "b", "b", "a"]

@@ -65,8 +65,10 @@ class OnnxClassifier:
             or ``"renormalize"`` (each head renormalised over the listed classes).
         decode_workers: threads that decode and preprocess images while the
             model runs; default ``min(4, cpu_count)``.
-        fast_decode: decode JPEGs at reduced scale (``Image.draft``); faster on
-            large photos, close to but not bit-equal with the training transform.
+        fast_decode: decode JPEG files at the smallest reduced scale
+            (``Image.draft``) that still covers the resize; faster on large
+            photos, close to but not bit-equal with the training transform
+            (see :func:`.preprocess.jpeg_draft_size`). PIL images are used as given.
 
     Raises:
         ModelFormatError: the model lacks moths metadata or its inputs/outputs
