@@ -25,12 +25,24 @@ from torch import nn
 from moths_framework.model.backbone import Backbone
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["BACKBONE_CHECKS", "BackboneContractError", "check_backbone"]
+__all__ = [
+    "BACKBONE_CHECKS",
+    "BackboneContractError",
+    "ContractError",
+    "check_backbone",
+    "check_data_source",
+    "check_hierarchy_source",
+    "check_unfreeze_policy",
+]
 
 _BATCH = 2
 
 
-class BackboneContractError(AssertionError):
+class ContractError(AssertionError):
+    """A plugin breaks one or more clauses of its group's contract; one line per clause."""
+
+
+class BackboneContractError(ContractError):
     """A backbone breaks one or more clauses of the contract; one line per clause."""
 
 
@@ -234,3 +246,104 @@ def check_backbone(backbone_class: type[Backbone]) -> None:
 def _few(names: Sequence[str], n: int = 5) -> str:
     more = f" and {len(names) - n} more" if len(names) > n else ""
     return ", ".join(names[:n]) + more
+
+
+def _run_clauses(what: str, clauses: dict[str, Callable[[], None]]) -> None:
+    failures = []
+    for clause, check in clauses.items():
+        try:
+            check()
+        except Exception as err:  # a clause fails by assertion or by crashing
+            reason = str(err) if isinstance(err, AssertionError) else f"{type(err).__name__}: {err}"
+            failures.append(f"  - {clause}: {reason}")
+    if failures:
+        raise ContractError(
+            f"{what} breaks {len(failures)} of {len(clauses)} contract clauses:\n"
+            + "\n".join(failures)
+        )
+
+
+def check_data_source(source: Any) -> None:
+    """Check a data source instance: ``Sample`` objects, in the same order on every call.
+
+    Raises:
+        ContractError: one line per failing clause.
+    """
+    from moths_framework.data.sources import DataSource, Sample
+
+    def is_a_data_source() -> None:
+        _require(isinstance(source, DataSource), f"{type(source).__name__} is not a DataSource")
+
+    def lists_samples() -> None:
+        samples = source.samples()
+        _require(isinstance(samples, list), f"samples() returned {type(samples).__name__}")
+        wrong = [s for s in samples if not isinstance(s, Sample)]
+        _require(not wrong, f"samples() holds {len(wrong)} items that are not Sample")
+        blank = [s for s in samples if not str(s.species).strip()]
+        _require(not blank, f"{len(blank)} samples have an empty species name")
+
+    def is_deterministic() -> None:
+        _require(source.samples() == source.samples(), "two samples() calls differ")
+
+    _run_clauses(
+        type(source).__name__,
+        {
+            "is a DataSource": is_a_data_source,
+            "samples() lists Sample objects": lists_samples,
+            "samples() is deterministic": is_deterministic,
+        },
+    )
+
+
+def check_hierarchy_source(source: Any) -> None:
+    """Check a label hierarchy source instance: ``read()`` gives species-first ranks
+    and every species has one name per other rank.
+
+    Raises:
+        ContractError: one line per failing clause.
+    """
+    from moths_framework.hierarchy import HierarchySource, HierarchyTable
+
+    def is_a_hierarchy_source() -> None:
+        _require(
+            isinstance(source, HierarchySource), f"{type(source).__name__} is not a HierarchySource"
+        )
+
+    def reads_a_table() -> None:
+        table = source.read()
+        _require(isinstance(table, HierarchyTable), f"read() returned {type(table).__name__}")
+        _require(table.ranks[:1] == ("species",), f"ranks {table.ranks} do not start with species")
+        _require(bool(table.ancestors), "read() lists no species")
+        width = len(table.ranks) - 1
+        wrong = [s for s, a in table.ancestors.items() if len(a) != width]
+        _require(not wrong, f"species without one name per rank {table.ranks[1:]}: {_few(wrong)}")
+
+    _run_clauses(
+        type(source).__name__,
+        {"is a HierarchySource": is_a_hierarchy_source, "read() gives a table": reads_a_table},
+    )
+
+
+def check_unfreeze_policy(policy: Any, epochs: int = 30) -> None:
+    """Check an unfreeze policy instance: ``fraction(epoch)`` lies in [0, 1] and never
+    decreases over the first ``epochs`` epochs.
+
+    Raises:
+        ContractError: one line per failing clause.
+    """
+    from moths_framework.finetuning import UnfreezePolicy
+
+    def is_a_policy() -> None:
+        _require(isinstance(policy, UnfreezePolicy), f"{type(policy).__name__} is not one")
+
+    def fractions_are_valid() -> None:
+        values = [float(policy.fraction(e)) for e in range(epochs)]
+        bad = [e for e, v in enumerate(values) if not 0.0 <= v <= 1.0]
+        _require(not bad, f"fraction(epoch) outside [0, 1] at epochs {bad[:5]}")
+        down = [e for e in range(1, epochs) if values[e] < values[e - 1]]
+        _require(not down, f"fraction(epoch) decreases at epochs {down[:5]}")
+
+    _run_clauses(
+        type(policy).__name__,
+        {"is an UnfreezePolicy": is_a_policy, "fraction(epoch) is valid": fractions_are_valid},
+    )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -126,3 +129,44 @@ def test_moths_plugins_json_reports_broken_plugins(site, capsys):
     broken = next(r for r in rows if r["name"] == "broken")
     assert broken["distribution"] == "moths-plugin-bad" and "ZeroDivisionError" in broken["error"]
     assert all(r["error"] is None for r in rows if r["distribution"] == "moths-framework")
+
+
+def test_moths_plugins_new_writes_a_package_per_group(tmp_path, capsys):
+    for group in ("backbones", "data_sources", "label_hierarchies", "unfreeze_policies"):
+        out = tmp_path / group
+        assert plugins_cli.main(["new", "gbif_x", "--group", group, "--output", str(out)]) == 0
+        pyproject = (out / "pyproject.toml").read_text()
+        assert f'[project.entry-points."moths_framework.{group}"]' in pyproject
+        assert '"moths-framework[train]>=0.1,<0.2"' in pyproject
+        compile((out / "moths_plugin_gbif_x" / "__init__.py").read_text(), group, "exec")
+        assert "moths_framework.testing import check_" in (out / "tests/test_gbif_x.py").read_text()
+    assert plugins_cli.main(["new", "gbif_x", "--group", "backbones", "--output", str(out)]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert plugins_cli.main(["new", "Bad-Name", "--group", "backbones"]) == 2
+    assert "use lower-case letters" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_new_plugin_passes_its_own_test_once_installed(tmp_path):
+    groups = ("backbones", "data_sources", "label_hierarchies", "unfreeze_policies")
+    for group in groups:
+        assert (
+            plugins_cli.main(
+                ["new", f"new_{group}", "--group", group, "--output", str(tmp_path / group)]
+            )
+            == 0
+        )
+    site = tmp_path / "site"  # installed (not editable) into a folder of its own, not the venv
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run(
+        [*pip, "--no-index", "--target", str(site), *(str(tmp_path / g) for g in groups)],
+        check=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    tests = [str(tmp_path / g / "tests") for g in groups]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "8 passed" in run.stdout

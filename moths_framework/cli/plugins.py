@@ -1,12 +1,15 @@
-"""``moths-plugins``: list every installed plugin, whether it loads, and why not."""
+"""``moths-plugins``: list every installed plugin, whether it loads, and why not;
+``moths-plugins new`` writes a plugin package to start from."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
-from moths_framework.plugins import GROUPS, PluginStatus, status
+from moths_framework.plugins import GROUPS, PluginError, PluginStatus, status
 
 _COLUMNS = ("name", "object", "distribution", "version", "status")
 
@@ -35,13 +38,34 @@ def _table(statuses: list[PluginStatus]) -> str:
     return "\n".join(lines)
 
 
+def _new(opts: argparse.Namespace) -> int:
+    from moths_framework.plugin_scaffold import new_plugin
+
+    try:
+        root = new_plugin(opts.name, opts.group, opts.output)
+    except PluginError as err:
+        print(f"moths-plugins: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {root}/ (pyproject.toml, a module, a contract test); try it:")
+    print(f"  pip install -e {root} && pytest {root}/tests")
+    return 0
+
+
 def main(args: list[str] | None = None) -> int:
-    """List plugins; exit code 1 when any plugin fails to load."""
+    """List plugins (exit code 1 when any fails to load), or write a new plugin package."""
     parser = argparse.ArgumentParser(
         prog="moths-plugins", description="List installed moths-framework plugins."
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub = parser.add_subparsers(dest="command")
+    new = sub.add_parser("new", help="write a minimal plugin package (pyproject, module, test)")
+    new.add_argument("name", help="plugin name, e.g. gbif (package moths-plugin-gbif)")
+    groups = [g.removeprefix("moths_framework.") for g in GROUPS]
+    new.add_argument("--group", required=True, choices=groups)
+    new.add_argument("--output", type=Path, help="folder to create; default ./moths-plugin-NAME")
     opts = parser.parse_args(args)
+    if opts.command == "new":
+        return _new(opts)
     statuses = status()
     if opts.json:
         print(json.dumps([{**asdict(s.info), "error": s.error} for s in statuses], indent=2))
