@@ -119,6 +119,27 @@ def test_bad_storage_is_one_clear_error():
         open_storage("nosuchdialect://host/db")
 
 
+def test_workers_racing_to_create_a_fresh_database_retry(tmp_path, monkeypatch):
+    """On a fresh SQLite file the worker that loses the schema-creation race gets an
+    IntegrityError (alembic_version); it retries instead of dying."""
+    from sqlalchemy.exc import IntegrityError
+
+    from moths_framework.sweep import study as study_module
+
+    real, calls = study_module.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "RDBStorage", racing)
+    monkeypatch.setattr(study_module.time, "sleep", lambda _s: None)
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(calls) == 2 and isinstance(storage, real)
+
+
 def test_report_from_a_journal_storage(tmp_path):
     """Report with no fit run: the table ranks best first, failures show their error,
     importance is skipped gracefully with a single complete trial."""

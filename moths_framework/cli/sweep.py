@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 
 from moths_framework.sweep.settings import SweepConfigError
 
@@ -89,9 +88,6 @@ def main(args: list[str] | None = None) -> int:
         print(f"moths-sweep: error: unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # Lightning 2.6 on torch 2.14 warns about its own use of a torch internal.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     try:
         return _report(parsed) if parsed.report else _sweep(parsed, rest)
     except SweepConfigError as err:

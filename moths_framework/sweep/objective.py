@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,7 +127,10 @@ class TrialRun:
                 "(CUDA_VISIBLE_DEVICES=<i> moths-sweep ...)"
             )
         cli.trainer.callbacks.append(PyTorchLightningPruningCallback(trial, self.settings.metric))
-        with _keeps_ctrl_c():
+        with _keeps_ctrl_c(), warnings.catch_warnings():
+            # as moths-fit: the run directory holds config.yaml before the first checkpoint
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
             try:
                 run_fit(cli)
             except SystemExit as exit_:  # Lightning turns Ctrl-C into sys.exit(1)
