@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTEST_MARK := $(if $(CI),-m "slow or not slow",)
 DEMO := demo_out
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint dist clean
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ lint: install
 
 demo: install
 	@bash scripts/demo.sh $(BIN) $(DEMO)
+
+# Wheels and sdists of the core and of every plugin, into dist/ (isolated PEP 517 builds).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	for p in $(PLUGINS); do $(BIN)/python -m build --outdir dist $$p || exit 1; done
 
 clean:
 	rm -rf $(DEMO) runs .pytest_cache
