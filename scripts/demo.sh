@@ -25,3 +25,8 @@ step "classify images with ONNX Runtime (no PyTorch), one of them broken" \
   "test_data/source_b/Pieris rapae/3.png" "test_data/source_a/Pammene aurana/31.jpg"
 printf '\n%s:\n' "$OUT/predictions.csv"
 cut -d, -f1-3,10-11,14 "$OUT/predictions.csv" | column -s, -t
+step "predict the test split: per-image predictions, logits and features" \
+  moths-predict --config "$OUT/run/config.yaml" --ckpt_path "$OUT/run/best.ckpt" \
+  --trainer.enable_progress_bar false
+step "evaluate the predictions: metrics.json, confusion matrices, report.html" \
+  moths-evaluate "$OUT/run/predictions/test"
