@@ -146,8 +146,9 @@ def test_compare_prints_deltas_and_classes_that_moved(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "200 shared images (1 unreadable in A or B, left out)" in out
     species_line = next(line for line in out.splitlines() if line.startswith("species "))
-    before, after = map(float, re.search(r"([\d.]+) -> ([\d.]+)", species_line).groups())
-    assert after > before
+    _, metric, before, after, change = species_line.split()
+    assert metric == "accuracy" and float(after) > float(before)
+    assert float(change) == pytest.approx(float(after) - float(before), abs=2e-4)
     assert "better in B (F1, A -> B):" in out and "worse in B: none" in out
 
 

@@ -58,6 +58,12 @@ def _an_onnx_model(sandbox: Path) -> None:
         assert run_console_script("moths-export", args) == 0
 
 
+def _a_prediction_folder(sandbox: Path) -> None:
+    if not (sandbox / RUN / "predictions" / "test" / "outputs.npz").is_file():
+        args = ["--config", f"{RUN}/config.yaml", "--ckpt_path", f"{RUN}/best.ckpt"]
+        assert run_console_script("moths-predict", args) == 0
+
+
 RULES = [
     Rule(r"^make (demo|test)\b", skip="builds .venv and runs the whole flow or suite itself"),
     Rule(r"^pip install\b", skip="needs the network"),
@@ -67,8 +73,13 @@ RULES = [
     Rule(r"^moths-fit .*--print_config"),
     Rule(r"^moths-fit\b", slow=True, extra=_new_run_dir),  # a real backbone: 10-60 s each
     Rule(r"^moths-(validate|test|predict)\b"),
+    Rule(r"^moths-evaluate\b", before=_a_prediction_folder),
+    Rule(r"^moths-stats\b"),
     Rule(r"^moths-export\b", before=_fresh_onnx),
     Rule(r"^moths-infer\b", before=_an_onnx_model),
+    Rule(r"^moths-zoo\b", before=_an_onnx_model),
+    Rule(r"^make dist\b", skip="builds all distributions (tests/test_dist.py builds them)"),
+    Rule(r"^pytest moths-plugin-", skip="needs the plugin installed (tests/test_plugins.py)"),
 ]
 
 
@@ -148,6 +159,7 @@ def test_readme_command_runs_as_written(n, command, sandbox, monkeypatch):
         pytest.skip(rule.skip)
     monkeypatch.chdir(sandbox)
     monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("MOTHS_CACHE", str(sandbox / ".cache"))  # the zoo cache
     rule.before(sandbox)
     name, *args = shlex.split(command.replace("runs/<time>", RUN))
     assert run_console_script(name, [*args, *rule.extra(n)]) == 0, command

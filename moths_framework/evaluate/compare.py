@@ -117,11 +117,16 @@ def format_comparison(comparison: Comparison, limit: int = 10) -> str:
         f"{c.shared} shared images ({c.unreadable} unreadable in A or B, left out); "
         f"{c.only_a} only in A, {c.only_b} only in B",
         "",
-        f"{'rank':<10}" + "".join(f"{m:>26}" for m in _HEADLINE) + f"{'fixed':>8}{'broken':>8}",
+        f"{'rank':<10}{'metric':<20}{'A':>8}{'B':>10}{'change':>10}",
     ]
     for d in c.ranks:
-        cells = "".join(_delta_cell(d.before[m], d.after[m]) for m in _HEADLINE)
-        lines.append(f"{d.rank:<10}{cells}{d.fixed:>8}{d.broken:>8}")
+        for i, metric in enumerate(_HEADLINE):
+            before, after = d.before[metric], d.after[metric]
+            rank = d.rank if i == 0 else ""
+            lines.append(
+                f"{rank:<10}{metric:<20}{before:>8.4f}{after:>10.4f}{after - before:>+10.4f}"
+            )
+        lines.append(f"{'':<10}images B fixed: {d.fixed}, broke: {d.broken}")
     for title, ordered in (
         ("better in B", sorted(c.changes, key=lambda x: (-x.delta, x.rank, x.name))),
         ("worse in B", sorted(c.changes, key=lambda x: (x.delta, x.rank, x.name))),
@@ -134,7 +139,3 @@ def format_comparison(comparison: Comparison, limit: int = 10) -> str:
             for x in moved
         ]
     return "\n".join(lines)
-
-
-def _delta_cell(before: float, after: float) -> str:
-    return f"{before:.4f} -> {after:.4f} ({after - before:+.4f})".rjust(26)

@@ -82,7 +82,7 @@ def reliability_png(diagrams: Mapping[str, Reliability]) -> bytes:
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)")
         ax.set_title(f"{rank}: ECE {rel.ece:.3f}")
     axes[0][0].set_ylabel("accuracy")
-    axes[0][0].legend(loc="upper left", fontsize=8)
+    axes[0][0].legend(loc="upper left", fontsize=7, framealpha=0.9)
     fig.tight_layout()
     return _png(fig)
 

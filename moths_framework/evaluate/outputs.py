@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from moths_framework.atomic_files import write_text_atomically
 from moths_framework.evaluate.confusion import confusion_csv
 from moths_framework.evaluate.evaluation import Evaluation
 
@@ -28,23 +28,13 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, report: bool =
     out = Path(out_dir)
     (out / CONFUSION_DIR).mkdir(parents=True, exist_ok=True)
     metrics = json.dumps(evaluation.to_json(), indent=1, ensure_ascii=False)
-    _write_atomically(out / METRICS_JSON, metrics)
+    write_text_atomically(out / METRICS_JSON, metrics)
     for rank, result in evaluation.ranks.items():
         text = confusion_csv(result.confusion, result.class_names)
-        _write_atomically(out / CONFUSION_DIR / f"{rank}.csv", text)
+        write_text_atomically(out / CONFUSION_DIR / f"{rank}.csv", text)
     if not report:
         return out / METRICS_JSON
     from moths_framework.evaluate.report import render_report  # matplotlib: only when drawing
 
-    _write_atomically(out / REPORT_HTML, render_report(evaluation))
+    write_text_atomically(out / REPORT_HTML, render_report(evaluation))
     return out / REPORT_HTML
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and ``os.replace``: readers see the old or the new file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
