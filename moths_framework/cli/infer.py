@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from moths_framework.inference import OnnxClassifier
 from moths_framework.inference.inputs import InputError, collect_inputs
+from moths_framework.inference.rollup import ROLLUP_METHODS
 from moths_framework.inference.species_list import DEFAULT_MASK_MODE, MASK_MODES
 from moths_framework.inference.writers import PredictionWriter
 
@@ -40,13 +41,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32, help="images per model call")
     parser.add_argument("--top-k", type=int, default=5, help="classes kept per rank (JSONL)")
     parser.add_argument(
-        "--threshold", type=float, help="species threshold of the roll-up (wins over --thresholds)"
+        "--threshold",
+        type=float,
+        help="species threshold of the roll-up (wins over --thresholds); default: the "
+        "model's calibrated thresholds, else 0.5",
     )
     parser.add_argument(
         "--thresholds",
         default="",
         metavar="RANK=P,...",
         help="roll-up thresholds per rank, e.g. species=0.6,genus=0.5",
+    )
+    parser.add_argument(
+        "--rollup",
+        choices=ROLLUP_METHODS,
+        help="how coarse ranks get their probabilities; default: the model's calibrated "
+        "method (independent heads when not calibrated)",
     )
     parser.add_argument(
         "--species-list",
@@ -111,6 +121,7 @@ def _load(opts: argparse.Namespace) -> tuple[OnnxClassifier, list[str]]:
         mask_mode=opts.mask_mode,
         num_threads=opts.threads,
         fast_decode=opts.fast_decode,
+        rollup=opts.rollup,
     )
     return classifier, paths
 
@@ -132,7 +143,8 @@ def main(args: list[str] | None = None) -> int:
         return 2
     started, classified = time.perf_counter(), 0
     predictions = classifier.predict_iter(paths, opts.top_k, opts.batch_size)
-    with PredictionWriter(opts.output, classifier.hierarchy.ranks) as writer:
+    novelty = classifier.novelty is not None
+    with PredictionWriter(opts.output, classifier.hierarchy.ranks, novelty) as writer:
         bar = tqdm(
             predictions, total=len(paths), unit="img", file=sys.stderr, disable=opts.no_progress
         )

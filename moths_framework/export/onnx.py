@@ -124,6 +124,19 @@ def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return half
 
 
+def _metadata(checkpoint: dict, model: MothsClassifier) -> ModelMetadata:
+    """The file's metadata: labels, preprocessing, card, and moths-calibrate's results."""
+    meta = checkpoint[CHECKPOINT_KEY]
+    return ModelMetadata(
+        model.hierarchy,
+        model.preprocessing,
+        _model_card(checkpoint, model),
+        dict(meta.get("temperature") or {}),
+        calibration=dict(meta.get("calibration") or {}),
+        novelty=meta.get("novelty"),
+    )
+
+
 def _first_line(err: BaseException) -> str:
     """``err`` as one line: its type and the first line of its message."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -195,7 +208,7 @@ def export_onnx(
         raise ExportError(f"{output} exists; pass --force to overwrite it")
     ckpt = read_checkpoint(checkpoint)
     model = _rebuild(ckpt, checkpoint)
-    metadata = ModelMetadata(model.hierarchy, model.preprocessing, _model_card(ckpt, model), {})
+    metadata = _metadata(ckpt, model)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(output)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -15,7 +16,13 @@ from PIL import Image
 from moths_framework import zoo
 from moths_framework.hierarchy import OTHER, LabelHierarchy
 from moths_framework.images import open_rgb
-from moths_framework.inference.metadata import INPUT_NAME, ModelFormatError, ModelMetadata
+from moths_framework.inference.metadata import (
+    FEATURES_OUTPUT,
+    INPUT_NAME,
+    ModelFormatError,
+    ModelMetadata,
+)
+from moths_framework.inference.novelty import NoveltyDetector
 from moths_framework.inference.prediction import (
     Prediction,
     check_thresholds,
@@ -25,6 +32,12 @@ from moths_framework.inference.prediction import (
 )
 from moths_framework.inference.preprocess import jpeg_draft_size, preprocess
 from moths_framework.inference.providers import open_session, resolve_providers
+from moths_framework.inference.rollup import (
+    check_rollup_method,
+    consistent_path,
+    rank_probabilities,
+    species_ancestry,
+)
 from moths_framework.inference.species_list import (
     DEFAULT_MASK_MODE,
     allowed_classes,
@@ -37,6 +50,8 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 __all__ = ["ImageInput", "OnnxClassifier"]
+
+log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | Image.Image
 SpeciesList = str | os.PathLike | Iterable[str]
@@ -57,7 +72,8 @@ class OnnxClassifier:
             :mod:`moths_framework.inference.metadata`.
         source: the model file, for messages.
         thresholds: rank -> probability the top-1 must reach in the roll-up;
-            0.5 for ranks not given.
+            ranks not given keep the model's calibrated thresholds (0.5 when
+            the model was not calibrated).
         species_list: restrict predictions to these species (a text file with
             one name per line, or names); see :mod:`.species_list`.
         mask_mode: where a species list puts the probability of the classes it
@@ -69,6 +85,9 @@ class OnnxClassifier:
             (``Image.draft``) that still covers the resize; faster on large
             photos, close to but not bit-equal with the training transform
             (see :func:`.preprocess.jpeg_draft_size`). PIL images are used as given.
+        rollup: ``heads``, ``species_sum`` or ``fused`` (see :mod:`.rollup`);
+            default: the model's calibrated method, or the independent walk of
+            the heads for an uncalibrated model.
 
     Raises:
         ModelFormatError: the model lacks moths metadata or its inputs/outputs
@@ -87,13 +106,19 @@ class OnnxClassifier:
         mask_mode: str = DEFAULT_MASK_MODE,
         decode_workers: int | None = None,
         fast_decode: bool = False,
+        rollup: str | None = None,
     ) -> None:
         props = session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, source)
         _check_signature(session, self.metadata, source)
         self.session = session
         self.source = source
-        self.thresholds = check_thresholds(self.hierarchy.ranks, thresholds)
+        given = {**self.metadata.calibrated_thresholds, **(thresholds or {})}
+        self.thresholds = check_thresholds(self.hierarchy.ranks, given)
+        method = rollup or self.metadata.rollup_method
+        self.rollup = check_rollup_method(method) if method is not None else None
+        self._ancestry = species_ancestry(self.hierarchy)
+        self.novelty = _novelty_detector(session, self.metadata, source)
         self.ranks_by_specificity = self.hierarchy.ranks_by_specificity()
         self._classes = {r: self.hierarchy.classes(r) for r in self.hierarchy.ranks}
         self.mask_mode = check_mask_mode(mask_mode)
@@ -118,6 +143,7 @@ class OnnxClassifier:
         num_threads: int | None = None,
         decode_workers: int | None = None,
         fast_decode: bool = False,
+        rollup: str | None = None,
     ) -> OnnxClassifier:
         """Open a model exported by ``moths-export``.
 
@@ -127,8 +153,8 @@ class OnnxClassifier:
             providers: ``"auto"`` (TensorRT, CUDA, CPU: the first this ONNX Runtime
                 has), or names as a list or comma-separated string. A GPU
                 provider that fails to start falls back to CPU with a warning.
-            thresholds, species_list, mask_mode, decode_workers, fast_decode: see
-                the class.
+            thresholds, species_list, mask_mode, decode_workers, fast_decode, rollup:
+                see the class.
             num_threads: ONNX Runtime intra-op threads; default one per physical core.
 
         Raises:
@@ -149,6 +175,7 @@ class OnnxClassifier:
             mask_mode=mask_mode,
             decode_workers=decode_workers,
             fast_decode=fast_decode,
+            rollup=rollup,
         )
 
     @property
@@ -167,12 +194,23 @@ class OnnxClassifier:
 
     def logits(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw logits per rank for a preprocessed batch ``[N, 3, H, W]``."""
+        return self._run(batch)[0]
+
+    def _run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """Logits per rank, and the features when the novelty detector needs them."""
         inputs = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-        outputs = self.session.run(list(self.hierarchy.ranks), inputs)
-        return dict(zip(self.hierarchy.ranks, outputs, strict=True))
+        names = [*self.hierarchy.ranks, *([FEATURES_OUTPUT] if self.novelty else [])]
+        outputs = self.session.run(names, inputs)
+        logits = dict(zip(self.hierarchy.ranks, outputs, strict=False))
+        return logits, outputs[-1] if self.novelty else None
+
+    def novelty_scores(self, features: np.ndarray) -> np.ndarray | None:
+        """Novelty score per row of the ``features`` output; ``None`` without a detector."""
+        return None if self.novelty is None else self.novelty.score(features)
 
     def probabilities(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-rank probabilities: temperature applied, species list (if any) enforced."""
+        """Per-rank probabilities: temperature applied, species list (if any) enforced,
+        and the roll-up method's view of the coarse ranks (see :mod:`.rollup`)."""
         return self.probabilities_from_logits(self.logits(batch))
 
     def probabilities_from_logits(self, logits: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -190,7 +228,9 @@ class OnnxClassifier:
                 result[rank] = masked_probabilities(
                     values, self._masks[rank], self._other_index[rank], self.mask_mode, temperature
                 )
-        return result
+        if self.rollup is None:
+            return result
+        return rank_probabilities(result, self.rollup, self._ancestry, self.hierarchy.ranks[0])
 
     def predict(
         self, images: ImageInput | Iterable[ImageInput], top_k: int = 5, batch_size: int = 32
@@ -262,34 +302,60 @@ class OnnxClassifier:
 
     def _classify(self, batch: list[_Prepared], k: int) -> list[Prediction]:
         decoded = [item.array for item in batch if item.array is not None]
-        probs = self.probabilities(np.stack(decoded)) if decoded else {}
+        probs, scores = {}, None
+        if decoded:
+            logits, features = self._run(np.stack(decoded))
+            probs = self.probabilities_from_logits(logits)
+            scores = self.novelty_scores(features) if features is not None else None
         results, row = [], 0
         for item in batch:
             if item.array is None:
                 results.append(Prediction(item.source, error=item.error))
                 continue
-            results.append(self._prediction(item.source, {r: p[row] for r, p in probs.items()}, k))
+            score = None if scores is None else float(scores[row])
+            rows = {r: p[row] for r, p in probs.items()}
+            results.append(self._prediction(item.source, rows, k, score))
             row += 1
         return results
 
     def prediction_from_probabilities(
-        self, source: str, probs: Mapping[str, np.ndarray], top_k: int = 5
+        self,
+        source: str,
+        probs: Mapping[str, np.ndarray],
+        top_k: int = 5,
+        novelty_score: float | None = None,
     ) -> Prediction:
         """The :class:`Prediction` of one image from its per-rank probability rows.
 
         ``probs`` is rank -> one row of :meth:`probabilities_from_logits`; the
-        result is what :meth:`predict` gives for that image (top-k, roll-up).
+        result is what :meth:`predict` gives for that image (top-k, roll-up);
+        ``novelty_score`` (from :meth:`novelty_scores`) sets ``novel``.
         """
-        return self._prediction(source, probs, top_k)
+        return self._prediction(source, probs, top_k, novelty_score)
 
-    def _prediction(self, source: str, probs: Mapping[str, np.ndarray], k: int) -> Prediction:
+    def _prediction(
+        self, source: str, probs: Mapping[str, np.ndarray], k: int, novelty: float | None = None
+    ) -> Prediction:
         ranked = {
             rank: top_k(self._ranking(rank, p), self._classes[rank], k, self._allowed_count(rank))
             for rank, p in probs.items()
         }
-        top1 = {rank: scores[0] for rank, scores in ranked.items()}
+        path = self._path(probs) if self.rollup is not None else None
+        top1 = path or {rank: scores[0] for rank, scores in ranked.items()}
         answer, rank, prob, confident = roll_up(top1, self.ranks_by_specificity, self.thresholds)
-        return Prediction(source, ranked, answer, rank, prob, confident)
+        novel = None if novelty is None else bool(self.novelty.is_novel(novelty))
+        return Prediction(source, ranked, answer, rank, prob, confident, None, path, novelty, novel)
+
+    def _path(self, probs: Mapping[str, np.ndarray]) -> dict[str, tuple[str, float]]:
+        """One image's hierarchy-consistent path: rank -> (class name, probability)."""
+        species = self.hierarchy.ranks[0]
+        allowed = None if self._masks is None else self._masks[species]
+        rows = {rank: np.asarray(p)[None, :] for rank, p in probs.items()}
+        found = consistent_path(rows, self._ancestry, self.ranks_by_specificity, allowed)
+        return {
+            rank: (self._classes[rank][int(index[0])], float(prob[0]))
+            for rank, (index, prob) in found.items()
+        }
 
     def _ranking(self, rank: str, probs: np.ndarray) -> np.ndarray:
         """``probs`` with removed classes below every kept one, even a kept one at 0."""
@@ -299,6 +365,26 @@ class OnnxClassifier:
         if self._masks is None:
             return len(self._classes[rank])
         return int(self._masks[rank].sum())
+
+
+def _novelty_detector(
+    session: ort.InferenceSession, metadata: ModelMetadata, source: str
+) -> NoveltyDetector | None:
+    """The model's novelty detector; ``None`` when it has none or lacks the features output."""
+    if metadata.novelty is None:
+        return None
+    if FEATURES_OUTPUT not in {o.name for o in session.get_outputs()}:
+        log.warning(
+            "%s has novelty statistics but no %r output (exported with --no-features): "
+            "no novelty scores",
+            source,
+            FEATURES_OUTPUT,
+        )
+        return None
+    try:
+        return NoveltyDetector.from_json(metadata.novelty)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFormatError(f"{source}: unreadable novelty statistics: {error}") from error
 
 
 def _check_signature(session: ort.InferenceSession, metadata: ModelMetadata, source: str) -> None:

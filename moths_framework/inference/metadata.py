@@ -6,7 +6,8 @@ An exported model has
   :class:`~moths_framework.preprocessing.Preprocessing`), dynamic batch axis ``N``;
 - one output per rank, named by the rank (``species``, ``group``, ...): float32
   logits ``[N, num_classes(rank)]``; optionally an output ``features`` ``[N, F]``;
-- string ``metadata_props``: the keys of :class:`ModelMetadata` below.
+- string ``metadata_props``: the keys of :class:`ModelMetadata` below;
+  ``moths.calibration`` and ``moths.novelty`` only once ``moths-calibrate`` ran.
 
 No torch import: this module is read on production boxes.
 """
@@ -26,9 +27,13 @@ __all__ = [
     "FEATURES_OUTPUT",
     "FORMAT_KEY",
     "FORMAT_VERSION",
+    "CALIBRATION_KEY",
     "HIERARCHY_KEY",
     "INPUT_NAME",
     "MODEL_CARD_KEY",
+    "NOVELTY_KEY",
+    "PRECISION_KEY",
+    "PRECISION_VALUES",
     "PREPROCESSING_KEY",
     "TEMPERATURE_KEY",
     "ModelFormatError",
@@ -43,6 +48,10 @@ HIERARCHY_KEY = "moths.hierarchy"
 PREPROCESSING_KEY = "moths.preprocessing"
 MODEL_CARD_KEY = "moths.model_card"
 TEMPERATURE_KEY = "moths.temperature"
+PRECISION_KEY = "moths.precision"  # how the weights are stored; older files: fp32
+PRECISION_VALUES = ("fp32", "fp16", "int8")
+CALIBRATION_KEY = "moths.calibration"  # thresholds, roll-up method, tau, calibration report
+NOVELTY_KEY = "moths.novelty"  # the novelty detector's statistics (large: kept apart)
 _REQUIRED_KEYS = (FORMAT_KEY, HIERARCHY_KEY, PREPROCESSING_KEY, MODEL_CARD_KEY, TEMPERATURE_KEY)
 
 
@@ -60,14 +69,28 @@ class ModelMetadata:
         model_card: free-form facts (backbone, metrics, export date, ...).
         temperature: per-rank softmax temperature, ``softmax(logits / T)``; ranks
             not given get 1.0 (uncalibrated), so after construction every rank has one.
+        precision: how the weights are stored: ``fp32``, ``fp16`` or ``int8``
+            (``moths.precision``; files exported before it existed read as ``fp32``).
+        calibration: what ``moths-calibrate`` chose (``thresholds``, ``rollup``,
+            ``tau``, ...); empty for an uncalibrated model.
+        novelty: the novelty detector's JSON form
+            (:meth:`~moths_framework.inference.novelty.NoveltyDetector.to_json`), or ``None``.
     """
 
     hierarchy: LabelHierarchy
     preprocessing: Preprocessing
     model_card: dict[str, Any] = field(default_factory=dict)
     temperature: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    novelty: dict[str, Any] | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISION_VALUES:
+            raise ValueError(
+                f"{PRECISION_KEY} must be one of {', '.join(PRECISION_VALUES)}, "
+                f"got {self.precision!r}"
+            )
         unknown = sorted(set(self.temperature) - set(self.hierarchy.ranks))
         if unknown:
             raise ValueError(
@@ -86,15 +109,31 @@ class ModelMetadata:
         """The softmax temperature of ``rank`` (1.0 when not calibrated)."""
         return self.temperature[rank]
 
+    @property
+    def calibrated_thresholds(self) -> dict[str, float]:
+        """Roll-up thresholds chosen by ``moths-calibrate`` (empty when not calibrated)."""
+        return {r: float(t) for r, t in self.calibration.get("thresholds", {}).items()}
+
+    @property
+    def rollup_method(self) -> str | None:
+        """The calibrated roll-up method, or ``None`` (independent heads, uncalibrated)."""
+        return self.calibration.get("rollup", {}).get("method")
+
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` of an ONNX file, as string key -> string value."""
-        return {
+        props = {
             FORMAT_KEY: FORMAT_VERSION,
             HIERARCHY_KEY: self.hierarchy.to_json(),
             PREPROCESSING_KEY: self.preprocessing.to_json(),
             MODEL_CARD_KEY: json.dumps(self.model_card, ensure_ascii=False, sort_keys=True),
             TEMPERATURE_KEY: json.dumps(self.temperature, sort_keys=True),
+            PRECISION_KEY: self.precision,
         }
+        if self.calibration:
+            props[CALIBRATION_KEY] = json.dumps(self.calibration, ensure_ascii=False)
+        if self.novelty is not None:
+            props[NOVELTY_KEY] = json.dumps(self.novelty, separators=(",", ":"))
+        return props
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], source: str) -> ModelMetadata:
@@ -131,6 +170,11 @@ class ModelMetadata:
                 preprocessing=Preprocessing.from_json(props[PREPROCESSING_KEY]),
                 model_card=_json_object(props, MODEL_CARD_KEY),
                 temperature=_json_object(props, TEMPERATURE_KEY),
+                calibration=_json_object(props, CALIBRATION_KEY)
+                if CALIBRATION_KEY in props
+                else {},
+                novelty=_json_object(props, NOVELTY_KEY) if NOVELTY_KEY in props else None,
+                precision=props.get(PRECISION_KEY, "fp32"),
             )
         except (ValueError, TypeError, KeyError) as error:
             # json.JSONDecodeError and HierarchyError are ValueErrors too.

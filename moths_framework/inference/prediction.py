@@ -47,6 +47,12 @@ class Prediction:
         prediction_prob: the probability of ``prediction`` at that rank.
         confident: whether ``prediction_prob`` cleared its rank's threshold.
         error: why the image could not be classified (``None`` when it was).
+        path: for a calibrated model, rank -> (class name, probability) along the
+            hierarchy-consistent path the answer was taken from (see
+            :mod:`.rollup`); ``None`` for the independent walk.
+        novelty_score: distance from the trained species (higher: less like
+            them), when the model has a novelty detector.
+        novel: whether ``novelty_score`` exceeds the model's novelty threshold.
     """
 
     source: str
@@ -56,6 +62,9 @@ class Prediction:
     prediction_prob: float | None = None
     confident: bool = False
     error: str | None = None
+    path: dict[str, Scored] | None = None
+    novelty_score: float | None = None
+    novel: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -65,6 +74,11 @@ class Prediction:
     def top1(self, rank: str) -> Scored:
         """The most probable (class name, probability) at ``rank``."""
         return self.top_k[rank][0]
+
+    def answer_at(self, rank: str) -> Scored:
+        """(class name, probability) reported at ``rank``: the consistent path's class
+        when there is one, else the top-1."""
+        return self.path[rank] if self.path is not None else self.top1(rank)
 
 
 def check_thresholds(

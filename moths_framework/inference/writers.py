@@ -15,33 +15,48 @@ from moths_framework.inference.prediction import Prediction
 __all__ = ["PredictionWriter", "prediction_columns", "prediction_json", "prediction_record"]
 
 
-def prediction_columns(ranks: Sequence[str]) -> list[str]:
-    """The flat columns: path, then name and probability per rank, then the roll-up."""
+NOVELTY_COLUMNS = ("novelty_score", "novel")
+
+
+def prediction_columns(ranks: Sequence[str], novelty: bool = False) -> list[str]:
+    """The flat columns: path, then name and probability per rank, then the roll-up,
+    then ``novelty_score, novel`` for a model with a novelty detector."""
     per_rank = [column for rank in ranks for column in (rank, f"{rank}_prob")]
     roll_up = ["prediction", "prediction_rank", "prediction_prob", "confident"]
-    return ["path", *per_rank, *roll_up, "error"]
+    return ["path", *per_rank, *roll_up, *(NOVELTY_COLUMNS if novelty else ()), "error"]
 
 
-def prediction_record(prediction: Prediction, ranks: Sequence[str]) -> dict[str, Any]:
-    """One prediction as a flat record (``None`` where an error left no value)."""
-    record: dict[str, Any] = dict.fromkeys(prediction_columns(ranks))
+def prediction_record(
+    prediction: Prediction, ranks: Sequence[str], novelty: bool = False
+) -> dict[str, Any]:
+    """One prediction as a flat record (``None`` where an error left no value).
+
+    The per-rank columns are the hierarchy-consistent path the answer came from
+    when the model is calibrated, else each rank's top-1.
+    """
+    record: dict[str, Any] = dict.fromkeys(prediction_columns(ranks, novelty))
     record["path"] = prediction.source
     record["error"] = prediction.error
     if not prediction.ok:
         return record
     for rank in ranks:
-        record[rank], record[f"{rank}_prob"] = prediction.top1(rank)
+        record[rank], record[f"{rank}_prob"] = prediction.answer_at(rank)
     record["prediction"] = prediction.prediction
     record["prediction_rank"] = prediction.prediction_rank
     record["prediction_prob"] = prediction.prediction_prob
     record["confident"] = prediction.confident
+    if novelty:
+        record["novelty_score"] = prediction.novelty_score
+        record["novel"] = prediction.novel
     return record
 
 
-def prediction_json(prediction: Prediction, ranks: Sequence[str]) -> dict[str, Any]:
+def prediction_json(
+    prediction: Prediction, ranks: Sequence[str], novelty: bool = False
+) -> dict[str, Any]:
     """One prediction as a JSON Lines record: the flat record, probabilities rounded to
     6 decimals, plus ``top_k``: rank -> ``[{"name", "prob"}, ...]``."""
-    record = _rounded(prediction_record(prediction, ranks))
+    record = _rounded(prediction_record(prediction, ranks, novelty))
     record["top_k"] = {
         rank: [{"name": name, "prob": round(prob, 6)} for name, prob in scores]
         for rank, scores in prediction.top_k.items()
@@ -55,12 +70,16 @@ class PredictionWriter:
     Rows go to a temporary file next to ``path`` that replaces it only when the
     ``with`` block ends without an exception, so a crashed run never leaves a
     half-written output (nor destroys the previous one). JSON Lines records
-    also carry ``top_k``: rank -> ``[{"name", "prob"}, ...]``.
+    also carry ``top_k``: rank -> ``[{"name", "prob"}, ...]``. With ``novelty``
+    the rows carry ``novelty_score`` and ``novel``.
     """
 
-    def __init__(self, path: str | os.PathLike, ranks: Sequence[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike, ranks: Sequence[str], novelty: bool = False
+    ) -> None:
         self.path = Path(path)
         self.ranks = tuple(ranks)
+        self.novelty = novelty
         self.jsonl = self.path.suffix.lower() == ".jsonl"
         self._file: TextIO | None = None
         self._csv: csv.DictWriter | None = None
@@ -71,17 +90,17 @@ class PredictionWriter:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._file = open(temporary, "x", encoding="utf-8", newline="")  # noqa: SIM115
         if not self.jsonl:
-            self._csv = csv.DictWriter(self._file, prediction_columns(self.ranks))
+            self._csv = csv.DictWriter(self._file, prediction_columns(self.ranks, self.novelty))
             self._csv.writeheader()
         return self
 
     def write(self, prediction: Prediction) -> None:
         """Append one prediction."""
         if self.jsonl:
-            record = prediction_json(prediction, self.ranks)
+            record = prediction_json(prediction, self.ranks, self.novelty)
             self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
-            record = prediction_record(prediction, self.ranks)
+            record = prediction_record(prediction, self.ranks, self.novelty)
             self._csv.writerow({key: _csv_value(value) for key, value in record.items()})
 
     def __exit__(
