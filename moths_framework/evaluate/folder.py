@@ -131,23 +131,27 @@ class PredictionFolder:
             return npz["features"]
 
     def rank_outputs(self, rank: str, rows: np.ndarray | None = None) -> RankOutputs:
-        """Top-1, its probability and top-5 hits at ``rank``, for ``rows`` (default: ``ok``)."""
-        rows = np.flatnonzero(self.ok) if rows is None else rows
-        logits = self.logits[rank][rows]
+        """Top-1, its probability and top-5 hits at ``rank``, for ``rows`` (default: ``ok``).
+
+        Works through the rows in chunks, so memory stays bounded for large heads.
+        """
+        rows = np.flatnonzero(self.ok) if rows is None else np.asarray(rows)
         targets = self.targets[rank][rows]
-        pred, prob = top1(logits, self.temperature[rank])
-        return RankOutputs(targets, pred, prob, _top_k_hits(logits, targets, 5))
+        pred = np.zeros(len(rows), dtype=np.int64)
+        prob = np.zeros(len(rows))
+        hits = np.zeros(len(rows), dtype=bool)
+        for start in range(0, len(rows), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            logits = self.logits[rank][rows[part]]
+            pred[part], prob[part] = top1(logits, self.temperature[rank])
+            hits[part] = _top_k_hits(logits, targets[part], 5)
+        return RankOutputs(targets, pred, prob, hits)
 
 
 def _top_k_hits(logits: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
     """Whether each row's target is among its k largest logits (ties favour the target)."""
-    hits = np.zeros(len(targets), dtype=bool)
-    for start in range(0, len(targets), _CHUNK):
-        chunk = logits[start : start + _CHUNK]
-        target = targets[start : start + _CHUNK]
-        own = chunk[np.arange(len(chunk)), target]
-        hits[start : start + _CHUNK] = (chunk > own[:, None]).sum(axis=1) < k
-    return hits
+    own = logits[np.arange(len(logits)), targets]
+    return (logits > own[:, None]).sum(axis=1) < k
 
 
 def _hierarchy(path: Path) -> LabelHierarchy:
