@@ -144,3 +144,11 @@ def test_unreadable_rows_are_counted_and_left_out(tmp_path):
     assert main([str(written.path), "--no-report"]) == 0
     metrics = json.loads((written.path / "metrics.json").read_text())
     assert metrics["errors"] == 3 and metrics["ranks"]["genus"]["support"] == 37
+
+
+def test_a_folder_of_unreadable_images_still_evaluates(tmp_path):
+    written = write_random_folder(tmp_path / "pred", n=3, unreadable=(0, 1, 2))
+    assert main([str(written.path)]) == 0
+    metrics = json.loads((written.path / "metrics.json").read_text())  # valid JSON: no NaN
+    assert metrics["evaluated"] == 0 and metrics["ranks"]["species"]["accuracy"] is None
+    assert (written.path / "report.html").stat().st_size > 0
