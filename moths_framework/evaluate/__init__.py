@@ -1,8 +1,10 @@
 """Per-sample prediction folders, their metrics and report; imports no torch.
 
-- :mod:`~moths_framework.evaluate.predictions`: write and read a prediction
-  folder (``predictions.csv``, ``outputs.npz``, ``hierarchy.json``).
-- :mod:`~moths_framework.evaluate.metrics`: metrics per rank and per class.
+- :mod:`~moths_framework.evaluate.predictions`: write a prediction folder
+  (``predictions.csv``, ``outputs.npz``, ``hierarchy.json``);
+  :mod:`~moths_framework.evaluate.folder`: read it back (``PredictionFolder.load``).
+- :mod:`~moths_framework.evaluate.evaluation`: every number of ``metrics.json``
+  (:mod:`~.metrics` per rank and class, :mod:`~.reliability`, :mod:`~.other_class`).
 - :mod:`~moths_framework.evaluate.report`: ``report.html`` and ``confusion/*.csv``.
 - :mod:`~moths_framework.evaluate.compare`: two folders on the same images.
 
