@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 import yaml
 from conftest import REPO, TEST_DATA
 from optuna.trial import TrialState
@@ -98,7 +99,14 @@ def test_a_sweep_runs_trials_as_fit_runs_and_reports(tmp_path, prepared, capsys)
     assert exit_.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert config_value(printed, LR) == study.best_trial.params[LR]
+    # ... and reproduces the best trial's metric, run alone
+    rerun = tmp_path / "rerun"
+    assert fit(["--config", str(sweep_dir / "best.yaml"),
+                "--trainer.default_root_dir", str(rerun)]) == 0  # fmt: skip
+    metrics = torch.load(rerun / "best.ckpt", weights_only=False)["moths"]["metrics"]
+    assert metrics["val/species/f1_macro"] == pytest.approx(study.best_value, abs=1e-6)
 
+    capsys.readouterr()
     assert sweep(["--report", str(sweep_dir)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["trial", "state", "val/species/f1_macro"]

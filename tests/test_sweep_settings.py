@@ -167,6 +167,11 @@ def test_report_from_a_journal_storage(tmp_path):
     assert best["trainer"]["default_root_dir"] is None  # a rerun gets its own run directory
     assert [t.number for t in ranked_trials(study)] == [0, 2, 1]
 
+    # another machine: no sweep directory, only the storage; the study is named as the dir
+    elsewhere = tmp_path / "elsewhere" / "s"
+    assert sweep(["--report", str(elsewhere), "--storage", str(tmp_path / "journal.log")]) == 0
+    assert (elsewhere / "best.yaml").is_file()
+
 
 def test_report_of_a_missing_sweep_is_exit_2(tmp_path, capsys):
     assert sweep(["--report", str(tmp_path / "none")]) == 2

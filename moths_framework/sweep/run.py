@@ -99,7 +99,8 @@ def prepare_sweep(
 def load_study(
     sweep_dir: str | Path, *, storage: str | None = None, study_name: str | None = None
 ) -> optuna.Study:
-    """The study of a sweep directory (from its ``sweep.json``; either argument overrides).
+    """The study of a sweep directory (from its ``sweep.json``; either argument overrides;
+    without either, the study is named as the directory).
 
     Raises:
         SweepConfigError: no such sweep, a storage that needs its password again,
@@ -108,14 +109,15 @@ def load_study(
     directory = Path(sweep_dir)
     record_path = directory / SWEEP_FILE
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    if not record and not (storage and study_name):
+    if not record and not storage:
         raise SweepConfigError(
-            f"{directory}: not a sweep directory (no {SWEEP_FILE}); give --storage and --study"
+            f"{directory}: not a sweep directory (no {SWEEP_FILE}); give --storage"
         )
     url = storage or record["storage"]
     if "***" in url:
         raise SweepConfigError(f"{url}: the password is not stored; give --storage URL again")
-    name = study_name or record["study"]
+    # as for a sweep: the directory is runs/sweeps/<study> unless told otherwise
+    name = study_name or record.get("study") or directory.name
     try:
         return optuna.load_study(study_name=name, storage=open_storage(url))
     except KeyError as err:
