@@ -297,4 +297,10 @@ def run_command(
     except ArgumentError as err:
         print(f"moths-{command}: error: {_config_error(command, err)}", file=sys.stderr)
         return 2
+    except ValueError as err:  # jsonargparse wraps what a link raises (the hierarchy's)
+        cause = err.__cause__
+        if not isinstance(cause, USER_ERRORS):
+            raise
+        print(f"moths-{command}: error: {cause}", file=sys.stderr)
+        return 2
     return 0
