@@ -23,6 +23,13 @@ def _image_files(inputs: list[str]) -> list[Path]:
     return files
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="moths-export",
@@ -32,7 +39,13 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument("--onnx", action="store_true", required=True, help="export to ONNX")
     parser.add_argument("--ckpt", required=True, help="checkpoint, e.g. runs/<time>/best.ckpt")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
-    parser.add_argument("--fp16", action="store_true", help="float16 weights, float32 in/out")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="float16 weights, float32 in/out")
+    precision.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantisation (CPUs with VNNI/AMX), calibrated on validation images",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--no-features", action="store_true", help="omit the features output")
     parser.add_argument(
@@ -40,6 +53,19 @@ def main(args: list[str] | None = None) -> int:
         nargs="+",
         help="images or folders for the parity check "
         "(default: validation images recorded in the checkpoint)",
+    )
+    parser.add_argument(
+        "--calibration",
+        nargs="+",
+        help="images or folders for int8 calibration "
+        "(default: validation images recorded in the checkpoint)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=_positive,
+        default=256,
+        metavar="N",
+        help="how many images calibrate int8 (default 256)",
     )
     opts = parser.parse_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -50,13 +76,19 @@ def main(args: list[str] | None = None) -> int:
             opts.ckpt,
             opts.output,
             fp16=opts.fp16,
+            int8=opts.int8,
             features=not opts.no_features,
             force=opts.force,
             images=_image_files(opts.images) if opts.images else None,
+            calibration=_image_files(opts.calibration) if opts.calibration else None,
+            calibration_images=opts.calibration_images,
         )
     except (ExportError, CheckpointError) as err:
         print(f"moths-export: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB{', fp16' if opts.fp16 else ''})")
+    precision = "" if result.precision == "fp32" else f", {result.precision}"
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB{precision})")
     print(f"  {result.parity}")
+    if result.int8 is not None:
+        print(f"  {result.int8}")
     return 0

@@ -14,7 +14,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnx
@@ -23,6 +23,12 @@ from torch import nn
 
 from moths_framework import __version__
 from moths_framework.export import ExportError
+from moths_framework.export.int8 import (
+    Int8Report,
+    calibration_inputs,
+    check_int8_agreement,
+    quantize_int8,
+)
 from moths_framework.export.parity import ParityReport, check_parity, parity_images
 from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME, ModelMetadata
 from moths_framework.model.checkpoint import (
@@ -37,13 +43,16 @@ __all__ = ["ExportError", "ExportResult", "export_onnx"]
 log = logging.getLogger(__name__)
 
 OPSET = 17
+PARITY_IMAGES = 32  # validation images checked when no --images are given
 
 
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
-    parity: ParityReport
+    parity: ParityReport  # the float32 graph against PyTorch
     size_bytes: int
+    precision: str = "fp32"
+    int8: Int8Report | None = None  # the int8 model against the float32 one
 
 
 class _OnnxGraph(nn.Module):
@@ -59,13 +68,14 @@ class _OnnxGraph(nn.Module):
         return (*logits, features) if self.features else tuple(logits)
 
 
-def _model_card(checkpoint: dict, model: MothsClassifier) -> dict:
+def _model_card(checkpoint: dict, model: MothsClassifier, precision: str) -> dict:
     meta = checkpoint[CHECKPOINT_KEY]
     data = dict(meta.get("data", {}))
     data.pop("val_examples", None)
     return {
         "backbone": meta["backbone"],
         "ranks": {r: n for r, n in model.hierarchy.num_classes().items()},
+        "precision": precision,
         "training_data": data,
         "validation_metrics": meta.get("metrics", {}),
         "epoch": checkpoint.get("epoch"),
@@ -124,16 +134,19 @@ def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return half
 
 
-def _metadata(checkpoint: dict, model: MothsClassifier) -> ModelMetadata:
+def _metadata(
+    checkpoint: dict, model: MothsClassifier, card: dict, precision: str
+) -> ModelMetadata:
     """The file's metadata: labels, preprocessing, card, and moths-calibrate's results."""
     meta = checkpoint[CHECKPOINT_KEY]
     return ModelMetadata(
         model.hierarchy,
         model.preprocessing,
-        _model_card(checkpoint, model),
+        card,
         dict(meta.get("temperature") or {}),
         calibration=dict(meta.get("calibration") or {}),
         novelty=meta.get("novelty"),
+        precision=precision,
     )
 
 
@@ -180,9 +193,12 @@ def export_onnx(
     output: str | Path,
     *,
     fp16: bool = False,
+    int8: bool = False,
     features: bool = True,
     force: bool = False,
     images: Sequence[str | Path] | None = None,
+    calibration: Sequence[str | Path] | None = None,
+    calibration_images: int = 256,
     tolerance: float = 1e-3,
 ) -> ExportResult:
     """Export a checkpoint to ONNX, check it, and write it atomically.
@@ -193,22 +209,36 @@ def export_onnx(
         fp16: store weights in float16 (inputs and outputs stay float32); the
             parity check then requires finite outputs and the same top-1 at every
             rank, and reports max |Δlogit| without bounding it.
+        int8: quantise statically to int8 (QDQ, per-channel weights) after the
+            float32 graph passed its parity check; the int8 model must then agree
+            with the float32 one on the top-1 of ≥ 99% of the parity images at
+            every rank. Inputs and outputs stay float32.
         features: add the backbone feature vector as an output.
         force: overwrite an existing ``output``.
         images: images for the parity check; default: validation images the
             checkpoint recorded (random inputs when none can be read).
+        calibration: images for int8 calibration; default: the validation images
+            the checkpoint recorded, those not used for the parity check first.
+        calibration_images: how many of them calibrate int8.
         tolerance: largest allowed |Δlogit| against PyTorch (float32 export).
 
     Raises:
         ExportError: the output exists without ``force``, ``onnx.checker``
-            rejects the model, or parity does not hold (then nothing is written).
+            rejects the model, parity does not hold, or int8 has no calibration
+            images or changes the top-1 too often (then nothing is written).
     """
+    if fp16 and int8:
+        raise ExportError("--fp16 and --int8 exclude each other; pick one")
     output = Path(output)
     if output.exists() and not force:
         raise ExportError(f"{output} exists; pass --force to overwrite it")
     ckpt = read_checkpoint(checkpoint)
     model = _rebuild(ckpt, checkpoint)
-    metadata = _metadata(ckpt, model)
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    card = _model_card(ckpt, model, precision)
+    metadata = _metadata(ckpt, model, card, precision)
+    val = [str(p) for p in ckpt[CHECKPOINT_KEY].get("data", {}).get("val_examples") or []]
+    parity_paths = [str(p) for p in images] if images is not None else val[:PARITY_IMAGES]
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(output)
     try:
@@ -222,19 +252,66 @@ def export_onnx(
         proto = onnx.load(str(tmp))
         if fp16:
             proto = _to_fp16(proto)
-        onnx.helper.set_model_props(proto, metadata.to_props())
-        onnx.save(proto, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
-        examples = (
-            images
-            if images is not None
-            else ckpt[CHECKPOINT_KEY].get("data", {}).get("val_examples")
-        )
-        batch = parity_images(examples or [], model.preprocessing)
+        _save_checked(proto, metadata, tmp)
+        batch = parity_images(parity_paths, model.preprocessing, limit=PARITY_IMAGES)
         report = check_parity(model, tmp, batch, tolerance=None if fp16 else tolerance)
+        int8_report = None
+        if int8:
+            candidates = [str(p) for p in calibration] if calibration is not None else val
+            int8_report = _quantize_checked(
+                tmp, metadata, model, (batch[0].numpy(), batch[1]),
+                _calibration_order(candidates, parity_paths), calibration_images,
+            )  # fmt: skip
         os.replace(tmp, output)
-    except onnx.checker.ValidationError as err:
-        raise ExportError(f"onnx.checker rejected the exported model: {err}") from err
     finally:
         tmp.unlink(missing_ok=True)
-    return ExportResult(output, report, output.stat().st_size)
+    return ExportResult(output, report, output.stat().st_size, precision, int8_report)
+
+
+def _save_checked(proto: onnx.ModelProto, metadata: ModelMetadata, path: Path) -> None:
+    """Write ``proto`` with ``metadata`` to ``path``; ``onnx.checker`` (full check) must pass."""
+    onnx.helper.set_model_props(proto, metadata.to_props())
+    onnx.save(proto, str(path))
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"onnx.checker rejected the exported model: {err}") from err
+
+
+def _calibration_order(candidates: Sequence[str], parity: Sequence[str]) -> list[str]:
+    """Calibrate on images the parity check does not use, when there are any."""
+    checked = set(parity)
+    unseen = [p for p in candidates if p not in checked]
+    return unseen + [p for p in candidates if p in checked]
+
+
+def _quantize_checked(
+    fp32: Path,
+    metadata: ModelMetadata,
+    model: MothsClassifier,
+    parity: tuple,
+    calibration: Sequence[str],
+    count: int,
+) -> Int8Report:
+    """Replace the checked float32 model at ``fp32`` by its int8 version, if that agrees."""
+    inputs = calibration_inputs(calibration, model.preprocessing, count)
+    quantized = _temporary_path(fp32)
+    try:
+        proto = quantize_int8(fp32, quantized, inputs)
+        report = check_int8_agreement(fp32, quantized, parity, model.ranks, len(inputs))
+        card = {**metadata.model_card, "int8": _int8_card(report)}
+        _save_checked(proto, replace(metadata, model_card=card), quantized)
+        os.replace(quantized, fp32)
+    finally:
+        quantized.unlink(missing_ok=True)
+    return report
+
+
+def _int8_card(report: Int8Report) -> dict:
+    return {
+        "scheme": "static QDQ, per-channel int8 weights, uint8 activations (onnxruntime)",
+        "calibration_images": report.calibration_images,
+        "top1_agreement_with_fp32": report.top1_agreement,
+        "max_abs_prob_diff": report.max_abs_prob_diff,
+        "checked_on": f"{report.images} {report.source}",
+    }
