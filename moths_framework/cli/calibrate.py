@@ -1,0 +1,140 @@
+"""``moths-calibrate``: fit temperatures, thresholds, tau and a novelty detector on a
+checkpoint's validation images and write a calibrated checkpoint.
+
+``moths-calibrate --ckpt RUN/best.ckpt [--output RUN/calibrated.ckpt] [--force]
+[--target-precision 0.95] [--tau off|auto|P] [--config RUN/config.yaml] [--data.* ...]``.
+Any ``--data.*``/``--trainer.*`` option goes to the run's config as in
+``moths-predict``; another ``--data.source`` is a dedicated calibration set,
+used whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from moths_framework.cli.lightning import MothsCLI, run_command
+from moths_framework.model.checkpoint import CheckpointError
+from moths_framework.model.lightning import CHECKPOINT_KEY
+
+_PROG = "moths-calibrate"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Calibrate a checkpoint on its validation images: temperature per rank, "
+        "thresholds by target precision, optional tau-normalisation, a novel-species "
+        "detector and the roll-up method. Other --data.*/--trainer.* options go to the run's "
+        "config, as in moths-predict.",
+    )
+    parser.add_argument("--ckpt", required=True, help="the checkpoint, e.g. RUN/best.ckpt")
+    parser.add_argument("--output", help="the calibrated checkpoint; default RUN/calibrated.ckpt")
+    parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    parser.add_argument(
+        "--config", help="the run's config; default config.yaml beside the checkpoint"
+    )
+    parser.add_argument(
+        "--target-precision",
+        type=float,
+        default=0.95,
+        help="precision the answers at each rank must reach on val (default 0.95)",
+    )
+    parser.add_argument(
+        "--tau",
+        default="off",
+        help="tau-normalisation of the species head: off (default), auto (P by val "
+        "macro-F1) or a power P",
+    )
+    return parser
+
+
+def _tau(value: str) -> str | float:
+    if value in ("off", "auto"):
+        return value
+    try:
+        power = float(value)
+    except ValueError:
+        power = -1.0
+    if not 0.0 <= power <= 5.0:
+        raise ValueError(f"--tau: expected off, auto or a power between 0 and 5, got {value!r}")
+    return power
+
+
+def _check(opts: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """(checkpoint, config, output); ValueError for a usage error."""
+    ckpt = Path(opts.ckpt)
+    if not ckpt.is_file():
+        raise ValueError(f"checkpoint {ckpt} not found")
+    config = Path(opts.config) if opts.config else ckpt.parent / "config.yaml"
+    if not config.is_file():
+        raise ValueError(f"config {config} not found: pass the run's config with --config")
+    output = Path(opts.output) if opts.output else ckpt.parent / "calibrated.ckpt"
+    if output.resolve() == ckpt.resolve():
+        raise ValueError(f"--output {output} is the checkpoint itself: name another file")
+    if output.exists() and not opts.force:
+        raise ValueError(f"{output} exists; pass --force to overwrite it")
+    if not 0.0 < opts.target_precision <= 1.0:
+        raise ValueError(f"--target-precision must be in (0, 1], got {opts.target_precision}")
+    return ckpt, config, output
+
+
+def _calibrate(cli: MothsCLI, opts: argparse.Namespace, ckpt: Path, output: Path) -> None:
+    from moths_framework.calibrate.calibration import calibrate_outputs
+    from moths_framework.calibrate.run import (
+        format_report,
+        predict_outputs,
+        species_head,
+        training_counts,
+        write_calibrated_checkpoint,
+    )
+    from moths_framework.cli.predict import default_split
+
+    assert cli.checkpoint is not None
+    if cli.trainer.world_size > 1:
+        raise CheckpointError(f"{_PROG} runs in one process: use --trainer.devices 1")
+    tau = _tau(opts.tau)
+    baked = (cli.checkpoint[CHECKPOINT_KEY].get("calibration") or {}).get("tau", {}).get("power")
+    if baked and tau != "off":
+        raise CheckpointError(
+            f"{ckpt} already has tau P={baked} baked into its species head: calibrate the "
+            "checkpoint it came from, or pass --tau off"
+        )
+    data, model = cli.datamodule, cli.model
+    own_source = default_split(cli) == "test"
+    val = predict_outputs(cli.trainer, model, data, "val" if own_source else "all", ckpt)
+    test = predict_outputs(cli.trainer, model, data, "test", ckpt) if own_source else None
+    calibration = calibrate_outputs(
+        model.hierarchy,
+        val,
+        test,
+        species_head(model),
+        training_counts(ckpt.parent, model.hierarchy, data if own_source else None),
+        opts.target_precision,
+        tau,
+    )
+    write_calibrated_checkpoint(cli.checkpoint, calibration, model.hierarchy.ranks[0], output)
+    print("\n".join(format_report(calibration)))
+    print(f"{_PROG}: wrote {output}")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run ``moths-calibrate``; 0 on success, 2 on a usage error."""
+    opts, rest = _parser().parse_known_args(args)
+    try:
+        ckpt, config, output = _check(opts)
+        _tau(opts.tau)
+    except ValueError as error:
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return 2
+    # The arguments are rebuilt from ours on purpose, so LightningCLI's warning about
+    # args given beside sys.argv does not apply.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter")
+    lightning_args = ["--config", str(config), "--ckpt_path", str(ckpt), *rest]
+    return run_command("calibrate", lightning_args, lambda cli: _calibrate(cli, opts, ckpt, output))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
