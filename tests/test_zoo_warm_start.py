@@ -149,3 +149,13 @@ def test_moths_fit_warm_starts_from_the_zoo_demo_model(prepared, tmp_path, monke
         in caplog.text
     )
     shutil.rmtree(tmp_path / "run")
+
+
+def test_moths_fit_with_an_unknown_init_from_is_one_line_exit_2(prepared, tmp_path, capsys):
+    from moths_framework.cli.fit import main as fit
+
+    args = tiny_fit_args(tmp_path / "run", prepared / "manifest.csv", *FAST_FIT)
+    assert fit([*args, "--model.init_from", "zoo:nl-moth-demo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("moths-fit: error: init_from: no model 'nl-moth-demo'")
+    assert "did you mean nl-moths-demo" in err[-1]

@@ -41,6 +41,7 @@ from moths_framework.model.checkpoint import (
 )
 from moths_framework.model.lightning import MothsClassifier
 from moths_framework.model.tuning import tune
+from moths_framework.model.warm_start import WarmStartError
 
 __all__ = ["USER_ERRORS", "MothsCLI", "run_command", "run_fit"]
 
@@ -55,6 +56,7 @@ USER_ERRORS = (
     plugins.PluginError,
     FileNotFoundError,
     TransformError,
+    WarmStartError,
 )
 
 
