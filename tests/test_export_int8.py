@@ -144,3 +144,23 @@ def test_spatial_means_become_global_pools_with_the_same_values(tmp_path):
     assert _spatial_means_as_global_pools(proto) == 1  # the channel mean stays
     assert [n.op_type for n in proto.graph.node] == ["GlobalAveragePool", "ReduceMean"]
     np.testing.assert_allclose(run(proto), before, rtol=1e-6)
+
+
+def _bench_int8():
+    from test_bench import load_bench
+
+    return load_bench("int8")
+
+
+def test_bench_alternates_who_goes_first_and_words_the_result_line():
+    bench = _bench_int8()
+    calls: list[str] = []
+    bench.alternate({"fp32": lambda: calls.append("fp32"), "int8": lambda: calls.append("int8")},
+                    images=8, rounds=3)  # fmt: skip
+    assert calls == ["fp32", "int8"] + ["fp32", "int8", "int8", "fp32", "fp32", "int8"]
+    int8, fp32 = bench.Rates([90.0, 100.0, 110.0], [200.0]), bench.Rates([50.0], [100.0])
+    line = bench.result_line(int8, fp32, 0.995, "model only, efficientnet_b0, 2 threads")
+    assert line == (
+        "int8: 100.0 img/s vs fp32 50.0 img/s, 2.00x, top-1 agreement 99.5% "
+        "(model only, efficientnet_b0, 2 threads; per CPU-second 2.00x)"
+    )
