@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
+import torch
 import yaml
 from conftest import REPO
 
 from moths_framework.cli.list_overrides import expand_index_overrides
 from moths_framework.cli.sweep import main as sweep
 from moths_framework.sweep import SweepConfigError, load_study, load_sweep_config, write_report
-from moths_framework.sweep.objective import override_args
+from moths_framework.sweep.objective import TrialRun, override_args
 from moths_framework.sweep.report import _short_names, ranked_trials
 from moths_framework.sweep.study import make_sampler, open_storage, open_study
 
@@ -182,3 +184,18 @@ def test_report_finds_the_study_from_sweep_json(tmp_path):
     (tmp_path / "sweep.json").write_text('{"study": "s", "storage": "postgresql://u:***@h/db"}')
     with pytest.raises(SweepConfigError, match="give --storage URL again"):
         load_study(tmp_path)
+
+
+def _finished_fit(metrics: dict) -> SimpleNamespace:
+    return SimpleNamespace(trainer=SimpleNamespace(callback_metrics=metrics,
+                                                   checkpoint_callback=None))  # fmt: skip
+
+
+def test_a_nan_or_missing_metric_fails_the_trial(tmp_path):
+    settings, _, _ = load_sweep_config(write_optim(tmp_path, {"space": LR}))
+    run = TrialRun(settings, tmp_path, [])
+    with pytest.raises(FloatingPointError, match="val/species/f1_macro is NaN"):
+        run._value(_finished_fit({"val/species/f1_macro": torch.tensor(float("nan"))}))
+    with pytest.raises(ValueError, match="not logged; logged: val/loss"):
+        run._value(_finished_fit({"val/loss": torch.tensor(1.0)}))
+    assert run._value(_finished_fit({"val/species/f1_macro": torch.tensor(0.5)})) == 0.5

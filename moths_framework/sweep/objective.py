@@ -32,7 +32,7 @@ from moths_framework.cli.lightning import MothsCLI, run_fit
 from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.sweep.settings import SweepSettings
 
-__all__ = ["TrialRun", "override_args"]
+__all__ = ["TrialRun", "override_args", "release_memory"]
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -63,14 +63,20 @@ def _keeps_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, handler)
 
 
-def _release_memory() -> None:
-    """Free what the finished trial held, so the next one starts clean (GPU memory, wandb run)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _finish_wandb_run() -> None:
+    """The next trial must not log into this trial's wandb run (wandb reuses an open one)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
+
+
+def release_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna callback after each trial: free what it held (GPU memory above all, also
+    after an out-of-memory error). It runs once the trial's exception, whose traceback
+    holds the model, is gone; Lightning's objects reference each other, hence ``gc``."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class TrialRun:
@@ -116,7 +122,7 @@ class TrialRun:
             config = run_dir / "config.yaml"
             if config.is_file():
                 trial.set_user_attr("config", config.read_text())
-            _release_memory()
+            _finish_wandb_run()
 
     def _fit(self, trial: optuna.Trial, args: list[str]) -> float:
         plugins.load_all()

@@ -15,7 +15,7 @@ import optuna
 import yaml
 
 from moths_framework.atomic_files import write_text_atomically
-from moths_framework.sweep.objective import TrialRun
+from moths_framework.sweep.objective import TrialRun, release_memory
 from moths_framework.sweep.settings import SweepConfigError, load_sweep_config
 from moths_framework.sweep.study import (
     default_storage,
@@ -47,7 +47,11 @@ class Sweep:
         (``KeyboardInterrupt``) records the running trial failed and propagates.
         """
         self.study.optimize(
-            self.objective, n_trials=self.n_trials, timeout=self.timeout, catch=(Exception,)
+            self.objective,
+            n_trials=self.n_trials,
+            timeout=self.timeout,
+            catch=(Exception,),
+            callbacks=[release_memory],
         )
 
 
