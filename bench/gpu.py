@@ -75,6 +75,8 @@ def environment() -> bool:
     import onnxruntime
     import torch
 
+    if hasattr(onnxruntime, "preload_dlls"):
+        onnxruntime.preload_dlls()
     say(f"python {sys.version.split()[0]}, torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__} ({onnxruntime.get_device()})")  # fmt: skip
     say(f"providers: {', '.join(onnxruntime.get_available_providers())}")
