@@ -10,7 +10,7 @@ import torch
 
 from moths_framework.cli.export import main as export_command
 from moths_framework.export import onnx as onnx_export
-from moths_framework.export.int8 import _spatial_means_as_global_pools
+from moths_framework.export.int8 import _spatial_means_as_global_pools, quantize_int8
 from moths_framework.export.onnx import _calibration_order, export_onnx
 from moths_framework.inference import OnnxClassifier
 from moths_framework.model.lightning import CHECKPOINT_KEY
@@ -164,3 +164,11 @@ def test_bench_alternates_who_goes_first_and_words_the_result_line():
         "int8: 100.0 img/s vs fp32 50.0 img/s, 2.00x, top-1 agreement 99.5% "
         "(model only, efficientnet_b0, 2 threads; per CPU-second 2.00x)"
     )
+
+
+def test_calibration_over_many_batches_keeps_every_batch(tiny_run, tmp_path):
+    # onnxruntime 1.32 loses collected ranges at CalibMaxIntermediateOutputs (4 batches here)
+    fp32 = export_onnx(tiny_run / "best.ckpt", tmp_path / "fp32.onnx").path
+    inputs = np.random.default_rng(0).normal(size=(64, 3, 32, 32)).astype(np.float32)
+    proto = quantize_int8(fp32, tmp_path / "int8.onnx", inputs)
+    assert any(node.op_type == "QuantizeLinear" for node in proto.graph.node)
