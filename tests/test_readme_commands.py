@@ -75,6 +75,7 @@ RULES = [
     Rule(r"^moths-(validate|test|predict)\b"),
     Rule(r"^moths-evaluate\b", before=_a_prediction_folder),
     Rule(r"^moths-stats\b"),
+    Rule(r"^moths-calibrate\b", extra=lambda n: ["--force"]),
     Rule(r"^moths-export\b", before=_fresh_onnx),
     Rule(r"^moths-infer\b", before=_an_onnx_model),
     Rule(r"^moths-zoo\b", before=_an_onnx_model),
