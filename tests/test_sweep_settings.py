@@ -199,3 +199,11 @@ def test_a_nan_or_missing_metric_fails_the_trial(tmp_path):
     with pytest.raises(ValueError, match="not logged; logged: val/loss"):
         run._value(_finished_fit({"val/loss": torch.tensor(1.0)}))
     assert run._value(_finished_fit({"val/species/f1_macro": torch.tensor(0.5)})) == 0.5
+
+
+def test_a_bad_storage_stops_before_anything_is_written(tmp_path, capsys):
+    config = write_optim(tmp_path, {"space": LR})
+    args = ["--config", str(config), "--dir", str(tmp_path / "sweep"), "--storage", "study.db"]
+    assert sweep(args) == 2
+    assert "journal file path ending in .log" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()

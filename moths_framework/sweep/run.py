@@ -81,13 +81,15 @@ def prepare_sweep(
     settings, base, fit_keys = load_sweep_config(config)
     name = study_name or Path(config).stem
     directory = Path(sweep_dir or Path("runs") / "sweeps" / name)
+    if storage is None:
+        directory.mkdir(parents=True, exist_ok=True)
+    url = storage or default_storage(directory)
+    study = open_study(open_storage(url), name, settings)  # a bad --storage leaves nothing
     directory.mkdir(parents=True, exist_ok=True)
     fit_args = ["--config", str(base)] if base else []
     if fit_keys:
         write_text_atomically(directory / "fit.yaml", yaml.safe_dump(fit_keys, sort_keys=False))
         fit_args += ["--config", str(directory / "fit.yaml")]
-    url = storage or default_storage(directory)
-    study = open_study(open_storage(url), name, settings)
     record = {"study": name, "storage": printable_storage(url), "config": str(config)}
     write_text_atomically(directory / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
     return Sweep(
