@@ -6,6 +6,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
+from PIL import Image
 from test_inference import export_model, metadata, tiny_net
 
 from moths_framework.inference import providers
@@ -73,3 +74,29 @@ def test_session_gets_profiles_from_the_model_itself(
     assert trt["trt_profile_opt_shapes"] == f"image:16x3x{height}x{width}"
     assert trt["trt_profile_max_shapes"] == f"image:32x3x{height}x{width}"
     assert trt["trt_fp16_enable"] is expected
+
+
+def test_moths_infer_passes_batch_size_and_fp16_engine_to_tensorrt(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moths_framework.cli import infer
+
+    real_session, calls = ort.InferenceSession, []
+
+    def session(path, sess_options, providers):
+        calls.append(dict(providers))
+        if providers[0][0] != CPU:
+            raise RuntimeError("no TensorRT here")
+        return real_session(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [TENSORRT, CUDA, CPU])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(providers, "_gpu", lambda: "Test GPU")
+    image = tmp_path / "a.png"
+    Image.new("RGB", (40, 30), (120, 80, 40)).save(image)
+    args = ["--model", str(tiny_model), str(image), "--output", str(tmp_path / "p.csv")]
+    assert infer.main([*args, "--batch-size", "8", "--fp16-engine", "--no-progress"]) == 0
+    trt = next(call[TENSORRT] for call in calls if TENSORRT in call)
+    assert trt["trt_profile_opt_shapes"].startswith("image:8x3x")
+    assert trt["trt_profile_max_shapes"].startswith("image:16x3x")
+    assert trt["trt_fp16_enable"] is True

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from moths_framework.inference import OnnxClassifier
 from moths_framework.inference.inputs import InputError, collect_inputs
+from moths_framework.inference.providers import EngineSettings
 from moths_framework.inference.rollup import ROLLUP_METHODS
 from moths_framework.inference.species_list import DEFAULT_MASK_MODE, MASK_MODES
 from moths_framework.inference.writers import PredictionWriter
@@ -82,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="decode JPEGs at reduced scale: faster, not bit-equal",
     )
+    parser.add_argument(
+        "--fp16-engine",
+        action="store_true",
+        help="TensorRT: build an fp16 engine for an fp32 model (fp16 models always get one)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -122,6 +128,7 @@ def _load(opts: argparse.Namespace) -> tuple[OnnxClassifier, list[str]]:
         num_threads=opts.threads,
         fast_decode=opts.fast_decode,
         rollup=opts.rollup,
+        engine=EngineSettings(opts.batch_size, True if opts.fp16_engine else None),
     )
     return classifier, paths
 

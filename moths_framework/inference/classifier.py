@@ -31,7 +31,7 @@ from moths_framework.inference.prediction import (
     top_k,
 )
 from moths_framework.inference.preprocess import jpeg_draft_size, preprocess
-from moths_framework.inference.providers import open_session, resolve_providers
+from moths_framework.inference.providers import EngineSettings, open_session, resolve_providers
 from moths_framework.inference.rollup import (
     check_rollup_method,
     consistent_path,
@@ -144,6 +144,7 @@ class OnnxClassifier:
         decode_workers: int | None = None,
         fast_decode: bool = False,
         rollup: str | None = None,
+        engine: EngineSettings | None = None,
     ) -> OnnxClassifier:
         """Open a model exported by ``moths-export``.
 
@@ -156,6 +157,8 @@ class OnnxClassifier:
             thresholds, species_list, mask_mode, decode_workers, fast_decode, rollup:
                 see the class.
             num_threads: ONNX Runtime intra-op threads; default one per physical core.
+            engine: TensorRT engine settings (batch size its shape profile is tuned
+                for, fp16); default: batch 32, fp16 when the model is fp16.
 
         Raises:
             FileNotFoundError: no such file.
@@ -166,7 +169,7 @@ class OnnxClassifier:
         path = zoo.resolve(path)  # zoo:ID[@VERSION] -> the verified cached file
         if not Path(path).is_file():
             raise FileNotFoundError(f"model file {os.fspath(path)} not found")
-        session = open_session(path, resolve_providers(providers), num_threads)
+        session = open_session(path, resolve_providers(providers), num_threads, engine)
         return cls(
             session,
             os.fspath(path),
