@@ -10,9 +10,12 @@ Run it from the repository root on a machine with an NVIDIA GPU:
 2. Trains ``configs/dev.yaml`` for one epoch with ``--trainer.precision
    16-mixed --trainer.accelerator gpu`` on ``test_data``.
 3. Exports that checkpoint in fp32 and fp16 and runs both on the GPU and on
-   CPU ONNX Runtime: top-1 must be identical, max |Δlogit| is printed.
+   CPU ONNX Runtime: top-1 must be identical, max |Δlogit| is printed; then
+   ``OnnxClassifier(providers="auto")`` (moths-infer's path, with its
+   fallback) against the CPU's rolled-up answers.
 4. Times timm ``efficientnet_b0`` at 224 px, batch 64: ORT TensorRT EP (fp16,
-   engine cache, shape profiles for batch 1..128), ORT CUDA EP (I/O binding),
+   engine cache, shape profiles for batch 1..128), ORT CUDA EP (I/O binding;
+   fp32 weights, and fp16 weights as ``moths-export --fp16`` writes them),
    PyTorch eager (fp16 autocast, channels_last) and ``torch.compile``. Prints
    one line per figure and ``gpu: trt X img/s, cuda Y, torch best Z (mode), N.NNx``.
 
@@ -121,6 +124,19 @@ def train_and_check_exports(work: Path) -> None:
         same = all((on_cpu[r].argmax(1) == on_gpu[r].argmax(1)).all() for r in names)
         say(f"export {precision}: GPU vs CPU ORT on {len(images)} images: "
             f"max |Δlogit| {delta:.2e}, top-1 identical: {'yes' if same else 'NO'}")  # fmt: skip
+    infer_on_gpu(work / "model-fp32.onnx", images)
+
+
+def infer_on_gpu(model: Path, images: list[Path]) -> None:
+    """moths-infer's own path on the GPU (providers auto, TensorRT > CUDA > CPU) vs the CPU."""
+    from moths_framework.inference import OnnxClassifier
+
+    gpu = OnnxClassifier.from_file(model, providers="auto")
+    cpu = OnnxClassifier.from_file(model, providers="cpu")
+    on_gpu, on_cpu = gpu.predict(images), cpu.predict(images)
+    same = sum(a.prediction == b.prediction for a, b in zip(on_gpu, on_cpu, strict=True))
+    say(f"infer: OnnxClassifier(providers='auto') runs on {gpu.provider}; "
+        f"{same}/{len(images)} rolled-up answers equal the CPU's")  # fmt: skip
 
 
 def cpu_image(path: Path):
@@ -162,9 +178,9 @@ def speed(work: Path) -> None:
     sync = torch.cuda.synchronize
     figures: dict[str, float] = {}
 
-    def ort_rate(provider: str, options: dict) -> float | None:
+    def ort_rate(model: Path, provider: str, options: dict) -> float | None:
         try:
-            session = ort.InferenceSession(str(path), providers=[(provider, options)])
+            session = ort.InferenceSession(str(model), providers=[(provider, options)])
         except Exception as error:  # a provider whose libraries are missing
             say(f"  {provider}: did not start ({str(error).splitlines()[0][:160]})")
             return None
@@ -179,13 +195,17 @@ def speed(work: Path) -> None:
         return throughput(lambda: session.run_with_iobinding(binding), sync) * BATCH
 
     shapes = "image:1x3x224x224", f"image:{BATCH}x3x224x224", "image:128x3x224x224"
-    trt = ort_rate("TensorrtExecutionProvider", {
+    trt = ort_rate(path, "TensorrtExecutionProvider", {
         "trt_fp16_enable": True, "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(work / "trt_cache"),
         "trt_profile_min_shapes": shapes[0], "trt_profile_opt_shapes": shapes[1],
         "trt_profile_max_shapes": shapes[2]})  # fmt: skip
-    cuda = ort_rate("CUDAExecutionProvider", {"cudnn_conv_use_max_workspace": "1"})
-    for name, rate in (("ort tensorrt fp16", trt), ("ort cuda fp32", cuda)):
+    workspace = {"cudnn_conv_use_max_workspace": "1"}
+    cuda = ort_rate(path, "CUDAExecutionProvider", workspace)
+    cuda_fp16 = ort_rate(half_precision(path), "CUDAExecutionProvider", workspace)
+    for name, rate in (
+        ("ort tensorrt fp16", trt), ("ort cuda fp32", cuda), ("ort cuda fp16", cuda_fp16)
+    ):  # fmt: skip
         say(f"speed: {name}: " + (f"{rate:.0f} img/s" if rate else "not measured"))
         if rate:
             figures[name] = rate
@@ -211,10 +231,21 @@ def speed(work: Path) -> None:
     for name, rate in torch_rates.items():
         say(f"speed: torch {name}: {rate:.0f} img/s")
     mode, best = max(torch_rates.items(), key=lambda kv: kv[1])
-    ort_best = max([r for r in (trt, cuda) if r] or [0.0])
+    cuda_best = max([r for r in (cuda, cuda_fp16) if r] or [0.0])
+    ort_best = max(trt or 0.0, cuda_best)
     fmt = lambda r: f"{r:.0f} img/s" if r else "n/a"  # noqa: E731
-    say(f"gpu: trt {fmt(trt)}, cuda {fmt(cuda)}, torch best {best:.0f} img/s ({mode}), "
+    say(f"gpu: trt {fmt(trt)}, cuda {fmt(cuda_best)}, torch best {best:.0f} img/s ({mode}), "
         f"{ort_best / best:.2f}x")  # fmt: skip
+
+
+def half_precision(path: Path) -> Path:
+    """The model with float16 weights and float32 input/output (as ``moths-export --fp16``)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    half = path.with_name(path.stem + "-fp16.onnx")
+    onnx.save(float16.convert_float_to_float16(onnx.load(path), keep_io_types=True), half)
+    return half
 
 
 def main(argv: list[str] | None = None) -> int:
