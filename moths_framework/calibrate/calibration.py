@@ -173,7 +173,12 @@ def calibrate_outputs(
         "target_precision": target_precision,
         "thresholds": {c.rank: c.threshold for c in chosen},
         "threshold_details": {
-            c.rank: {"reached": c.reached, "answered": c.answered, "precision": c.precision}
+            c.rank: {
+                "reached": c.reached,
+                "answered": c.answered,
+                "precision": c.precision,
+                "candidates": c.candidates,
+            }
             for c in chosen
         },
         "rollup": {"method": rollup.method, "accuracy_coverage_area": rollup.scores},

@@ -127,6 +127,8 @@ def format_report(calibration: Calibration) -> list[str]:
         threshold = report["thresholds"][rank]
         if detail["reached"]:
             note = f"{detail['answered']} answered, precision {_number(detail['precision'])}"
+        elif not detail.get("candidates"):
+            note = "no validation image left to answer here: not measured"
         else:
             note = "cannot reach the target: falls back to the next rank"
         lines.append(f"  {rank:<10}{threshold:.4f}  {note}")

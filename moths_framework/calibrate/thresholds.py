@@ -23,6 +23,7 @@ class RankThreshold:
             if not, the threshold is 1.0 and answers fall back to the next rank.
         answered: images the roll-up answers at this rank.
         precision: precision of those answers (NaN when none).
+        candidates: images no more specific rank answered (0: nothing to measure).
     """
 
     rank: str
@@ -30,6 +31,7 @@ class RankThreshold:
     reached: bool
     answered: int
     precision: float
+    candidates: int = 0
 
 
 def precision_threshold(prob: np.ndarray, correct: np.ndarray, target: float) -> float | None:
@@ -69,7 +71,9 @@ def choose_thresholds(
         answers = prob >= threshold
         precision = float(correct[answers].mean()) if answers.any() else float("nan")
         chosen.append(
-            RankThreshold(rank, threshold, found is not None, int(answers.sum()), precision)
+            RankThreshold(
+                rank, threshold, found is not None, int(answers.sum()), precision, len(prob)
+            )
         )
         answered = np.zeros_like(remaining)
         answered[np.flatnonzero(remaining)[answers]] = True
