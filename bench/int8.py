@@ -12,8 +12,8 @@ agreement gate is not applied here: random weights are not a trained model
 Then, on the same images in the same run, float32 and int8 alternate (who goes
 first alternates too) for ``--rounds`` rounds:
 
-- model only: ONNX Runtime sessions at ``ORT_ENABLE_ALL`` on preprocessed
-  batches of 32;
+- model only: ONNX Runtime sessions with ``OnnxClassifier``'s options
+  (``ORT_ENABLE_ALL``, no spinning threads) on preprocessed batches of 32;
 - end to end: ``OnnxClassifier.predict`` from JPEG files (decode, preprocess,
   model, softmax, top-k, roll-up), batch 32.
 
@@ -125,6 +125,8 @@ def session(path: Path, threads: int, level: str = "all") -> ort.InferenceSessio
     options.graph_optimization_level = LEVELS[level]
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # As OnnxClassifier's sessions: spinning threads burn cores others need
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
