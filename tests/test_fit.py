@@ -102,7 +102,7 @@ def test_validate_and_test_evaluate_a_checkpoint(tmp_path, prepared, capsys):
 
 
 @pytest.mark.parametrize("command", [validate, run_test, predict])
-def test_every_command_accepts_the_config_a_run_saved(tiny_run, tmp_path, capsys, command):
+def test_every_command_accepts_the_config_a_run_saved(tiny_run, tmp_path, capsys, caplog, command):
     """The README's evaluate commands: --config RUN/config.yaml (it holds ``tune``)."""
     saved = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert saved["tune"] is False
@@ -111,6 +111,7 @@ def test_every_command_accepts_the_config_a_run_saved(tiny_run, tmp_path, capsys
     if command is predict:
         args += ["--output", str(tmp_path / "predictions")]
     assert command(args) == 0, capsys.readouterr().err
+    assert "Tip" not in caplog.text  # Lightning's adverts for its cloud services are dropped
 
 
 def test_loss_weights_are_normalised_to_the_number_of_ranks():

@@ -271,6 +271,10 @@ def _run_entry_point(cli: MothsCLI) -> None:
     entry_point(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
 
 
+def _no_adverts(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip")
+
+
 def run_command(
     command: str, args: list[str] | None = None, run: Callable[[MothsCLI], None] | None = None
 ) -> int:
@@ -283,6 +287,8 @@ def run_command(
             that name with ``--ckpt_path``.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Lightning advertises its cloud services on every run; our output stays about the run.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)
     # The run directory holds config.yaml before the first checkpoint; that is expected.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # Lightning 2.6 on torch 2.14 warns about its own use of a torch internal.
