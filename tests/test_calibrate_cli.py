@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,11 @@ from conftest import tiny_fit_args
 from moths_framework.calibrate.calibration import Calibration
 from moths_framework.calibrate.run import write_calibrated_checkpoint
 from moths_framework.cli.calibrate import main as calibrate
+from moths_framework.cli.evaluate import main as evaluate
 from moths_framework.cli.export import main as export
 from moths_framework.cli.fit import main as fit
 from moths_framework.cli.infer import main as infer
+from moths_framework.cli.predict import main as predict
 from moths_framework.data.transforms import eval_transform
 from moths_framework.images import open_rgb
 from moths_framework.model.checkpoint import load_classifier, read_checkpoint
@@ -129,3 +132,82 @@ def test_tau_power_zero_leaves_the_checkpoint_bit_identical(tiny_run, tmp_path):
 def test_usage_errors_are_one_line(tmp_path, capsys):
     assert calibrate(["--ckpt", str(tmp_path / "none.ckpt")]) == 2
     assert "none.ckpt not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def calibrated_export(run_without_one_species) -> tuple[Path, Path]:
+    """(calibrated checkpoint, its ONNX export) of the run without HELD_OUT."""
+    run, _ = run_without_one_species
+    calibrated, model = run / "calibrated.ckpt", run / "model.onnx"
+    if not calibrated.exists():
+        assert calibrate(["--ckpt", str(run / "best.ckpt"), "--tau", "1.0"]) == 0
+    if not model.exists():
+        assert export(["--onnx", "--ckpt", str(calibrated), "--output", str(model)]) == 0
+    return calibrated, model
+
+
+def unseen_and_test_images(run: Path, held_out: list[Path], root: Path) -> Path:
+    """An image folder of the run's test images and the held-out species' images."""
+    with open(run / "split.csv", newline="", encoding="utf-8") as file:
+        test = [(row["species"], Path(row["path"])) for row in csv.DictReader(file)
+                if row["phase"] == "test"]  # fmt: skip
+    for species, image in [*test, *((HELD_OUT, p) for p in held_out)]:
+        (root / species).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, root / species / image.name)
+    return root
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        return {row["path"]: row for row in csv.DictReader(file)}
+
+
+@pytest.mark.parametrize("method", ["calibrated", "heads", "species_sum", "fused"])
+def test_predict_answers_as_infer_does_on_the_export(
+    run_without_one_species, calibrated_export, tmp_path, method
+):
+    """calibrate -> predict and calibrate -> export -> infer give the same roll-up and novelty."""
+    run, held_out = run_without_one_species
+    calibrated, model = calibrated_export
+    checkpoint = read_checkpoint(calibrated)
+    chosen = checkpoint["moths"]["calibration"]["rollup"]["method"]
+    if method != "calibrated":  # every roll-up method, whichever the calibration chose
+        checkpoint["moths"]["calibration"]["rollup"]["method"] = method
+        calibrated = tmp_path / f"{method}.ckpt"
+        torch.save(checkpoint, calibrated)
+    images = unseen_and_test_images(run, held_out, tmp_path / "images")
+    folder = tmp_path / "pred"
+    assert predict(["--config", str(run / "config.yaml"), "--ckpt_path", str(calibrated),
+                    "--data.source.class_path", "ImageFolder", "--data.source.init_args.root",
+                    str(images), "--output", str(folder),
+                    "--trainer.enable_progress_bar", "false"]) == 0  # fmt: skip
+    predicted = read_csv(folder / "predictions.csv")
+    inferred_csv = tmp_path / "infer.csv"
+    rollup = chosen if method == "calibrated" else method
+    assert infer(["--model", str(model), "--output", str(inferred_csv), "--no-progress",
+                  "--rollup", rollup, *predicted]) == 0  # fmt: skip
+    inferred = read_csv(inferred_csv)
+    assert set(inferred) == set(predicted) and len(predicted) > 10
+    for path, mine in predicted.items():
+        theirs = inferred[path]
+        for column in ("prediction", "prediction_rank", "confident", "novel"):
+            assert mine[column] == theirs[column], (path, column)
+        assert float(mine["prediction_prob"]) == pytest.approx(
+            float(theirs["prediction_prob"]), rel=0, abs=1e-5
+        )
+        # A squared whitened distance (~20 here): torch and ONNX Runtime features differ
+        # by ~2e-6, which moves it by ~1e-5 of itself (measured); the roll-up is exact.
+        assert float(mine["novelty_score"]) == pytest.approx(
+            float(theirs["novelty_score"]), rel=1e-4
+        )
+    outputs = np.load(folder / "outputs.npz", allow_pickle=False)
+    assert str(outputs["rollup"]) == rollup
+    scores = [float(predicted[p]["novelty_score"]) for p in outputs["paths"]]
+    np.testing.assert_allclose(outputs["novelty_score"], scores, atol=1e-6)
+
+    if method == "calibrated":  # moths-evaluate measures the novelty flag on HELD_OUT
+        assert evaluate([str(folder)]) == 0
+        novelty = json.loads((folder / "metrics.json").read_text())["novelty"]
+        assert novelty["unseen_species"] == [HELD_OUT] and novelty["unseen"] == len(held_out)
+        assert novelty["auroc"] >= 0.9
+        assert "never saw" in (folder / "report.html").read_text()

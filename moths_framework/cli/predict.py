@@ -27,6 +27,7 @@ def default_split(cli: MothsCLI) -> str:
 
 def run_predict(cli: MothsCLI) -> None:
     """Predict the chosen split and write the prediction folder; prints where."""
+    from moths_framework.calibrate.settings import inference_settings
     from moths_framework.evaluate.predictions import write_prediction_folder
 
     assert cli.checkpoint is not None
@@ -34,6 +35,7 @@ def run_predict(cli: MothsCLI) -> None:
         raise CheckpointError("moths-predict runs in one process: use --trainer.devices 1")
     split = cli.config.get("split") or default_split(cli)
     data, model = cli.datamodule, cli.model
+    settings = inference_settings(cli.checkpoint, model.hierarchy, model.preprocessing)
     data.predict_phase = split
     ckpt = Path(cli.config.ckpt_path)
     batches = cli.trainer.predict(model, datamodule=data, ckpt_path=str(ckpt))
@@ -41,7 +43,6 @@ def run_predict(cli: MothsCLI) -> None:
     outputs = gather_outputs(
         batches or [], len(indices), model.hierarchy.num_classes(), model.backbone.num_features
     )
-    meta = cli.checkpoint[CHECKPOINT_KEY]
     out = write_prediction_folder(
         cli.config.get("output") or ckpt.parent / "predictions" / split,
         model.hierarchy,
@@ -50,9 +51,11 @@ def run_predict(cli: MothsCLI) -> None:
         logits=outputs.logits,
         features=outputs.features,
         errors=outputs.errors,
-        temperature=meta.get("temperature"),
-        thresholds=meta.get("thresholds"),
+        temperature=settings.temperature,
+        thresholds=settings.thresholds,
         images_by_prediction=bool(cli.config.get("images_by_prediction")),
+        rollup=settings.rollup,
+        novelty=settings.novelty,
     )
     failed = sum(e is not None for e in outputs.errors)
     print(

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
 from moths_framework.evaluate.folder import PredictionFolder, RankOutputs
 from moths_framework.evaluate.metrics import RankMetrics, rank_metrics
+from moths_framework.evaluate.novelty import NoveltySummary, summarise_novelty
 from moths_framework.evaluate.other_class import OtherSummary, summarise_other
 from moths_framework.evaluate.reliability import (
     ECE_BINS,
@@ -16,7 +18,6 @@ from moths_framework.evaluate.reliability import (
     Reliability,
     coverage_curve,
     reliability,
-    roll_up_ranks,
 )
 from moths_framework.inference.prediction import OTHER_PREDICTION
 
@@ -25,7 +26,8 @@ __all__ = ["Evaluation", "RollUpRank", "evaluate_folder"]
 
 @dataclass(frozen=True)
 class RollUpRank:
-    """Rolled-up answers given at one rank, with the folder's thresholds."""
+    """Rolled-up answers given at one rank, with the folder's thresholds and roll-up
+    method (``correct``: the answer is the image's true class at that rank)."""
 
     rank: str
     threshold: float
@@ -38,7 +40,7 @@ class Evaluation:
     """Everything ``moths-evaluate`` reports about one prediction folder.
 
     Rows whose image could not be read are counted in ``errors`` and left out
-    of every metric.
+    of every metric. ``novelty`` is ``None`` when the folder has no novelty scores.
     """
 
     folder: PredictionFolder
@@ -51,6 +53,7 @@ class Evaluation:
     roll_up: list[RollUpRank]
     unconfident: int
     other: OtherSummary
+    novelty: NoveltySummary | None = None
 
     def to_json(self) -> dict:
         """The content of ``metrics.json`` (NaN written as ``null``)."""
@@ -70,6 +73,7 @@ class Evaluation:
                 "ece_bins": ECE_BINS,
                 "ranks": ranks,
                 "roll_up": {
+                    "method": self.folder.rollup or "independent heads",
                     "answered": {r.rank: vars(r) for r in self.roll_up},
                     "unconfident": self.unconfident,
                 },
@@ -81,6 +85,7 @@ class Evaluation:
                     },
                 },
                 "other": self.other.to_dict(),
+                "novelty": None if self.novelty is None else self.novelty.to_dict(),
             }
         )
 
@@ -95,27 +100,37 @@ def evaluate_folder(folder: PredictionFolder) -> Evaluation:
     }
     calibration = {rank: reliability(o.prob, o.correct) for rank, o in outputs.items()}
     coverage = {rank: coverage_curve(o.prob, o.correct) for rank, o in outputs.items()}
-    order = hierarchy.ranks_by_specificity()
-    answered, confident = roll_up_ranks(
-        {rank: outputs[rank].prob for rank in order}, order, folder.thresholds
+    answers = rolled_up_answers(
+        hierarchy,
+        {rank: folder.logits[rank][ok] for rank in hierarchy.ranks},
+        folder.temperature,
+        folder.thresholds,
+        folder.rollup,
     )
     roll_up = [
         RollUpRank(
             rank=rank,
             threshold=folder.thresholds[rank],
-            answered=int(np.sum(answered == i)),
-            correct=int(np.sum((answered == i) & outputs[rank].correct)),
+            answered=int(np.sum(answers.rank == i)),
+            correct=int(
+                np.sum((answers.rank == i) & (answers.path[rank][0] == outputs[rank].targets))
+            ),
         )
-        for i, rank in enumerate(order)
+        for i, rank in enumerate(answers.order)
     ]
     species = hierarchy.ranks[0]
     other = summarise_other(
         folder.species[ok],
         outputs[species].targets,
         outputs[species].pred,
-        _answer_names(folder, outputs, order, answered),
+        _answer_names(folder, answers),
         hierarchy.classes(species),
     )
+    novelty = None
+    if folder.novelty_score is not None:
+        novelty = summarise_novelty(
+            hierarchy, folder.species[ok], folder.novelty_score[ok], folder.novelty_threshold
+        )
     return Evaluation(
         folder=folder,
         images=len(folder),
@@ -125,23 +140,20 @@ def evaluate_folder(folder: PredictionFolder) -> Evaluation:
         reliability=calibration,
         coverage=coverage,
         roll_up=roll_up,
-        unconfident=int(np.sum(~confident)),
+        unconfident=int(np.sum(~answers.confident)),
         other=other,
+        novelty=novelty,
     )
 
 
-def _answer_names(
-    folder: PredictionFolder,
-    outputs: dict[str, RankOutputs],
-    order: tuple[str, ...],
-    answered: np.ndarray,
-) -> np.ndarray:
+def _answer_names(folder: PredictionFolder, answers: RolledUp) -> np.ndarray:
     """The rolled-up answer per row, named as ``moths-infer`` names it."""
-    names = np.empty(len(answered), dtype=object)
-    for i, rank in enumerate(order):
+    names = np.empty(len(answers.rank), dtype=object)
+    index, _ = answers.answer()
+    for i, rank in enumerate(answers.order):
         classes = np.array([OTHER_PREDICTION, *folder.hierarchy.classes(rank)[1:]], dtype=object)
-        rows = answered == i
-        names[rows] = classes[outputs[rank].pred[rows]]
+        rows = answers.rank == i
+        names[rows] = classes[index[rows]]
     return names
 
 

@@ -20,6 +20,7 @@ from moths_framework.evaluate.predictions import (
     top1,
 )
 from moths_framework.hierarchy import HierarchyError, LabelHierarchy
+from moths_framework.inference.rollup import ROLLUP_METHODS
 
 __all__ = ["PredictionFolder", "PredictionFolderError", "RankOutputs"]
 
@@ -65,6 +66,12 @@ class PredictionFolder:
         targets: rank -> true class index per row.
         temperature: rank -> softmax temperature the folder was written with.
         thresholds: rank -> roll-up threshold the folder was written with.
+        rollup: the calibrated roll-up method it was written with, or ``None``
+            (the independent walk; also folders written before it was stored).
+        novelty_score: novelty score per row (NaN where not scored), or ``None``
+            when the model had no novelty detector.
+        novelty_threshold: scores above it were flagged ``novel`` (``None`` without
+            a detector).
     """
 
     path: Path
@@ -76,6 +83,9 @@ class PredictionFolder:
     targets: dict[str, np.ndarray]
     temperature: dict[str, float]
     thresholds: dict[str, float]
+    rollup: str | None = None
+    novelty_score: np.ndarray | None = None
+    novelty_threshold: float | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> PredictionFolder:
@@ -115,6 +125,11 @@ class PredictionFolder:
             targets={rank: arrays[f"targets_{rank}"].astype(np.int64) for rank in ranks},
             temperature={rank: float(arrays[f"temperature_{rank}"]) for rank in ranks},
             thresholds={rank: float(arrays[f"threshold_{rank}"]) for rank in ranks},
+            rollup=str(arrays.get("rollup", "")) or None,
+            novelty_score=arrays.get("novelty_score"),
+            novelty_threshold=float(arrays["novelty_threshold"])
+            if "novelty_threshold" in arrays
+            else None,
         )
 
     def __len__(self) -> int:
@@ -195,6 +210,14 @@ def _check_shapes(path: Path, arrays: dict[str, np.ndarray], hierarchy: LabelHie
             raise PredictionFolderError(f"{path}: targets_{rank} outside 0..{classes - 1}")
     if len(arrays["species"]) != n or len(arrays["errors"]) != n:
         raise PredictionFolderError(f"{path}: species/errors do not have {n} rows")
+    scores = arrays.get("novelty_score")
+    if scores is not None and scores.shape != (n,):
+        raise PredictionFolderError(f"{path}: novelty_score {scores.shape} does not fit {n} rows")
+    if "rollup" in arrays and str(arrays["rollup"]) not in ("", *ROLLUP_METHODS):
+        raise PredictionFolderError(
+            f"{path}: unknown roll-up method {str(arrays['rollup'])!r}; "
+            f"known: {', '.join(ROLLUP_METHODS)}"
+        )
 
 
 def _csv_rows(path: Path) -> int:

@@ -5,15 +5,19 @@ A folder holds, for N images in one order:
 - ``predictions.csv``: ``path``, ``species`` (the data's label), per rank
   ``true_<rank>``, ``pred_<rank>``, ``prob_<rank>``, ``correct_<rank>``, the
   rolled-up answer (``prediction``, ``prediction_rank``, ``prediction_prob``,
-  ``confident``, as ``moths-infer`` gives it) and ``error``;
+  ``confident``, exactly as ``moths-infer`` gives it: the calibrated roll-up
+  method and thresholds when the model has them; see :mod:`.answers`), then
+  ``novelty_score`` and ``novel`` when the model has a novelty detector, and ``error``;
 - ``outputs.npz`` (``numpy.load(..., allow_pickle=False)``): ``logits_<rank>``
   float32 [N, C], ``targets_<rank>`` int64 [N], ``features`` float32 [N, D],
   ``paths``, ``species``, ``errors`` ("" where none), and the scalars
-  ``temperature_<rank>`` and ``threshold_<rank>`` the CSV was computed with;
+  ``temperature_<rank>``, ``threshold_<rank>`` and ``rollup`` (the method, "" for
+  the independent walk) the CSV was computed with; with a novelty detector also
+  ``novelty_score`` float64 [N] (NaN where not scored) and ``novelty_threshold``;
 - ``hierarchy.json``: the model's label hierarchy;
 - optionally ``images/<predicted species>/`` with symbolic links to the images.
 
-No torch import: only numpy and the inference roll-up.
+No torch import: only numpy, the inference roll-up and the novelty detector.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.inference.prediction import check_thresholds, roll_up, softmax
+from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
+from moths_framework.hierarchy import OTHER, LabelHierarchy
+from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.prediction import OTHER_PREDICTION, check_thresholds, softmax
 
 __all__ = [
     "HIERARCHY_JSON",
@@ -42,14 +48,16 @@ PREDICTIONS_CSV = "predictions.csv"
 OUTPUTS_NPZ = "outputs.npz"
 HIERARCHY_JSON = "hierarchy.json"
 IMAGES = "images"
+NOVELTY_COLUMNS = ("novelty_score", "novel")
 _CHUNK = 4096  # rows per softmax: bounds the float64 copy of a 2,700-class head
 
 
-def prediction_csv_columns(ranks: Sequence[str]) -> list[str]:
-    """The columns of ``predictions.csv`` for a hierarchy with these ranks."""
+def prediction_csv_columns(ranks: Sequence[str], novelty: bool = False) -> list[str]:
+    """The columns of ``predictions.csv`` for a hierarchy with these ranks (and
+    ``novelty_score, novel`` for a model with a novelty detector)."""
     per_rank = [f"{c}_{rank}" for rank in ranks for c in ("true", "pred", "prob", "correct")]
     roll = ["prediction", "prediction_rank", "prediction_prob", "confident"]
-    return ["path", "species", *per_rank, *roll, "error"]
+    return ["path", "species", *per_rank, *roll, *(NOVELTY_COLUMNS if novelty else ()), "error"]
 
 
 def write_prediction_folder(
@@ -63,6 +71,8 @@ def write_prediction_folder(
     temperature: Mapping[str, float] | None = None,
     thresholds: Mapping[str, float] | None = None,
     images_by_prediction: bool = False,
+    rollup: str | None = None,
+    novelty: NoveltyDetector | None = None,
 ) -> Path:
     """Write a prediction folder, replacing ``out_dir`` only once it is complete.
 
@@ -79,13 +89,17 @@ def write_prediction_folder(
         temperature: rank -> softmax temperature (default 1.0).
         thresholds: rank -> roll-up threshold (default as ``moths-infer``).
         images_by_prediction: also link the images under ``images/<predicted species>/``.
+        rollup: the model's calibrated roll-up method (``heads``, ``species_sum``,
+            ``fused``), or ``None`` for the independent walk (see :mod:`.answers`).
+        novelty: the model's novelty detector; scores the ``features`` rows.
 
     Returns:
         ``out_dir`` as a Path.
 
     Raises:
         ValueError: inconsistent lengths or shapes, a temperature <= 0, a bad
-            threshold, or ``out_dir`` is something other than a prediction folder.
+            threshold or roll-up method, features the novelty detector cannot
+            score, or ``out_dir`` is something other than a prediction folder.
     """
     out = Path(out_dir)
     n = len(paths)
@@ -103,12 +117,21 @@ def write_prediction_folder(
         for rank, target in zip(hierarchy.ranks, hierarchy.targets(species), strict=True):
             targets[rank][row] = target
     best = {rank: top1(arrays[rank], temps[rank]) for rank in hierarchy.ranks}
+    read = np.array([e is None for e in errors], dtype=bool)
+    answers = rolled_up_answers(
+        hierarchy, {r: a[read] for r, a in arrays.items()}, temps, thresholds, rollup
+    )
+    scores = _novelty_scores(novelty, features, read)
 
     staging = _staging_dir(out)
     try:
         (staging / HIERARCHY_JSON).write_text(hierarchy.to_json(), encoding="utf-8")
-        rows = _csv_rows(hierarchy, paths, true_species, targets, best, errors, thresholds)
-        _write_csv(staging / PREDICTIONS_CSV, prediction_csv_columns(hierarchy.ranks), rows)
+        rows = _csv_rows(hierarchy, paths, true_species, targets, best, errors)
+        _add_answers(hierarchy, rows, np.flatnonzero(read), answers)
+        if novelty is not None:
+            _add_novelty(rows, scores, novelty)
+        columns = prediction_csv_columns(hierarchy.ranks, novelty is not None)
+        _write_csv(staging / PREDICTIONS_CSV, columns, rows)
         npz = {f"logits_{rank}": arrays[rank] for rank in hierarchy.ranks}
         npz |= {f"targets_{rank}": targets[rank] for rank in hierarchy.ranks}
         npz |= {f"temperature_{rank}": np.float64(temps[rank]) for rank in hierarchy.ranks}
@@ -117,6 +140,10 @@ def write_prediction_folder(
         npz["paths"] = np.asarray([str(p) for p in paths], dtype=str)
         npz["species"] = np.asarray(list(true_species), dtype=str)
         npz["errors"] = np.asarray([e or "" for e in errors], dtype=str)
+        npz["rollup"] = np.asarray(rollup or "", dtype=str)
+        if novelty is not None:
+            npz["novelty_score"] = scores
+            npz["novelty_threshold"] = np.float64(novelty.threshold)
         with open(staging / OUTPUTS_NPZ, "wb") as file:
             np.savez(file, **npz)
         if images_by_prediction:
@@ -184,33 +211,59 @@ def _csv_rows(
     targets: Mapping[str, np.ndarray],
     best: Mapping[str, tuple[np.ndarray, np.ndarray]],
     errors: Sequence[str | None],
-    thresholds: Mapping[str, float],
 ) -> list[dict[str, str]]:
+    """Per image: its path, labels and each head's top-1 (the roll-up comes after)."""
     classes = {rank: hierarchy.classes(rank) for rank in hierarchy.ranks}
-    order = hierarchy.ranks_by_specificity()
     rows = []
     for i, (path, species, error) in enumerate(zip(paths, true_species, errors, strict=True)):
         row = {"path": str(path), "species": species, "error": error or ""}
-        answer: dict[str, tuple[str, float]] = {}
         for rank in hierarchy.ranks:
             true = classes[rank][targets[rank][i]]
             row[f"true_{rank}"] = true
             if error is None:
                 name = classes[rank][best[rank][0][i]]
-                answer[rank] = (name, float(best[rank][1][i]))
                 row[f"pred_{rank}"] = name
-                row[f"prob_{rank}"] = f"{answer[rank][1]:.6f}"
+                row[f"prob_{rank}"] = f"{float(best[rank][1][i]):.6f}"
                 row[f"correct_{rank}"] = _bool(name == true)
-        if error is None:
-            prediction, rank, prob, confident = roll_up(answer, order, thresholds)
-            row |= {
-                "prediction": prediction,
-                "prediction_rank": rank,
-                "prediction_prob": f"{prob:.6f}",
-                "confident": _bool(confident),
-            }
         rows.append(row)
     return rows
+
+
+def _add_answers(
+    hierarchy: LabelHierarchy, rows: list[dict[str, str]], read: np.ndarray, answers: RolledUp
+) -> None:
+    """The rolled-up columns of the rows ``read`` (positions of the images that were read)."""
+    classes = {rank: hierarchy.classes(rank) for rank in answers.order}
+    index, prob = answers.answer()
+    for j, row in enumerate(read):
+        rank = answers.order[answers.rank[j]]
+        name = classes[rank][index[j]]
+        rows[row] |= {
+            "prediction": OTHER_PREDICTION if name == OTHER else name,
+            "prediction_rank": rank,
+            "prediction_prob": f"{float(prob[j]):.6f}",
+            "confident": _bool(bool(answers.confident[j])),
+        }
+
+
+def _novelty_scores(
+    novelty: NoveltyDetector | None, features: np.ndarray, read: np.ndarray
+) -> np.ndarray:
+    """Novelty score per row; NaN for rows not read or without finite features."""
+    scores = np.full(len(read), np.nan)
+    if novelty is None:
+        return scores
+    features = np.asarray(features, dtype=np.float32)
+    rows = read & np.isfinite(features).all(axis=1)
+    scores[rows] = novelty.score(features[rows])
+    return scores
+
+
+def _add_novelty(rows: list[dict[str, str]], scores: np.ndarray, novelty: NoveltyDetector) -> None:
+    for row, score in zip(rows, scores, strict=True):
+        if np.isfinite(score):
+            row["novelty_score"] = f"{score:.6f}"
+            row["novel"] = _bool(bool(novelty.is_novel(score)))
 
 
 def _bool(value: bool) -> str:

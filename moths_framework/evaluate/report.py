@@ -47,6 +47,7 @@ def render_report(evaluation: Evaluation) -> str:
         parts.append(_rank_section(rank, metrics))
     parts.append(_families(evaluation))
     parts.append(_other(evaluation))
+    parts.append(_novelty(evaluation))
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -90,9 +91,15 @@ def _roll_up(evaluation: Evaluation) -> str:
         + [_f(r.correct / r.answered) if r.answered else "–"]
         for r in evaluation.roll_up
     ]
+    method = evaluation.folder.rollup
+    considered = (
+        "top-1 probability"
+        if method is None
+        else f"class on the hierarchy-consistent path (calibrated roll-up {_e(method)})"
+    )
     text = (
         "<p>Where the answer lands with the current thresholds: the first rank, from "
-        "most to least specific, whose top-1 probability reaches its threshold "
+        f"most to least specific, whose {considered} reaches its threshold "
         f"({evaluation.unconfident} images reach none and are answered, unconfident, "
         "at the last rank).</p>"
     )
@@ -188,6 +195,37 @@ def _other(evaluation: Evaluation) -> str:
         f"{other.known_called_other}.</p>"
     )
     return "\n".join(parts)
+
+
+def _novelty(evaluation: Evaluation) -> str:
+    novelty = evaluation.novelty
+    parts = ["<h2>Species the model never saw (novelty)</h2>"]
+    if novelty is None:
+        parts.append(
+            "<p>No novelty scores: the model has no novelty detector "
+            "(moths-calibrate fits one).</p>"
+        )
+        return "\n".join(parts)
+    threshold = "unknown" if novelty.threshold is None else f"{novelty.threshold:.4g}"
+    auroc = "not measured" if novelty.auroc is None else f"{novelty.auroc:.3f}"
+    parts.append(f"<p>{_e(novelty.note)}.</p>")
+    rows = [
+        ["AUROC (never seen vs trained species)", auroc],
+        ["novelty threshold", threshold],
+        ["images of trained species (classes or bundled)", novelty.seen],
+        ["images of species never seen", novelty.unseen],
+        ["trained-species images flagged novel", _share(novelty.seen_flagged)],
+        ["never-seen images flagged novel", _share(novelty.unseen_flagged)],
+    ]
+    parts.append(_table(["", "value"], rows, names=1))
+    if novelty.unseen_species:
+        names = ", ".join(_e(name) for name in novelty.unseen_species[:50])
+        parts.append(f"<p class=note>Species never seen: {names}.</p>")
+    return "\n".join(parts)
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else _pct(value)
 
 
 def _top_items(counts: dict[str, int], k: int) -> str:
