@@ -143,13 +143,13 @@ def test_graceful_shutdown_finishes_requests_in_flight(
 def test_readyz_is_503_while_models_warm_up(model_file: Path, host: ImageHost) -> None:  # noqa: F811
     served = load_served_model(model_file)
     release = threading.Event()
-    run = served.classifier.logits
+    run = served.classifier.model_outputs
 
-    def slow_first_call(batch: np.ndarray) -> dict:
+    def slow_first_call(batch: np.ndarray) -> tuple:
         release.wait(10)  # bounded
         return run(batch)
 
-    served.classifier.logits = slow_first_call  # the batcher's model call, this instance only
+    served.classifier.model_outputs = slow_first_call  # the batcher's call, this instance only
     live = Running(create_app([served], ServeOptions())).start(ready=False)
     try:
         loading = httpx.get(f"{live.url}/readyz")

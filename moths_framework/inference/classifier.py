@@ -199,6 +199,11 @@ class OnnxClassifier:
         """Raw logits per rank for a preprocessed batch ``[N, 3, H, W]``."""
         return self._run(batch)[0]
 
+    def model_outputs(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """One model call: raw logits per rank, and the ``features`` output when the model
+        has a novelty detector (``None`` otherwise), for :meth:`novelty_scores`."""
+        return self._run(batch)
+
     def _run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """Logits per rank, and the features when the novelty detector needs them."""
         inputs = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}

@@ -23,7 +23,8 @@ import numpy as np
 
 __all__ = ["Admission", "BatchResult", "DynamicBatcher", "Overloaded"]
 
-RunModel = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+# batch -> (rank -> logits [N, classes], features [N, D] or None)
+RunModel = Callable[[np.ndarray], tuple[Mapping[str, np.ndarray], np.ndarray | None]]
 
 
 class Overloaded(Exception):
@@ -51,10 +52,12 @@ class Admission:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """One image's share of a model call: rank -> logits row, and seconds per image."""
+    """One image's share of a model call: rank -> logits row, seconds per image, and
+    its feature vector when the model call returns features (novelty scoring)."""
 
     logits: dict[str, np.ndarray]
     seconds_per_image: float
+    features: np.ndarray | None = None
 
 
 @dataclass
@@ -67,7 +70,8 @@ class DynamicBatcher:
     """Gathers single images from concurrent callers into model batches.
 
     Args:
-        run: the model, batch ``[N, 3, H, W]`` -> rank -> ``[N, classes]`` logits.
+        run: the model, batch ``[N, 3, H, W]`` -> (rank -> ``[N, classes]`` logits,
+            ``[N, D]`` features or ``None``), as ``OnnxClassifier.model_outputs``.
         max_batch: images per model call at most.
         max_wait: seconds to wait after the first image for the batch to fill.
         name: for the thread's name.
@@ -114,7 +118,7 @@ class DynamicBatcher:
         try:
             started = time.perf_counter()
             stacked = np.stack([item.array for item in batch])
-            logits = await loop.run_in_executor(self._thread, self._run, stacked)
+            logits, features = await loop.run_in_executor(self._thread, self._run, stacked)
             share = (time.perf_counter() - started) / len(batch)
         except Exception as error:  # the model failed: every caller in the batch hears it
             for item in batch:
@@ -125,7 +129,8 @@ class DynamicBatcher:
         for row, item in enumerate(batch):
             if not item.future.done():
                 result = {rank: values[row] for rank, values in logits.items()}
-                item.future.set_result(BatchResult(result, share))
+                vector = None if features is None else features[row]
+                item.future.set_result(BatchResult(result, share, vector))
 
     async def _gather(self) -> tuple[list[_Item], bool]:
         """Up to ``max_batch`` items, and whether the stop sentinel came."""

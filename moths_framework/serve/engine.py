@@ -90,7 +90,7 @@ class ImageRequest:
 
 @dataclass(frozen=True)
 class ImageOutcome:
-    """What became of one image: its size and logits, or why there are none."""
+    """What became of one image: its size and model outputs, or why there are none."""
 
     image: ImageRequest
     size: tuple[int, int] | None = None
@@ -130,7 +130,7 @@ class ServeEngine:
         self._decoders = ThreadPoolExecutor(workers, thread_name_prefix="moths-decode")
         for slug, model in self.models.items():
             batcher = DynamicBatcher(
-                model.classifier.logits, o.max_batch, o.max_wait_ms / 1e3, name=slug
+                model.classifier.model_outputs, o.max_batch, o.max_wait_ms / 1e3, name=slug
             )
             batcher.start()
             self.batchers[slug] = batcher

@@ -55,8 +55,10 @@ class ClassifyRequest(ClassifyOptions):
 class ClassifyResult(BaseModel):
     """What ``moths-infer --output x.jsonl`` writes for one image, plus ``id``.
 
-    Besides the fields below, each rank has ``<rank>`` (top-1 name) and
-    ``<rank>_prob``; every value is null when ``error`` is set.
+    Besides the fields below, each rank has ``<rank>`` (top-1 name, or the
+    hierarchy-consistent path's class for a calibrated model) and ``<rank>_prob``;
+    a model with a novelty detector adds ``novelty_score`` (distance from the
+    trained species) and ``novel`` (bool). Every value is null when ``error`` is set.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -86,7 +88,10 @@ class ModelInfo(BaseModel):
     ranks: list[str]
     classes: dict[str, list[str]]
     thresholds: dict[str, float]
-    calibration: dict[str, Any] = Field(description="temperature: rank -> softmax temperature")
+    calibration: dict[str, Any] = Field(
+        description="temperature: rank -> softmax temperature; once moths-calibrate ran, "
+        "rollup: the roll-up method, novelty: {method, threshold}"
+    )
     preprocessing: dict[str, Any]
 
 

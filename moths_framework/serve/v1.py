@@ -49,26 +49,28 @@ def _view(
 def classify_results(
     classifier: OnnxClassifier, outcomes: Sequence[ImageOutcome], top_k: int
 ) -> list[ClassifyResult]:
-    """One JSON Lines record of ``moths-infer`` per outcome, with the image's ``id``."""
+    """One JSON Lines record of ``moths-infer`` per outcome, with the image's ``id``
+    (with ``novelty_score`` and ``novel`` when the model has a novelty detector)."""
     ranks = classifier.hierarchy.ranks
+    novelty = classifier.novelty is not None
     results = []
     for outcome in outcomes:
         image = outcome.image
         source = image.url or image.name or image.id
-        if outcome.error is not None or outcome.result is None:
-            record = _error_record(source, outcome.error or "not classified", ranks)
+        result = outcome.result
+        if outcome.error is not None or result is None:
+            prediction = Prediction(source, error=outcome.error or "not classified")
         else:
-            rows = {rank: row[None] for rank, row in outcome.result.logits.items()}
+            rows = {rank: row[None] for rank, row in result.logits.items()}
             probs = classifier.probabilities_from_logits(rows)
             first = {rank: p[0] for rank, p in probs.items()}
-            prediction = classifier.prediction_from_probabilities(source, first, top_k)
-            record = prediction_json(prediction, ranks)
+            score = None
+            if novelty and result.features is not None:
+                score = float(classifier.novelty_scores(result.features[None])[0])
+            prediction = classifier.prediction_from_probabilities(source, first, top_k, score)
+        record = prediction_json(prediction, ranks, novelty)
         results.append(ClassifyResult(id=image.id, **record))
     return results
-
-
-def _error_record(source: str, error: str, ranks: Sequence[str]) -> dict:
-    return prediction_json(Prediction(source, error=error), ranks)
 
 
 def model_info(model: ServedModel) -> ModelInfo:
@@ -85,6 +87,17 @@ def model_info(model: ServedModel) -> ModelInfo:
         ranks=list(hierarchy.ranks),
         classes={rank: list(hierarchy.classes(rank)) for rank in hierarchy.ranks},
         thresholds=classifier.thresholds,
-        calibration={"temperature": dict(metadata.temperature)},
+        calibration=_calibration(classifier),
         preprocessing=dataclasses.asdict(metadata.preprocessing),
     )
+
+
+def _calibration(classifier: OnnxClassifier) -> dict:
+    """Temperatures, and what ``moths-calibrate`` chose when it ran: roll-up and novelty."""
+    result: dict = {"temperature": dict(classifier.metadata.temperature)}
+    if classifier.rollup is not None:
+        result["rollup"] = classifier.rollup
+    if classifier.novelty is not None:
+        novelty = classifier.novelty
+        result["novelty"] = {"method": novelty.method, "threshold": novelty.threshold}
+    return result
