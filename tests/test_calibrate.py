@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -175,3 +177,26 @@ def test_calibrate_outputs_reports_every_step_and_is_json_ready():
     assert report["tau"]["power"] == result.tau_power is not None
     assert report["novelty"]["method"] in ("mahalanobis", "knn")
     assert report["fit"]["test"]["species"]["ece_after"] is not None
+
+
+@pytest.mark.parametrize(
+    ("rows", "genus_targets", "message"),
+    [(5, None, "only 5 readable calibration image(s)"),
+     (40, "one", "rank 'genus' cannot be calibrated: every calibration image is 'A'")],
+)  # fmt: skip
+def test_calibration_images_that_cannot_calibrate_are_refused(rows, genus_targets, message):
+    from moths_framework.calibrate.calibration import CalibrationError
+
+    rng = np.random.default_rng(0)
+    species = rng.integers(1, 3, rows) if genus_targets == "one" else rng.integers(1, 6, rows)
+    genus = species_ancestry(HIERARCHY)["genus"][species]
+    names = np.array(HIERARCHY.classes("species"))[species]
+    outputs = ModelOutputs(
+        {"species": rng.normal(size=(rows, 6)), "genus": rng.normal(size=(rows, 3))},
+        {"species": species, "genus": genus},
+        rng.normal(size=(rows, 4)),
+        names,
+    )
+    head = (np.zeros((6, 4), np.float32), np.zeros(6, np.float32))
+    with pytest.raises(CalibrationError, match=re.escape(message)):
+        calibrate_outputs(HIERARCHY, outputs, None, head, {}, 0.9)

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import tiny_fit_args
+from conftest import TEST_DATA, tiny_fit_args
 
 from moths_framework.calibrate.calibration import Calibration
 from moths_framework.calibrate.run import write_calibrated_checkpoint
@@ -211,3 +211,45 @@ def test_predict_answers_as_infer_does_on_the_export(
         assert novelty["unseen_species"] == [HELD_OUT] and novelty["unseen"] == len(held_out)
         assert novelty["auroc"] >= 0.9
         assert "never saw" in (folder / "report.html").read_text()
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("moths-calibrate: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_source_without_the_model_s_species_is_one_line(tiny_run, tmp_path, capsys):
+    root = tmp_path / "unknown" / "Vanessa atalanta"
+    root.mkdir(parents=True)
+    for i, image in enumerate(sorted((TEST_DATA / "source_a" / "Aglais io").iterdir())[:3]):
+        shutil.copy(image, root / f"{i}{image.suffix}")
+    args = ["--ckpt", str(tiny_run / "best.ckpt"), "--output", str(tmp_path / "c.ckpt"),
+            "--data.source.class_path", "ImageFolder", "--data.source.init_args.root",
+            str(root.parent), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    assert calibrate(args) == 2
+    line = one_line_error(capsys)
+    assert "none of the 3 readable calibration images" in line and "Vanessa atalanta" in line
+    assert not (tmp_path / "c.ckpt").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "trained on val"])
+def test_a_run_without_its_split_or_with_another_split_is_one_line(
+    tiny_run, tmp_path, capsys, damage
+):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    split = run / "split.csv"
+    if damage == "missing":
+        split.unlink()
+    else:  # the data changed since training: a val image was a training image then
+        text = split.read_text(encoding="utf-8")
+        split.write_text(text.replace(",val\n", ",train\n", 1), encoding="utf-8")
+    assert (
+        calibrate(["--ckpt", str(run / "best.ckpt"), "--trainer.enable_progress_bar", "false"]) == 2
+    )
+    line = one_line_error(capsys)
+    expected = "split.csv not found" if damage == "missing" else "1 validation/test images were"
+    assert expected in line and "--data.source" in line
+    assert not (run / "calibrated.ckpt").exists()

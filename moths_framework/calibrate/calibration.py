@@ -17,14 +17,28 @@ from moths_framework.calibrate.rollup import choose_rollup, rollup_paths
 from moths_framework.calibrate.tau import choose_tau, shot_accuracy, tau_logits
 from moths_framework.calibrate.temperature import fit_temperature, negative_log_likelihood
 from moths_framework.calibrate.thresholds import choose_thresholds
+from moths_framework.evaluate.novelty import seen_in_training
 from moths_framework.evaluate.reliability import reliability
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.inference.novelty import NoveltyDetector
 from moths_framework.inference.prediction import softmax
 
-__all__ = ["Calibration", "ModelOutputs", "calibrate_outputs", "known_species"]
+__all__ = [
+    "MIN_CALIBRATION_IMAGES",
+    "Calibration",
+    "CalibrationError",
+    "ModelOutputs",
+    "calibrate_outputs",
+    "check_calibration_images",
+    "known_species",
+]
 
 CALIBRATION_FORMAT = 1
+MIN_CALIBRATION_IMAGES = 10  # readable images of trained species, below which nothing is fitted
+
+
+class CalibrationError(ValueError):
+    """The calibration images cannot calibrate this model; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +87,40 @@ class Calibration:
 
 def known_species(hierarchy: LabelHierarchy, species: np.ndarray) -> np.ndarray:
     """Whether each data species was seen in training (a class, or bundled into Other)."""
-    known = {*hierarchy.classes(hierarchy.ranks[0])[1:], *hierarchy.bundled}
-    return np.array([s in known for s in species], dtype=bool)
+    return seen_in_training(hierarchy, species)
+
+
+def check_calibration_images(hierarchy: LabelHierarchy, val: ModelOutputs) -> None:
+    """Refuse calibration images that cannot calibrate the model.
+
+    Raises:
+        CalibrationError: no image of a species the model was trained on, fewer
+            than :data:`MIN_CALIBRATION_IMAGES` of them, or a rank at which they
+            all have one class (its temperature and threshold would mean nothing).
+    """
+    known = known_species(hierarchy, val.species)
+    if not known.any():
+        names = sorted(set(val.species.tolist()))
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise CalibrationError(
+            f"none of the {len(val)} readable calibration images is of a species the model was "
+            f"trained on (their species: {listed or 'none'}): calibrate on the run's validation "
+            "split, or on a --data.source of labelled images of the model's species"
+        )
+    if known.sum() < MIN_CALIBRATION_IMAGES:
+        raise CalibrationError(
+            f"only {int(known.sum())} readable calibration image(s) of the model's species, at "
+            f"least {MIN_CALIBRATION_IMAGES} are needed: calibrate on the run's validation "
+            "split or on a larger --data.source"
+        )
+    for rank in hierarchy.ranks:
+        classes = np.unique(val.targets[rank][known])
+        if len(classes) < 2:
+            name = hierarchy.classes(rank)[int(classes[0])]
+            raise CalibrationError(
+                f"rank {rank!r} cannot be calibrated: every calibration image is {name!r} at "
+                f"that rank; calibrate on images of at least 2 {rank} classes"
+            )
 
 
 def _top1(
@@ -132,7 +178,11 @@ def calibrate_outputs(
         train_counts: species class index -> training images (for the shot groups).
         target_precision: precision the answers at each rank must reach on ``val``.
         tau: ``"off"``, ``"auto"`` or a power P.
+
+    Raises:
+        CalibrationError: see :func:`check_calibration_images`.
     """
+    check_calibration_images(hierarchy, val)
     species = hierarchy.ranks[0]
     known_val = known_species(hierarchy, val.species)
     val_known = _rows(val, known_val)  # species the model never saw tell nothing about T

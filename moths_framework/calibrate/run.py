@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from moths_framework.atomic_files import write_bytes_atomically
-from moths_framework.calibrate.calibration import Calibration, ModelOutputs
+from moths_framework.calibrate.calibration import Calibration, CalibrationError, ModelOutputs
 from moths_framework.calibrate.tau import tau_normalise
 from moths_framework.data.split import SPLIT_CSV
 from moths_framework.hierarchy import LabelHierarchy
@@ -22,6 +22,7 @@ from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.model.predict import gather_outputs
 
 __all__ = [
+    "check_run_split",
     "format_report",
     "predict_outputs",
     "species_head",
@@ -49,6 +50,36 @@ def predict_outputs(trainer: Any, model: Any, data: Any, phase: str, ckpt: Path)
         features=gathered.features[ok],
         species=np.array([data.samples[i].species for i in indices], dtype=str)[ok],
     )
+
+
+def check_run_split(run_dir: Path, data: Any) -> None:
+    """Make sure the data module's validation and test images were not trained on.
+
+    The data module re-draws the run's split from its seed; the run's ``split.csv``
+    says which images it trained on, so a data source that changed since then
+    cannot put a training image among the calibration images unnoticed.
+
+    Raises:
+        CalibrationError: no ``split.csv`` in ``run_dir``, or a validation/test
+            image that the run trained on.
+    """
+    path = run_dir / SPLIT_CSV
+    dedicated = "pass --data.source with a dedicated calibration set instead"
+    if not path.is_file():
+        raise CalibrationError(
+            f"{path} not found: calibrating on the run's validation images needs the split "
+            f"the run recorded, to be sure none was trained on; {dedicated}"
+        )
+    with open(path, newline="", encoding="utf-8") as file:
+        trained = {row["path"] for row in csv.DictReader(file) if row["phase"] == "train"}
+    data.setup("predict")  # draws the split (the trainer's later setup keeps it)
+    held_out = [*data.split.val, *data.split.test]
+    leaked = [str(data.samples[i].path) for i in held_out if str(data.samples[i].path) in trained]
+    if leaked:
+        raise CalibrationError(
+            f"{len(leaked)} validation/test images were training images of the run "
+            f"(by {path}; first {leaked[0]}): the data changed since training; {dedicated}"
+        )
 
 
 def training_counts(

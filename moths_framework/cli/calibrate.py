@@ -15,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from moths_framework.calibrate.calibration import CalibrationError
 from moths_framework.cli.lightning import MothsCLI, run_command
 from moths_framework.model.checkpoint import CheckpointError
 from moths_framework.model.lightning import CHECKPOINT_KEY
@@ -84,6 +85,7 @@ def _check(opts: argparse.Namespace) -> tuple[Path, Path, Path]:
 def _calibrate(cli: MothsCLI, opts: argparse.Namespace, ckpt: Path, output: Path) -> None:
     from moths_framework.calibrate.calibration import calibrate_outputs
     from moths_framework.calibrate.run import (
+        check_run_split,
         format_report,
         predict_outputs,
         species_head,
@@ -104,6 +106,8 @@ def _calibrate(cli: MothsCLI, opts: argparse.Namespace, ckpt: Path, output: Path
         )
     data, model = cli.datamodule, cli.model
     own_source = default_split(cli) == "test"
+    if own_source:
+        check_run_split(ckpt.parent, data)
     val = predict_outputs(cli.trainer, model, data, "val" if own_source else "all", ckpt)
     test = predict_outputs(cli.trainer, model, data, "test", ckpt) if own_source else None
     calibration = calibrate_outputs(
@@ -133,7 +137,13 @@ def main(args: list[str] | None = None) -> int:
     # args given beside sys.argv does not apply.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter")
     lightning_args = ["--config", str(config), "--ckpt_path", str(ckpt), *rest]
-    return run_command("calibrate", lightning_args, lambda cli: _calibrate(cli, opts, ckpt, output))
+    try:
+        return run_command(
+            "calibrate", lightning_args, lambda cli: _calibrate(cli, opts, ckpt, output)
+        )
+    except CalibrationError as error:  # a ValueError run_command passes on: ours to report
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
