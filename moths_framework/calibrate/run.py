@@ -70,8 +70,7 @@ def check_run_split(run_dir: Path, data: Any) -> None:
             f"{path} not found: calibrating on the run's validation images needs the split "
             f"the run recorded, to be sure none was trained on; {dedicated}"
         )
-    with open(path, newline="", encoding="utf-8") as file:
-        trained = {row["path"] for row in csv.DictReader(file) if row["phase"] == "train"}
+    trained = {row["path"] for row in _split_rows(path) if row["phase"] == "train"}
     data.setup("predict")  # draws the split (the trainer's later setup keeps it)
     held_out = [*data.split.val, *data.split.test]
     leaked = [str(data.samples[i].path) for i in held_out if str(data.samples[i].path) in trained]
@@ -82,6 +81,20 @@ def check_run_split(run_dir: Path, data: Any) -> None:
         )
 
 
+def _split_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a run's ``split.csv``; CalibrationError if it is not one."""
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise CalibrationError(f"{path}: unreadable ({error})") from None
+    missing = ", ".join(sorted({"path", "species", "phase"} - set(reader.fieldnames or ())))
+    if missing:
+        raise CalibrationError(f"{path} is not a split.csv written by moths-fit: no {missing}")
+    return rows
+
+
 def training_counts(
     run_dir: Path, hierarchy: LabelHierarchy, fallback: Any = None
 ) -> dict[int, int]:
@@ -89,8 +102,7 @@ def training_counts(
     ``fallback``, the data module that holds the same split; else empty)."""
     path = run_dir / SPLIT_CSV
     if path.is_file():
-        with open(path, newline="", encoding="utf-8") as file:
-            species = [row["species"] for row in csv.DictReader(file) if row["phase"] == "train"]
+        species = [row["species"] for row in _split_rows(path) if row["phase"] == "train"]
     elif fallback is not None and fallback.split is not None:
         species = [fallback.samples[i].species for i in fallback.split.train]
     else:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
+from moths_framework.evaluate.image_links import link_images_by_prediction
 from moths_framework.hierarchy import OTHER, LabelHierarchy
 from moths_framework.inference.novelty import NoveltyDetector
 from moths_framework.inference.prediction import OTHER_PREDICTION, check_thresholds, softmax
@@ -147,7 +148,7 @@ def write_prediction_folder(
         with open(staging / OUTPUTS_NPZ, "wb") as file:
             np.savez(file, **npz)
         if images_by_prediction:
-            _link_images(staging / IMAGES, rows)
+            link_images_by_prediction(staging / IMAGES, rows)
         _swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -275,40 +276,6 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> No
         writer = csv.DictWriter(file, columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _link_images(root: Path, rows: list[dict[str, str]]) -> None:
-    """``root/<pred species>/correct <file>`` or ``wrong <stem> (<true species>)<suffix>``.
-
-    The true species named is the data's label (``Other`` would hide which one).
-    The suffix stays last so image viewers still open the link; a second image
-    of the same name in one folder gets `` [2]``, `` [3]``, ...
-    """
-    taken: set[Path] = set()
-    for row in rows:
-        if row["error"]:
-            continue
-        predicted, true = row["pred_species"], row["true_species"]
-        source = Path(row["path"])
-        if predicted == true:
-            stem = f"correct {source.stem}"
-        else:
-            stem = f"wrong {source.stem} ({_safe(row['species'] or true)})"
-        folder = root / _safe(predicted)
-        link = folder / f"{stem}{source.suffix}"
-        copy = 2
-        while link in taken:
-            link = folder / f"{stem} [{copy}]{source.suffix}"
-            copy += 1
-        taken.add(link)
-        folder.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.abspath(source), link)
-
-
-def _safe(name: str) -> str:
-    """A name usable as one path component."""
-    cleaned = name.replace(os.sep, "_").replace("/", "_").strip()
-    return cleaned if cleaned not in ("", ".", "..") else "_"
 
 
 def _staging_dir(out: Path) -> Path:
