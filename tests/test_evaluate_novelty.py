@@ -149,6 +149,8 @@ def test_novelty_auroc_on_species_the_model_never_saw(tmp_path, capsys):
         out, hierarchy, paths, species, logits, features, [None] * len(species), novelty=detector()
     )
     assert evaluate([str(out)]) == 0
+    expected = "novelty: AUROC 0.9722 (3 images of 1 species never seen, 12 of trained ones)"
+    assert expected in capsys.readouterr().out
     novelty = json.loads((out / "metrics.json").read_text())["novelty"]
     assert novelty["auroc"] == pytest.approx((12 + 12 + 11) / 36)
     assert novelty["seen_flagged"] == pytest.approx(1 / 12)

@@ -46,6 +46,15 @@ def _evaluate(folder_path: str, output: str | None, report: bool) -> str:
             f"{rank:<10}{len(m.class_names):>8}{m.accuracy:>10.4f}{m.top5_accuracy:>8.4f}"
             f"{m.f1_macro:>10.4f}{ece:>8.4f}"
         )
+    if evaluation.novelty is not None:
+        novelty = evaluation.novelty
+        text = novelty.note
+        if novelty.auroc is not None:
+            text = (
+                f"AUROC {novelty.auroc:.4f} ({novelty.unseen} images of "
+                f"{len(novelty.unseen_species)} species never seen, {novelty.seen} of trained ones)"
+            )
+        lines.append(f"novelty: {text}")
     lines.append(f"wrote {written} ({time.perf_counter() - started:.1f} s)")
     return "\n".join(lines)
 
