@@ -11,4 +11,6 @@ On the checkpoint's validation images (or a dedicated calibration source):
 :mod:`.calibration` runs the steps on arrays; :mod:`.run` gets the arrays from a
 checkpoint and writes the calibrated checkpoint, which ``moths-export`` carries
 into the ONNX metadata (``moths.temperature``, ``moths.calibration``, ``moths.novelty``).
+:mod:`.settings` reads them back from a checkpoint the way inference reads them from
+the ONNX file, so ``moths-predict`` answers as ``moths-infer`` does.
 """
