@@ -72,6 +72,9 @@ RULES = [
     Rule(r"^moths-fit .*--ckpt_path", extra=lambda n: ["--trainer.max_epochs", "2"]),
     Rule(r"^moths-fit .*--print_config"),
     Rule(r"^moths-fit\b", slow=True, extra=_new_run_dir),  # a real backbone: 10-60 s each
+    # three 1-epoch trials of dev.yaml; the report and best.yaml commands read what it wrote
+    Rule(r"^moths-sweep --config", slow=True),
+    Rule(r"^moths-sweep --report", slow=True),
     Rule(r"^moths-(validate|test|predict)\b"),
     Rule(r"^moths-evaluate\b", before=_a_prediction_folder),
     Rule(r"^moths-stats\b"),
