@@ -273,6 +273,10 @@ def end_to_end(
     print(f"  ort batch {ort_b} img/s per round: {', '.join(f'{v:.1f}' for v in ort_rates)}")
     print(f"  torch {torch_label} img/s per round: {', '.join(f'{v:.1f}' for v in torch_rates)}")
     print(f"  ratio per round: {', '.join(f'{v:.2f}' for v in ratios)}")
+    if max(ratios) > 1.25 * min(ratios):
+        # Torch's OpenMP threads slow down far more than ONNX Runtime's when other
+        # work takes the cores, so a busy machine inflates the ratio: say so.
+        print("  note: the ratio varied by more than 25% across rounds; the machine was busy")
     return result_line(
         statistics.median(ort_rates),
         ort_b,
