@@ -154,9 +154,12 @@ def _worker(sweep_dir: Path, manifest: Path, n_trials: int, *extra: str) -> subp
                "--dir", str(sweep_dir), "--n-trials", str(n_trials)]  # fmt: skip
     command += tiny(manifest, *extra)
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    # As from a terminal: a test run started in the background (``make test &``, some CI
+    # runners) ignores SIGINT, and a child inherits that, so Ctrl-C would never arrive.
     return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
 
 
 @pytest.mark.slow
