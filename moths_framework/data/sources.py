@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import os
-import unicodedata
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from moths_framework.hierarchy import canonical_name
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -88,9 +89,10 @@ def species_name(folder_name: str) -> str:
     """The species a folder name stands for.
 
     Stray whitespace is dropped, and the Unicode form is normalised (macOS
-    writes NFD), so every spelling of one name is one species.
+    writes NFD), so every spelling of one name is one species: the hierarchy's
+    own rule (:func:`moths_framework.hierarchy.canonical_name`).
     """
-    return unicodedata.normalize("NFC", folder_name.strip())
+    return canonical_name(folder_name)
 
 
 def _visible(entry: os.DirEntry) -> bool:
