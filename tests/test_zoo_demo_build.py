@@ -14,8 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_build_demo_twice_writes_the_same_files(tmp_path):
-    if not (REPO / "test_data" / "manifest.csv").is_file():
-        pytest.skip("run `moths-prepare test_data/ test_data/source_a test_data/source_b` first")
+    from moths_framework.data.prepare import prepare_sources
+
+    # what the script's docstring asks for first: moths-prepare test_data/ test_data/source_*
+    sources = [REPO / "test_data" / "source_a", REPO / "test_data" / "source_b"]
+    prepare_sources(REPO / "test_data", sources, progress=False)
     indexes = []
     for name in ("a", "b"):
         index = tmp_path / name
