@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["METADATA_KEY", "load_zoo_checkpoint", "save_zoo_checkpoint"]
 
 METADATA_KEY = "moths.checkpoint"
-_FORMAT_KEY = "moths.format"
 
 
 def save_zoo_checkpoint(
@@ -38,7 +37,9 @@ def save_zoo_checkpoint(
     if isinstance(meta.get("data"), dict):
         meta["data"] = {k: v for k, v in meta["data"].items() if k != "val_examples"}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    header = {_FORMAT_KEY: "1", METADATA_KEY: json.dumps(meta, sort_keys=True)}
+    # One header key: safetensors writes its metadata map in no fixed order, so a second
+    # key would make rebuilds of the same model differ byte for byte (and by sha256).
+    header = {METADATA_KEY: json.dumps(meta, sort_keys=True)}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=header)
