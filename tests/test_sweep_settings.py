@@ -207,3 +207,25 @@ def test_a_bad_storage_stops_before_anything_is_written(tmp_path, capsys):
     assert sweep(args) == 2
     assert "journal file path ending in .log" in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_seeded_workers_on_one_study_do_not_repeat_each_other(tmp_path, sampler):
+    settings, _, _ = load_sweep_config(
+        write_optim(tmp_path, {"sampler": sampler, "seed": 7, "space": LR})
+    )
+    storage = optuna.storages.InMemoryStorage()
+
+    def worker() -> optuna.Study:
+        return optuna.load_study(study_name="s", storage=storage, sampler=make_sampler(settings))
+
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    a, b = worker(), worker()  # two processes' samplers, same seed, same study
+    for _ in range(3):
+        for study in (a, b):
+            study.optimize(lambda t: t.suggest_float("x", 1e-4, 1e-2, log=True), n_trials=1)
+    values = [t.params["x"] for t in a.trials]
+    assert len(set(values)) == 6  # the old per-process seeding drew each value twice
+    alone = optuna.create_study(sampler=make_sampler(settings), direction="maximize")
+    alone.optimize(lambda t: t.suggest_float("x", 1e-4, 1e-2, log=True), n_trials=6)
+    assert [t.params["x"] for t in alone.trials] == values  # a seed still repeats a sweep

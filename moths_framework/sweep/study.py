@@ -19,6 +19,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from sqlalchemy.exc import SQLAlchemyError
 
+from moths_framework.sweep.seeding import SeedPerTrial
 from moths_framework.sweep.settings import SweepConfigError, SweepSettings
 
 __all__ = [
@@ -88,13 +89,24 @@ def open_storage(url: str) -> BaseStorage:
 
 
 def make_sampler(settings: SweepSettings) -> optuna.samplers.BaseSampler:
-    """TPE (default), random, or grid over every value of every key."""
-    if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
-    if settings.sampler == "grid":
-        grid = {key: spec.grid_values() for key, spec in settings.space.items()}
-        return optuna.samplers.GridSampler(grid, seed=settings.seed)
-    return optuna.samplers.TPESampler(seed=settings.seed)
+    """TPE (default), random, or grid over every value of every key.
+
+    With a ``seed``, TPE's and random's draws are seeded per trial by (seed, trial
+    number) (see :class:`SeedPerTrial`), so workers sharing the study do not repeat
+    each other; the grid sampler already skips the grid points any worker took.
+    """
+
+    def make(seed: int | None) -> optuna.samplers.BaseSampler:
+        if settings.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if settings.sampler == "grid":
+            grid = {key: spec.grid_values() for key, spec in settings.space.items()}
+            return optuna.samplers.GridSampler(grid, seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
+
+    if settings.sampler == "grid" or settings.seed is None:
+        return make(settings.seed)
+    return SeedPerTrial(make, settings.seed)
 
 
 def make_pruner(settings: SweepSettings) -> optuna.pruners.BasePruner:
