@@ -229,3 +229,11 @@ def test_seeded_workers_on_one_study_do_not_repeat_each_other(tmp_path, sampler)
     alone = optuna.create_study(sampler=make_sampler(settings), direction="maximize")
     alone.optimize(lambda t: t.suggest_float("x", 1e-4, 1e-2, log=True), n_trials=6)
     assert [t.params["x"] for t in alone.trials] == values  # a seed still repeats a sweep
+
+
+def test_report_of_an_unknown_study_names_the_studies_there(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="optim-dev", storage=storage)
+    assert sweep(["--report", str(tmp_path / "elsewhere"), "--storage", storage]) == 2
+    err = capsys.readouterr().err
+    assert "no study 'elsewhere'" in err and "studies there: optim-dev" in err

@@ -124,7 +124,10 @@ def load_study(
         raise SweepConfigError(f"{url}: the password is not stored; give --storage URL again")
     # as for a sweep: the directory is runs/sweeps/<study> unless told otherwise
     name = study_name or record.get("study") or directory.name
+    opened = open_storage(url)
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(url))
+        return optuna.load_study(study_name=name, storage=opened)
     except KeyError as err:
-        raise SweepConfigError(f"no study {name!r} in {printable_storage(url)}") from err
+        there = sorted(s.study_name for s in optuna.get_all_study_summaries(opened))
+        hint = f"; studies there: {', '.join(there)} (choose one with --study)" if there else ""
+        raise SweepConfigError(f"no study {name!r} in {printable_storage(url)}{hint}") from err
