@@ -7,29 +7,41 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["write_bytes_atomically", "write_text_atomically"]
+__all__ = ["replaced_atomically", "write_bytes_atomically", "write_text_atomically"]
 
 
-def write_bytes_atomically(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a uniquely named temporary file and ``os.replace``.
+@contextmanager
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to; it replaces ``path`` on success.
 
-    The temporary file sits next to ``path`` (same filesystem, so the rename is
+    For files a library writes itself (``onnx.save``, ``safetensors``). The
+    temporary file sits next to ``path`` (same filesystem, so the rename is
     atomic), is named ``.<name>.<pid>.<random>.tmp`` so concurrent writers never
-    share one, gets the mode a plain ``open`` would give (the umask applies),
-    and is removed if writing fails.
+    share one, and is removed if the block raises. The file gets the mode a plain
+    ``open`` gives (the umask applies), whatever mode the library wrote it with.
     """
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = temporary.stat().st_mode & 0o777  # 0o666 less the umask
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield temporary
+        os.chmod(temporary, mode)  # a library may have written it private (safetensors: 0600)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old or the new file
+    (see :func:`replaced_atomically`)."""
+    with replaced_atomically(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def write_text_atomically(path: str | Path, text: str) -> None:

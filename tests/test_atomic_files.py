@@ -48,3 +48,20 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
         write_text_atomically(tmp_path / "a.csv", "new")
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
     assert (tmp_path / "a.csv").read_text() == "old"
+
+
+def test_a_file_a_library_wrote_private_gets_the_umask_mode(tmp_path):
+    from moths_framework.atomic_files import replaced_atomically
+
+    old = os.umask(0o022)
+    try:
+        with replaced_atomically(tmp_path / "model.bin") as temporary:
+            temporary.unlink()  # as safetensors does: its own file, mode 0600
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, b"weights")
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.bin").read_bytes() == b"weights"
+    assert (tmp_path / "model.bin").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]

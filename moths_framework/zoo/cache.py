@@ -21,6 +21,7 @@ import platformdirs
 import pooch
 from filelock import FileLock, Timeout
 
+from moths_framework.atomic_files import write_bytes_atomically
 from moths_framework.zoo.errors import ZooChecksumError, ZooError, ZooOfflineError
 from moths_framework.zoo.index import OFFLINE_ENV, ZooEntry, ZooFile, is_offline
 
@@ -56,21 +57,10 @@ def _tmp() -> Path:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder.
-
-    The file gets the normal permissions (``0o666`` less the umask), not
-    ``mkstemp``'s private 0600: index files are meant to be shared.
-    """
+    """Write ``data`` to ``path`` atomically with the normal (umask) permissions,
+    creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, shared_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomically(path, data)
 
 
 def shared_file_mode() -> int:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moths_framework.zoo.cache import shared_file_mode
+from moths_framework.atomic_files import replaced_atomically
 from moths_framework.zoo.errors import ZooError
 
 if TYPE_CHECKING:
@@ -41,10 +41,8 @@ def save_zoo_checkpoint(
     # key would make rebuilds of the same model differ byte for byte (and by sha256).
     header = {METADATA_KEY: json.dumps(meta, sort_keys=True)}
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    tmp.chmod(shared_file_mode())
-    tmp.replace(path)
+    with replaced_atomically(path) as temporary:
+        save_file(tensors, str(temporary), metadata=header)
     return path
 
 
