@@ -49,54 +49,53 @@ def test_bad_batch_size_is_refused(tmp_path: Path) -> None:
         tensorrt_options(tmp_path / "m.onnx", "image", (3, 8, 8), 0, False, "gpu")
 
 
+REAL_SESSION = ort.InferenceSession
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_model(tiny_net(), tmp_path_factory.mktemp("m") / "tiny.onnx", metadata())
 
 
-@pytest.mark.parametrize(("fp16", "expected"), [(None, False), (True, True), (False, False)])
-def test_session_gets_profiles_from_the_model_itself(
-    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, fp16: bool | None, expected: bool
-) -> None:
-    real_session, calls = ort.InferenceSession, []
+@pytest.fixture
+def tensorrt_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Provider options of every session opened; TensorRT and CUDA fail to start."""
+    calls: list[dict] = []
 
     def session(path, sess_options, providers):
         calls.append(dict(providers))
         if providers[0][0] != CPU:
             raise RuntimeError("no TensorRT here")
-        return real_session(path, sess_options=sess_options, providers=providers)
+        return REAL_SESSION(path, sess_options=sess_options, providers=providers)
 
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [TENSORRT, CUDA, CPU])
     monkeypatch.setattr(ort, "InferenceSession", session)
     monkeypatch.setattr(providers, "_gpu", lambda: "Test GPU")
+    return calls
+
+
+@pytest.mark.parametrize(("fp16", "expected"), [(None, False), (True, True), (False, False)])
+def test_session_gets_profiles_from_the_model_itself(
+    tiny_model: Path, tensorrt_calls: list[dict], fp16: bool | None, expected: bool
+) -> None:
     open_session(tiny_model, [TENSORRT, CUDA, CPU], engine=EngineSettings(16, fp16))
-    trt = next(call[TENSORRT] for call in calls if TENSORRT in call)
-    height, width = (d for d in real_session(str(tiny_model)).get_inputs()[0].shape[2:])
+    trt = next(call[TENSORRT] for call in tensorrt_calls if TENSORRT in call)
+    height, width = (d for d in REAL_SESSION(str(tiny_model)).get_inputs()[0].shape[2:])
     assert trt["trt_profile_opt_shapes"] == f"image:16x3x{height}x{width}"
     assert trt["trt_profile_max_shapes"] == f"image:32x3x{height}x{width}"
     assert trt["trt_fp16_enable"] is expected
 
 
 def test_moths_infer_passes_batch_size_and_fp16_engine_to_tensorrt(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path, tmp_path: Path, tensorrt_calls: list[dict]
 ) -> None:
     from moths_framework.cli import infer
 
-    real_session, calls = ort.InferenceSession, []
-
-    def session(path, sess_options, providers):
-        calls.append(dict(providers))
-        if providers[0][0] != CPU:
-            raise RuntimeError("no TensorRT here")
-        return real_session(path, sess_options=sess_options, providers=providers)
-
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [TENSORRT, CUDA, CPU])
-    monkeypatch.setattr(ort, "InferenceSession", session)
-    monkeypatch.setattr(providers, "_gpu", lambda: "Test GPU")
     image = tmp_path / "a.png"
     Image.new("RGB", (40, 30), (120, 80, 40)).save(image)
     args = ["--model", str(tiny_model), str(image), "--output", str(tmp_path / "p.csv")]
     assert infer.main([*args, "--batch-size", "8", "--fp16-engine", "--no-progress"]) == 0
-    trt = next(call[TENSORRT] for call in calls if TENSORRT in call)
+    trt = next(call[TENSORRT] for call in tensorrt_calls if TENSORRT in call)
     assert trt["trt_profile_opt_shapes"].startswith("image:8x3x")
     assert trt["trt_profile_max_shapes"].startswith("image:16x3x")
     assert trt["trt_fp16_enable"] is True
