@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "HierarchyTable",
     "LabelHierarchy",
     "canonical_name",
+    "check_rank_name",
 ]
 
 OTHER = "Other"
@@ -50,6 +52,10 @@ _JSON_FORMAT = 1
 # Names real hierarchy files use for "not known at this rank" (compared case-insensitively).
 # An empty cell always means unknown, whatever the placeholders.
 DEFAULT_PLACEHOLDERS: tuple[str, ...] = ("xxx", "-", "unknown")
+# Rank names become file names (moths-evaluate's confusion/<rank>.csv) and output names:
+# a rank from a shared hierarchy file must not be able to say "../../x".
+_RANK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_RANK_RULE = "a rank name is a letter, then up to 63 letters, digits, _ or - (ASCII)"
 
 
 def canonical_name(name: str) -> str:
@@ -59,6 +65,17 @@ def canonical_name(name: str) -> str:
 
 class HierarchyError(ValueError):
     """A hierarchy file or table is unusable; the message names file and line."""
+
+
+def check_rank_name(rank: object, origin: str = "label hierarchy") -> str:
+    """Return ``rank`` if it is a safe rank name, i.e. usable as a file name as it is.
+
+    Raises:
+        HierarchyError: naming ``origin``, the rank and the rule.
+    """
+    if not isinstance(rank, str) or not _RANK_NAME.fullmatch(rank):
+        raise HierarchyError(f"{origin}: rank {rank!r} is refused: {_RANK_RULE}")
+    return rank
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,10 @@ class HierarchyTable:
     ranks: tuple[str, ...]
     ancestors: Mapping[str, tuple[str, ...]]
     origin: str = "<table>"
+
+    def __post_init__(self) -> None:
+        for rank in self.ranks:  # any source plugin's table, not only the CSV's
+            check_rank_name(rank, self.origin)
 
 
 class HierarchySource(ABC):
@@ -188,6 +209,8 @@ class CsvHierarchy(HierarchySource):
             )
         if len(wanted) < 2:
             raise HierarchyError(f"{self.path}:1: no rank columns besides species in {header}")
+        for rank in wanted:
+            check_rank_name(rank, f"{self.path}:1")
         return [(r, named[r]) for r in wanted]
 
     def _parse_row(
@@ -224,7 +247,8 @@ class LabelHierarchy:
         bundled: species that were folded into ``Other`` (kept for the record).
 
     Raises:
-        HierarchyError: a kept species is called ``Other``.
+        HierarchyError: a rank name that is not a safe file name (see
+            :func:`check_rank_name`), or a kept species is called ``Other``.
     """
 
     def __init__(
@@ -233,7 +257,7 @@ class LabelHierarchy:
         ancestors: Mapping[str, Sequence[str]],
         bundled: Sequence[str] = (),
     ) -> None:
-        self.ranks: tuple[str, ...] = tuple(ranks)
+        self.ranks: tuple[str, ...] = tuple(check_rank_name(rank) for rank in ranks)
         self._ancestors = {
             canonical_name(s): tuple(map(canonical_name, a)) for s, a in ancestors.items()
         }

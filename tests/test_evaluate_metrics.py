@@ -152,3 +152,31 @@ def test_a_folder_of_unreadable_images_still_evaluates(tmp_path):
     metrics = json.loads((written.path / "metrics.json").read_text())  # valid JSON: no NaN
     assert metrics["evaluated"] == 0 and metrics["ranks"]["species"]["accuracy"] is None
     assert (written.path / "report.html").stat().st_size > 0
+
+
+def test_a_rank_named_like_a_path_writes_nothing_outside_the_output(tmp_path, capsys):
+    # A shared hierarchy.json (and its outputs.npz) naming a rank "../../genus".
+    written = write_random_folder(tmp_path / "pred", n=6)
+    hierarchy = written.path / "hierarchy.json"
+    hierarchy.write_text(hierarchy.read_text().replace('"genus"', '"../../genus"'))
+    with np.load(written.path / "outputs.npz") as npz:
+        arrays = {key.replace("_genus", "_../../genus"): npz[key] for key in npz.files}
+    np.savez(written.path / "outputs.npz", **arrays)
+    out = tmp_path / "a" / "b"
+    assert main([str(written.path), "--output", str(out), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "rank '../../genus' is refused" in err and err.count("\n") == 1
+    assert not list(tmp_path.rglob("genus.csv"))
+
+
+def test_write_evaluation_refuses_a_rank_that_is_no_file_name(tmp_path):
+    from types import SimpleNamespace
+
+    from moths_framework.evaluate.outputs import write_evaluation
+    from moths_framework.hierarchy import HierarchyError
+
+    result = SimpleNamespace(confusion=np.eye(2, dtype=np.int64), class_names=["Other", "A"])
+    evaluation = SimpleNamespace(ranks={"../x": result}, to_json=dict)
+    with pytest.raises(HierarchyError, match=r"rank '\.\./x' is refused"):
+        write_evaluation(evaluation, tmp_path / "out", report=False)
+    assert not (tmp_path / "x.csv").exists()

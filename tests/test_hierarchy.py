@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from moths_framework.cli import hierarchy as hierarchy_cli
-from moths_framework.hierarchy import OTHER, CsvHierarchy, HierarchyError, LabelHierarchy
+from moths_framework.hierarchy import (
+    OTHER,
+    SEED_RANKS,
+    CsvHierarchy,
+    HierarchyError,
+    LabelHierarchy,
+)
 from moths_framework.inference.prediction import roll_up
 
 SEED_HEADER = '"speciesName";"nederNaam";"group";"family";"genus"'
@@ -302,3 +310,44 @@ def test_moths_hierarchy_reports_unknown_names_and_non_tree_ranks(tmp_path, caps
     )
     assert hierarchy_cli.main([str(path), "--placeholder", "n/a"]) == 0  # xxx: a real family
     assert "Tortricidae (macro, micro), xxx (macro, micro)" in capsys.readouterr().err
+
+
+BAD_RANKS = ["../../x", "a/b", "genus.csv", "", "9th", "ge nus", "g" * 65, "C:x", "fam\u00edly"]
+
+
+@pytest.mark.parametrize("rank", BAD_RANKS)
+def test_a_rank_that_is_no_safe_file_name_is_refused_in_every_form(tmp_path, rank):
+    # Ranks become file names (moths-evaluate's confusion/<rank>.csv): "../../x" must not.
+    rule = r"letter, then up to 63 letters, digits, _ or -"
+    plain = tmp_path / "plain.csv"
+    plain.write_text(f'species,"{rank}"\nAglais io,Aglais\n', encoding="utf-8")
+    named = re.escape(repr(rank))
+    with pytest.raises(HierarchyError, match=rf"plain\.csv:1: rank {named}.*{rule}"):
+        CsvHierarchy(plain).read()
+    with pytest.raises(HierarchyError, match=rf"rank {named}.*{rule}"):
+        LabelHierarchy(("species", rank), {"Aglais io": ("Aglais",)})
+    good = LabelHierarchy(("species", "genus"), {"Aglais io": ("Aglais",)}).to_json()
+    with pytest.raises(HierarchyError, match=rf"rank {named}"):
+        LabelHierarchy.from_json(good.replace('"genus"', json.dumps(rank)))
+
+
+def test_a_model_file_with_a_bad_rank_is_refused_with_one_line():
+    from moths_framework.inference.metadata import HIERARCHY_KEY, ModelFormatError, ModelMetadata
+    from moths_framework.preprocessing import Preprocessing
+
+    hierarchy = LabelHierarchy(("species", "genus"), {"Aglais io": ("Aglais",)})
+    props = ModelMetadata(hierarchy, Preprocessing()).to_props()
+    props[HIERARCHY_KEY] = props[HIERARCHY_KEY].replace('"genus"', '"../../genus"')
+    with pytest.raises(ModelFormatError, match=r"m\.onnx: .*rank '\.\./\.\./genus'") as error:
+        ModelMetadata.from_props(props, "m.onnx")
+    assert "\n" not in str(error.value)
+
+
+def test_the_project_hierarchy_files_keep_their_ranks():
+    root = Path(__file__).resolve().parent.parent
+    assert CsvHierarchy(root / "test_data" / "hierarchy.csv").read().ranks == SEED_RANKS
+    shared = Path("/work/shared/data/family.csv")  # the seed's real file, where present
+    if shared.is_file():
+        assert CsvHierarchy(shared).read().ranks == SEED_RANKS
+    for rank in ("group", "family", "genus", "order", "sub-family", "Tribe_2", "x" * 64):
+        assert LabelHierarchy(("species", rank), {"Aglais io": ("Aglais",)}).ranks[1] == rank

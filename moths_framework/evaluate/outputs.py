@@ -8,6 +8,7 @@ from pathlib import Path
 from moths_framework.atomic_files import write_text_atomically
 from moths_framework.evaluate.confusion import confusion_csv
 from moths_framework.evaluate.evaluation import Evaluation
+from moths_framework.hierarchy import check_rank_name
 
 __all__ = ["METRICS_JSON", "REPORT_HTML", "write_evaluation"]
 
@@ -24,8 +25,14 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, report: bool =
 
     Returns:
         The path of ``report.html`` (or of ``metrics.json`` without a report).
+
+    Raises:
+        HierarchyError: a rank name is not a safe file name (the hierarchy refuses
+            those already; checked again here, where the rank becomes a file name).
     """
     out = Path(out_dir)
+    for rank in evaluation.ranks:
+        check_rank_name(rank, "confusion matrix file")
     (out / CONFUSION_DIR).mkdir(parents=True, exist_ok=True)
     metrics = json.dumps(evaluation.to_json(), indent=1, ensure_ascii=False)
     write_text_atomically(out / METRICS_JSON, metrics)
