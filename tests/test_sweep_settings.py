@@ -237,3 +237,42 @@ def test_report_of_an_unknown_study_names_the_studies_there(tmp_path, capsys):
     assert sweep(["--report", str(tmp_path / "elsewhere"), "--storage", storage]) == 2
     err = capsys.readouterr().err
     assert "no study 'elsewhere'" in err and "studies there: optim-dev" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://moths@db/s?password=secret", "postgresql://moths@db/s?password=***"),
+        (
+            "postgresql://u:pw@db/s?sslmode=require&PassWord=s%26x&sslpassword=k",
+            "postgresql://u:***@db/s?sslmode=require&PassWord=***&sslpassword=***",
+        ),
+        (
+            "mysql+mysqldb://db/s?passwd=secret&charset=utf8",
+            "mysql+mysqldb://db/s?passwd=***&charset=utf8",
+        ),
+        ("sqlite:////tmp/study.db", "sqlite:////tmp/study.db"),
+        ("runs/journal.log", "runs/journal.log"),
+    ],
+)
+def test_printable_storage_hides_passwords_in_the_query_too(url, shown):
+    from moths_framework.sweep.study import printable_storage
+
+    assert printable_storage(url) == shown
+
+
+def test_a_query_password_is_neither_printed_nor_stored(tmp_path, monkeypatch, capsys):
+    from moths_framework.sweep import prepare_sweep
+    from moths_framework.sweep import run as run_module
+
+    config = write_optim(tmp_path, {"space": LR})
+    url = "postgresql://moths@db.example.org/s?password=secret"
+    # No driver here: the error names the storage, without its password.
+    assert sweep(["--config", str(config), "--dir", str(tmp_path / "x"), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "db.example.org/s?password=***" in err and "secret" not in err
+    monkeypatch.setattr(run_module, "open_storage", lambda _url: optuna.storages.InMemoryStorage())
+    prepare_sweep(config, storage=url, sweep_dir=tmp_path / "sweep")
+    assert "secret" not in (tmp_path / "sweep" / "sweep.json").read_text()
+    with pytest.raises(SweepConfigError, match="give --storage URL again"):
+        load_study(tmp_path / "sweep")

@@ -9,10 +9,12 @@ filesystem without a database server). Both are what ``optuna-dashboard`` reads.
 from __future__ import annotations
 
 import random
+import re
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
@@ -38,6 +40,9 @@ JOURNAL_SUFFIXES = (".log", ".journal")
 # with a heartbeat, the next worker to start a trial marks it failed.
 _HEARTBEAT_S = 60
 _GRACE_S = 180
+# Query parameters that carry a secret: password= (libpq, PyMySQL), passwd= (MySQLdb),
+# sslpassword=, pwd= (ODBC), token=, secret=, api_key=; matched as parts of the name.
+_SECRET_QUERY = re.compile(r"pass|pwd|secret|token|api_?key", re.IGNORECASE)
 
 
 def default_storage(sweep_dir: Path) -> str:
@@ -46,12 +51,27 @@ def default_storage(sweep_dir: Path) -> str:
 
 
 def printable_storage(url: str) -> str:
-    """The storage URL with any password hidden (for printing and ``sweep.json``)."""
-    if url.endswith(JOURNAL_SUFFIXES) and "://" not in url:
-        return url
+    """The storage URL with any password hidden (for printing and ``sweep.json``): the
+    ``user:password@`` one and the value of a query parameter such as ``?password=``,
+    both shown as ``***``. The rest of the query is kept as given."""
+    if "://" not in url:
+        return url  # a journal file path
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    return make_url(url).render_as_string(hide_password=True)
+    base, mark, query = url.partition("?")
+    try:
+        base = make_url(base).render_as_string(hide_password=True)
+    except ArgumentError:  # malformed: still never show what looks like user:password@
+        base = re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", base)
+    if not mark:
+        return base
+    return f"{base}?{'&'.join(map(_masked_parameter, query.split('&')))}"
+
+
+def _masked_parameter(parameter: str) -> str:
+    name, equals, _ = parameter.partition("=")
+    return f"{name}=***" if equals and _SECRET_QUERY.search(unquote_plus(name)) else parameter
 
 
 def open_storage(url: str) -> BaseStorage:
