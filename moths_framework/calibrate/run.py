@@ -16,6 +16,7 @@ import torch
 from moths_framework.atomic_files import write_bytes_atomically
 from moths_framework.calibrate.calibration import Calibration, CalibrationError, ModelOutputs
 from moths_framework.calibrate.tau import tau_normalise
+from moths_framework.csv_cells import from_spreadsheet_safe
 from moths_framework.data.split import SPLIT_CSV
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.lightning import CHECKPOINT_KEY
@@ -86,13 +87,18 @@ def _split_rows(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8") as file:
             reader = csv.DictReader(file)
-            rows = list(reader)
+            # moths-fit quotes names and paths for spreadsheets ('=x); read them as written
+            rows = [{k: _unquoted(v) for k, v in row.items()} for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise CalibrationError(f"{path}: unreadable ({error})") from None
     missing = ", ".join(sorted({"path", "species", "phase"} - set(reader.fieldnames or ())))
     if missing:
         raise CalibrationError(f"{path} is not a split.csv written by moths-fit: no {missing}")
     return rows
+
+
+def _unquoted(cell: Any) -> Any:
+    return from_spreadsheet_safe(cell) if isinstance(cell, str) else cell
 
 
 def training_counts(

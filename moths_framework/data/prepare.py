@@ -28,6 +28,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from moths_framework.atomic_files import write_text_atomically
+from moths_framework.csv_cells import spreadsheet_safe_row
 from moths_framework.data.file_checks import (
     FileCheck,
     SourceFile,
@@ -262,8 +263,9 @@ def _write_outputs(
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """CSV text; names and paths quoted against formula injection (see :mod:`.csv_cells`)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows(map(spreadsheet_safe_row, rows))
     return text.getvalue()

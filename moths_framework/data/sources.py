@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from moths_framework.csv_cells import from_spreadsheet_safe
 from moths_framework.hierarchy import canonical_name
 
 __all__ = [
@@ -156,7 +157,8 @@ class Manifest(DataSource):
     """The ``manifest.csv`` written by ``moths-prepare`` (columns ``path`` and ``species``).
 
     Relative paths are resolved against the manifest's folder. Species names
-    are normalised as folder names are (:func:`species_name`). Where the
+    are normalised as folder names are (:func:`species_name`). A cell that
+    ``moths-prepare`` quoted for spreadsheets (``'=x``) reads as written (``=x``). Where the
     manifest has a ``sha256`` column, it is each sample's :attr:`Sample.identity`,
     so the split follows the image's content, not its path.
 
@@ -180,6 +182,10 @@ class Manifest(DataSource):
                     f"found {reader.fieldnames}"
                 )
             return [
-                Sample(base / row["path"], species_name(row["species"]), row.get("sha256") or None)
+                Sample(
+                    base / from_spreadsheet_safe(row["path"]),
+                    species_name(from_spreadsheet_safe(row["species"])),
+                    row.get("sha256") or None,
+                )
                 for row in reader
             ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moths_framework.atomic_files import write_text_atomically
+from moths_framework.csv_cells import spreadsheet_safe_row
 from moths_framework.data.sources import Sample
 
 __all__ = [
@@ -142,7 +143,8 @@ def write_split_csv(run_dir: str | Path, samples: Sequence[Sample], split: Split
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(("path", "species", "phase"))
-    writer.writerows((str(s.path), s.species, phases[i]) for i, s in enumerate(samples))
+    rows = ((str(s.path), s.species, phases[i]) for i, s in enumerate(samples))
+    writer.writerows(map(spreadsheet_safe_row, rows))  # no formulas for spreadsheets
     write_text_atomically(path, text.getvalue())
     return path
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moths_framework.csv_cells import spreadsheet_safe, spreadsheet_safe_row
 from moths_framework.hierarchy import LabelHierarchy
 
 __all__ = [
@@ -95,7 +96,7 @@ def confusion_csv(confusion: np.ndarray, class_names: list[str]) -> str:
     """The full matrix as CSV: header ``true \\ predicted`` then class names; one row per class."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *class_names])
+    writer.writerow(spreadsheet_safe_row(["true \\ predicted", *class_names]))
     for name, row in zip(class_names, confusion, strict=True):
-        writer.writerow([name, *row.tolist()])
+        writer.writerow([spreadsheet_safe(name), *row.tolist()])
     return buffer.getvalue()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
 from moths_framework.evaluate.image_links import link_images_by_prediction
 from moths_framework.hierarchy import OTHER, LabelHierarchy
@@ -272,10 +273,13 @@ def _bool(value: bool) -> str:
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    # Names, paths and errors are quoted against formula injection; numbers never are.
+    numbers = {c for c in columns if c.startswith("prob_")} | {"prediction_prob", *NOVELTY_COLUMNS}
     with open(path, "w", encoding="utf-8", newline="") as file:
         writer = csv.DictWriter(file, columns, restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            writer.writerow({k: v if k in numbers else spreadsheet_safe(v) for k, v in row.items()})
 
 
 def _staging_dir(out: Path) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.inference.prediction import Prediction
 
 __all__ = ["PredictionWriter", "prediction_columns", "prediction_json", "prediction_record"]
@@ -133,4 +134,4 @@ def _csv_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6f}"
-    return str(value)
+    return spreadsheet_safe(str(value))  # a name, path or error: no formula for spreadsheets

@@ -17,6 +17,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from moths_framework.atomic_files import write_text_atomically
+from moths_framework.csv_cells import spreadsheet_safe_row
 
 __all__ = ["ranked_trials", "trials_table", "write_best_config", "write_plots", "write_report"]
 
@@ -95,8 +96,9 @@ def _write_trials_csv(study: optuna.Study, path: Path) -> None:
         row = _row(t, keys)
         duration = f"{t.duration.total_seconds():.1f}" if t.duration else ""
         params = [t.params.get(k, "") for k in keys]
-        writer.writerow([t.number, row[1], t.value, duration, *params, row[-1],
-                         t.user_attrs.get("run_dir", "")])  # fmt: skip
+        cells = [t.number, row[1], t.value, duration, *params, row[-1],
+                 t.user_attrs.get("run_dir", "")]  # fmt: skip
+        writer.writerow(spreadsheet_safe_row(cells))  # names and paths: no spreadsheet formulas
     write_text_atomically(path, out.getvalue())
 
 
