@@ -347,3 +347,92 @@ def test_overlapping_runs_in_two_processes_leave_a_consistent_out(tmp_path, sour
     assert {k.replace("image_folder", ""): v for k, v in links(out).items()} == alone
     assert len(manifest(out)) == len(alone) == 37
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.fixture
+def linked_out(tmp_path, sources):
+    """Source A with a file and a species folder linked from outside it, and a link inside it."""
+    a, _ = sources
+    elsewhere = tmp_path / "elsewhere"
+    outside_file = write(elsewhere / "loose.jpg", jpeg(seed=610))
+    write(elsewhere / "Vanessa atalanta" / "1.jpg", jpeg(seed=611))
+    (a / SPECIES / "5.jpg").symlink_to(outside_file)
+    (a / "Vanessa atalanta").symlink_to(elsewhere / "Vanessa atalanta", target_is_directory=True)
+    (a / SPECIES / "6.jpg").symlink_to(a / "Noctua pronuba" / "1.jpg")  # inside: a conflict
+    return a / SPECIES / "5.jpg", a / "Vanessa atalanta", a / SPECIES / "6.jpg"
+
+
+def test_symlinks_out_of_a_source_are_skipped_and_reported(tmp_path, sources, linked_out):
+    outside_file, outside_folder, inside = linked_out
+    out = tmp_path / "out"
+    summary = prepare(out, *sources)
+    reasons = rejected(out)
+    assert reasons[str(outside_file)] == reasons[str(outside_folder)] == "symlink-outside-source"
+    assert reasons[str(inside)].startswith("conflict:")
+    assert summary.rejected == {"symlink-outside-source": 2} and summary.kept == 6
+    kept = {Path(row["source"]).resolve() for row in manifest(out)}
+    assert not [p for p in kept if not p.is_relative_to(tmp_path / "source_a")
+                and not p.is_relative_to(tmp_path / "source_b")]  # fmt: skip
+    assert not (out / "image_folder" / "Vanessa atalanta").exists()
+
+
+def test_follow_symlinks_reads_what_the_links_point_to(tmp_path, sources, linked_out, capsys):
+    out = tmp_path / "out"
+    assert main([str(out), *map(str, sources), "--no-progress", "--follow-symlinks"]) == 0
+    assert "rejected      2 (" not in capsys.readouterr().out
+    reasons = rejected(out)
+    assert "symlink-outside-source" not in reasons.values()
+    assert {row["species"] for row in manifest(out)} >= {"Vanessa atalanta"}
+    assert str(linked_out[0]) in {row["source"] for row in manifest(out)}
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_species_folder_linked_into_the_output_is_refused(tmp_path, sources, capsys, follow):
+    a, b = sources
+    out = tmp_path / "out"
+    prepare(out, a, b)
+    before = links(out)
+    (b / "Echo").symlink_to(out / "image_folder" / SPECIES, target_is_directory=True)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "all").symlink_to(out / "image_folder", target_is_directory=True)
+    errors = []
+    for sources_given in ([a, b], [tmp_path / "c" / "all"]):
+        args = [str(out), *map(str, sources_given), "--no-progress"]
+        assert main(args + ["--follow-symlinks"] * follow) == 2
+        errors.append(capsys.readouterr().err)
+    assert all(e.startswith("moths-prepare: ") and e.count("\n") == 1 for e in errors)
+    assert f"{b / 'Echo'} links to" in errors[0] and "never reads its own output" in errors[0]
+    assert "is OUT or inside OUT/image_folder" in errors[1]
+    assert links(out) == before
+
+
+def test_cleanup_removes_only_its_own_links_and_never_writes_through_one(tmp_path, sources):
+    a, b = sources
+    out = tmp_path / "out"
+    prepare(out, a, b)
+    species = out / "image_folder" / SPECIES
+    write(tmp_path / "mine.jpg", b"not prepare's")
+    (species / "98.jpg").symlink_to("../../../mine.jpg")  # a relative link: not one prepare made
+    write(species / "97.jpg", b"a real file")
+    (a / SPECIES / "1.jpg").unlink()  # its link is stale now, and prepare's own: removed
+    summary = prepare(out, a, b)
+    assert summary.removed == 1
+    assert (species / "98.jpg").is_symlink() and (species / "97.jpg").read_bytes() == b"a real file"
+    assert (tmp_path / "mine.jpg").read_bytes() == b"not prepare's"
+
+
+@pytest.mark.parametrize("linked", ["image_folder", f"image_folder/{SPECIES}"])
+def test_an_image_folder_that_is_a_link_is_refused(tmp_path, sources, capsys, linked):
+    a, b = sources
+    out = tmp_path / "out"
+    prepare(out, a, b)
+    target = tmp_path / "elsewhere"
+    (out / linked).rename(target)
+    (out / linked).symlink_to(target, target_is_directory=True)
+    before = sorted(p.name for p in target.rglob("*"))
+    write(a / SPECIES / "7.jpg", jpeg(seed=620))
+    (a / SPECIES / "2.jpg").unlink()
+    assert main([str(out), str(a), str(b), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is a symbolic link" in err and err.count("\n") == 1
+    assert sorted(p.name for p in target.rglob("*")) == before

@@ -51,6 +51,12 @@ def main(args: list[str] | None = None) -> int:
         action="store_true",
         help="if another run is preparing OUT, wait for it (default: exit 2 at once)",
     )
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="also read files and species folders a source links to from outside itself "
+        "(default: skip them, listed in rejected.csv as symlink-outside-source)",
+    )
     opts = parser.parse_args(args)
     try:
         summary = prepare_sources(
@@ -59,6 +65,7 @@ def main(args: list[str] | None = None) -> int:
             workers=opts.workers,
             progress=not opts.no_progress,
             wait=opts.wait,
+            follow_symlinks=opts.follow_symlinks,
         )
     except PrepareError as err:
         print(f"moths-prepare: {err}", file=sys.stderr)

@@ -2,7 +2,10 @@
 
 ``<folder>/<species>/<n><ext>`` links to a source file; links of unchanged
 files keep their numbers, new files get numbers after the highest in use, and
-links whose source is gone or rejected are removed.
+links whose source is gone or rejected are removed. Only links this module
+made are ever removed: symbolic links to an absolute path, named ``<n><ext>``, in
+a species folder that is a real folder (``moths-prepare`` refuses an image folder
+or species folder that is itself a link). Anything else there is left alone.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ def sync_links(
     new = removed = 0
     for species, number, name, target in _existing_links(folder):
         highest[species] = max(highest[species], number)
-        if target is None:
-            continue  # not a link: not ours to touch
+        if target is None or not os.path.isabs(target):
+            continue  # not a link, or a relative one: not made here, not ours to touch
         file = wanted.get(target)
         same = file and file.species == species and name == f"{number}{file.suffix}"
         if same and target not in links:

@@ -12,6 +12,13 @@ so an interrupted run leaves a state that the next run completes. A lock
 (``OUT/.prepare.lock``) keeps a second run on the same OUT out until the first
 is done. Files whose extension is not an image's are rejected unread
 (``unsupported-extension``), as the image-folder sources would not see them.
+
+Symbolic links: a file or species folder of a source that links to something
+outside that source is skipped and listed in ``rejected.csv`` as
+``symlink-outside-source`` unless ``follow_symlinks`` is set; a link into
+``OUT/image_folder`` (or to OUT) is refused, set or not, since prepare never reads
+its own output. ``OUT/image_folder`` and its species folders must be real folders,
+so prepare never writes, nor removes, anything through a link.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -55,6 +63,8 @@ _DUPLICATE, _CONFLICT = "duplicate-of:", "conflict:"
 # Files whose extension is not in IMAGE_SUFFIXES: the image-folder sources would
 # not see them, so prepare rejects them unread rather than link what no one reads.
 UNSUPPORTED_EXTENSION = "unsupported-extension"
+# A source's link whose target lies outside that source (read only with follow_symlinks).
+SYMLINK_OUTSIDE_SOURCE = "symlink-outside-source"
 
 
 class PrepareError(ValueError):
@@ -90,6 +100,7 @@ def prepare_sources(
     workers: int | None = None,
     progress: bool = True,
     wait: bool = False,
+    follow_symlinks: bool = False,
 ) -> PrepareSummary:
     """Validate, deduplicate and link the images of several source folders into OUT.
 
@@ -102,6 +113,9 @@ def prepare_sources(
         progress: show a progress bar on stderr (only when it is a terminal).
         wait: if another run holds OUT's lock (``OUT/.prepare.lock``), wait for
             it to finish instead of raising :class:`PrepareBusyError`.
+        follow_symlinks: also read files and species folders that a source links
+            to from outside itself (by default they are rejected as
+            ``symlink-outside-source``).
 
     Returns:
         The counts of this run.
@@ -109,14 +123,15 @@ def prepare_sources(
     Raises:
         PrepareError: a source is missing, not a directory, given twice, nested
             in another source, equal to OUT, inside OUT's image folder, or
-            contains OUT.
+            contains OUT; a source links into OUT's image folder; or that image
+            folder or one of its species folders is a symbolic link.
         PrepareBusyError: another run is preparing OUT and ``wait`` is false.
     """
     start = time.perf_counter()
     out, roots = _resolve(Path(out), [Path(s) for s in sources])
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out, wait):
-        return _prepare(out, roots, workers, progress, start)
+        return _prepare(out, roots, workers, progress, start, follow_symlinks)
 
 
 @contextlib.contextmanager
@@ -137,13 +152,14 @@ def _locked(out: Path, wait: bool) -> Iterator[None]:
 
 
 def _prepare(
-    out: Path, roots: list[Path], workers: int | None, progress: bool, start: float
+    out: Path, roots: list[Path], workers: int | None, progress: bool, start: float, follow: bool
 ) -> PrepareSummary:
+    _check_image_folder(out / IMAGE_FOLDER)
     for name in (CACHE, MANIFEST, REJECTED):  # temporaries of a killed run: none in use now
         for stale in out.glob(f".{name}*.tmp"):
             with contextlib.suppress(OSError):
                 stale.unlink()
-    files, unreadable = _scan(roots)
+    files, unreadable = _scan(roots, out, follow)
     records = load_checks(out / CACHE)
     try:
         decoded = check_files(files, records, workers or cpu_count(), progress)
@@ -193,12 +209,45 @@ def _resolve(out: Path, sources: list[Path]) -> tuple[Path, list[Path]]:
     return out, roots
 
 
-def _scan(roots: list[Path]) -> tuple[list[SourceFile], dict[str, str]]:
+def _check_image_folder(folder: Path) -> None:
+    """Links are made and removed only in real folders: never through a link, out of OUT."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise PrepareError(
+            f"{folder} is a symbolic link or not a folder: moths-prepare writes its links "
+            "only into a real folder there; remove it"
+        )
+    for entry in visible_entries(folder) if folder.is_dir() else []:
+        if entry.is_symlink():
+            raise PrepareError(
+                f"{entry.path} is a symbolic link: moths-prepare writes its links only into "
+                "real species folders; remove it"
+            )
+
+
+def _link_check(entry: os.DirEntry, root: Path, out: Path, follow: bool) -> str | None:
+    """Why a source's entry is not read (:data:`SYMLINK_OUTSIDE_SOURCE`), or None to read it.
+
+    Raises:
+        PrepareError: the entry links to OUT or into OUT's image folder.
+    """
+    if not entry.is_symlink():
+        return None
+    target = Path(os.path.realpath(entry.path))
+    if target == out or target.is_relative_to(out / IMAGE_FOLDER):
+        raise PrepareError(
+            f"{entry.path} links to {target}, OUT or inside OUT/{IMAGE_FOLDER}: "
+            "moths-prepare never reads its own output"
+        )
+    return None if follow or target.is_relative_to(root) else SYMLINK_OUTSIDE_SOURCE
+
+
+def _scan(roots: list[Path], out: Path, follow: bool) -> tuple[list[SourceFile], dict[str, str]]:
     """List the image files in (source, species folder, file name) order; stats only.
 
-    Returns the files to check and the files rejected unread: those whose
-    extension is not an image's (:func:`has_image_suffix`, the rule the
-    image-folder sources apply too) and those that cannot be stat'ed.
+    Returns the files to check and the files rejected unread: links out of their
+    source (unless ``follow``; see :func:`_link_check`), those whose extension is
+    not an image's (:func:`has_image_suffix`, the rule the image-folder sources
+    apply too) and those that cannot be stat'ed.
     """
     files: list[SourceFile] = []
     rejected: dict[str, str] = {}
@@ -207,9 +256,15 @@ def _scan(roots: list[Path]) -> tuple[list[SourceFile], dict[str, str]]:
             species = species_name(folder.name)
             if not folder.is_dir() or not species or species.startswith("."):
                 continue
+            if reason := _link_check(folder, root, out, follow):
+                rejected[folder.path] = reason
+                continue
             for entry in visible_entries(folder.path):
                 if entry.is_dir():
                     continue  # nested folders are not images of this species
+                if reason := _link_check(entry, root, out, follow):
+                    rejected[entry.path] = reason
+                    continue
                 if not has_image_suffix(entry.name):
                     rejected[entry.path] = UNSUPPORTED_EXTENSION
                     continue
