@@ -11,7 +11,36 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replaced_atomically", "write_bytes_atomically", "write_text_atomically"]
+__all__ = [
+    "replaced_atomically",
+    "temporary_folder_beside",
+    "temporary_name",
+    "write_bytes_atomically",
+    "write_text_atomically",
+]
+
+
+def temporary_name(path: str | Path, kind: str = "tmp") -> Path:
+    """A name next to ``path`` that no other writer uses: ``.<name>.<pid>.<random>.<kind>``.
+
+    The PID alone is not unique (in a container every run is PID 1), so a
+    temporary left by a killed run would otherwise break every later run.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.{kind}")
+
+
+def temporary_folder_beside(path: str | Path) -> Path:
+    """A new, empty folder next to ``path`` with a name no other writer uses, made with
+    the mode a plain ``mkdir`` gives (the umask applies; ``tempfile.mkdtemp`` gives 0700,
+    which would stay on a folder renamed into place)."""
+    while True:
+        folder = temporary_name(path)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
 
 
 @contextmanager
@@ -25,7 +54,7 @@ def replaced_atomically(path: str | Path) -> Iterator[Path]:
     ``open`` gives (the umask applies), whatever mode the library wrote it with.
     """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary = temporary_name(path)
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     mode = temporary.stat().st_mode & 0o777  # 0o666 less the umask
     try:

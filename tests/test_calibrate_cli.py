@@ -253,3 +253,14 @@ def test_a_run_without_its_split_or_with_another_split_is_one_line(
     expected = "split.csv not found" if damage == "missing" else "1 validation/test images were"
     assert expected in line and "--data.source" in line
     assert not (run / "calibrated.ckpt").exists()
+
+
+def test_force_overwrites_only_a_checkpoint_moths_calibrate_wrote(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "calibrated.ckpt").write_bytes(b"my own checkpoint")
+    args = ["--ckpt", str(run / "best.ckpt"), "--force", "--trainer.enable_progress_bar", "false"]
+    assert calibrate(args) == 2
+    line = one_line_error(capsys)
+    assert str(run / "calibrated.ckpt") in line and "moths-calibrate did not write it" in line
+    assert (run / "calibrated.ckpt").read_bytes() == b"my own checkpoint"

@@ -66,7 +66,9 @@ def test_directory_input_to_csv(model: Path, images: Path, tmp_path: Path, capsy
     assert all(row["error"] == "" and row["prediction"] for row in rows)
     assert all(0 <= float(row["species_prob"]) <= 1 for row in rows)
     assert "4 of 4 images classified, 0 errors, on CPUExecutionProvider" in capsys.readouterr().out
-    assert [p.name for p in output.parent.iterdir()] == ["predictions.csv"]  # no temp file left
+    # no temporary file left; the record of what moths-infer wrote beside it
+    written = sorted(p.name for p in output.parent.iterdir())
+    assert written == [".moths-output.json", "predictions.csv"]
 
 
 def test_list_file_and_bad_images(model: Path, images: Path, tmp_path: Path) -> None:
@@ -74,7 +76,8 @@ def test_list_file_and_bad_images(model: Path, images: Path, tmp_path: Path) -> 
     listing = tmp_path / "list.txt"
     listing.write_text(f"# two good, three bad\nimages/a.jpg\nempty.jpg\n\n{images}/notes.txt\n")
     output = tmp_path / "predictions.csv"
-    output.write_text("old predictions\n")  # overwriting is normal
+    assert run(model, str(images / "a.jpg"), "--output", str(output)) == 0
+    # a file moths-infer wrote, it overwrites
     args = [f"@{listing}", str(tmp_path / "missing.jpg"), str(images / "b" / "2.jpg")]
     assert run(model, *args, "--output", str(output), "--batch-size", "2") == 0
     _, rows = read_csv(output)
@@ -83,6 +86,18 @@ def test_list_file_and_bad_images(model: Path, images: Path, tmp_path: Path) -> 
     ]  # fmt: skip
     assert [bool(row["error"]) for row in rows] == [False, True, True, True, False]
     assert rows[1]["prediction"] == "" and rows[1]["species"] == ""
+
+
+def test_an_output_moths_infer_did_not_write_is_left_alone(
+    model: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    output = tmp_path / "notes.csv"
+    output.write_text("my own notes\n")
+    assert run(model, str(images), "--output", str(output)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moths-infer: error: ") and err.count("\n") == 1
+    assert str(output) in err and "moths-infer did not write it" in err
+    assert output.read_text() == "my own notes\n"
 
 
 def test_all_bad_images_exit_non_zero(model: Path, tmp_path: Path, capsys) -> None:

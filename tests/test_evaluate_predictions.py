@@ -16,6 +16,7 @@ from moths_framework.evaluate.folder import PredictionFolder, PredictionFolderEr
 from moths_framework.evaluate.predictions import prediction_csv_columns, write_prediction_folder
 from moths_framework.evaluate.reliability import roll_up_ranks
 from moths_framework.inference.prediction import OTHER_PREDICTION, roll_up
+from moths_framework.output_folders import OutputFolderError, record_written
 
 
 def _rows(folder: Path) -> list[dict[str, str]]:
@@ -113,6 +114,7 @@ def test_images_by_prediction_links_with_clashing_names(tmp_path):
 def test_rewriting_replaces_the_folder_and_refuses_foreign_ones(tmp_path):
     first = write_random_folder(tmp_path / "pred", n=10, images_by_prediction=True)
     (first.path / "report.html").write_text("stale")
+    record_written(first.path, ["report.html"], "moths-evaluate")  # as moths-evaluate does
     write_random_folder(tmp_path / "pred", n=12)
     assert len(_rows(tmp_path / "pred")) == 12
     assert not (tmp_path / "pred" / "report.html").exists()  # no stale report survives
@@ -121,7 +123,7 @@ def test_rewriting_replaces_the_folder_and_refuses_foreign_ones(tmp_path):
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "moth.jpg").write_bytes(b"x")
-    with pytest.raises(ValueError, match="not a prediction folder"):
+    with pytest.raises(OutputFolderError, match="not a folder moths-predict wrote"):
         write_random_folder(foreign, n=5)
     assert (foreign / "moth.jpg").exists()
 

@@ -54,7 +54,8 @@ def test_report_is_self_contained_and_every_image_decodes(tmp_path, capsys):
     out = tmp_path / "report"
     assert main([str(written.path), "--output", str(out)]) == 0
     assert f"wrote {out / 'report.html'}" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["confusion", "metrics.json", "report.html"]
+    written_there = sorted(p.name for p in out.iterdir())  # and the record of what it wrote
+    assert written_there == [".moths-output.json", "confusion", "metrics.json", "report.html"]
     page = _page(out / "report.html")
     assert not page.links  # no stylesheet, script or link to fetch
     assert "http" not in (out / "report.html").read_text().replace("http-equiv", "")

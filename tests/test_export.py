@@ -86,6 +86,17 @@ def test_refuses_to_overwrite_without_force(checkpoint, tmp_path, capsys):
     assert export_command([*args, "--force"]) == 0
 
 
+def test_force_replaces_only_a_file_moths_export_wrote(checkpoint, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"someone else's model")
+    args = ["--onnx", "--ckpt", str(checkpoint), "--output", str(out), "--force"]
+    assert export_command(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moths-export: error: ") and err.count("\n") == 1
+    assert str(out) in err and "moths-export did not write it" in err
+    assert out.read_bytes() == b"someone else's model"
+
+
 def test_a_failed_parity_check_writes_nothing(checkpoint, tmp_path, monkeypatch):
     trace = onnx_export._trace
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 import yaml
@@ -209,3 +211,35 @@ def test_tune_sizes_the_batch_for_the_most_the_policy_unfreezes_and_saves_it(
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["data"]["batch_size"] == 24 and saved["model"]["lr"] == 0.0123
     assert saved["tune"] is False
+
+
+def test_two_fits_started_in_the_same_second_get_their_own_run_folders(
+    tmp_path, prepared, monkeypatch
+):
+    from moths_framework import plugins
+    from moths_framework.cli.lightning import MothsCLI
+
+    monkeypatch.chdir(tmp_path)
+    strftime = time.strftime
+    same_second = "20250101-120000"
+    monkeypatch.setattr(
+        time, "strftime", lambda f, *t: same_second if f == "%Y%m%d-%H%M%S" else strftime(f, *t)
+    )
+    args = tiny_fit_args(tmp_path / "unused", prepared / "manifest.csv")
+    at = args.index("--trainer.default_root_dir")
+    del args[at : at + 2]  # the default: runs/<time> in the working directory
+    plugins.load_all()
+    first, second = (MothsCLI("fit", args).trainer.default_root_dir for _ in range(2))
+    assert first == f"runs/{same_second}" and second == f"runs/{same_second}-2"
+    assert (tmp_path / first).is_dir() and (tmp_path / second).is_dir()
+
+
+def test_fit_refuses_a_folder_it_did_not_make(tmp_path, prepared, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own config\n")
+    assert fit(tiny_fit_args(mine, prepared / "manifest.csv", *FAST)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moths-fit: error: ") and err.count("\n") == 1 and str(mine) in err
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml"]
+    assert (mine / "config.yaml").read_text() == "my own config\n"

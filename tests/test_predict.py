@@ -88,3 +88,18 @@ def test_a_new_folder_is_predicted_whole_with_an_error_row_for_a_broken_image(
 def test_predict_without_a_checkpoint_is_one_line(tiny_run, capsys):
     assert predict(["--config", str(tiny_run / "config.yaml")]) == 2
     assert "moths-predict needs a trained model: --ckpt_path" in capsys.readouterr().err
+
+
+def test_predict_leaves_a_folder_it_did_not_write_alone(tiny_run, tmp_path, capsys):
+    """moths-infer's README writes predictions.csv into a project folder: moths-predict
+    --output there must not take the project with it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "predictions.csv").write_text("path\n")
+    (project / "source.py").write_text("print('mine')\n")
+    assert predict(run_args(tiny_run, "--output", str(project))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("moths-predict: error: ") and err.count("\n") == 1
+    assert str(project) in err and "source.py" in err
+    assert sorted(p.name for p in project.iterdir()) == ["predictions.csv", "source.py"]
+    assert (project / "source.py").read_text() == "print('mine')\n"

@@ -16,6 +16,7 @@ from moths_framework.cli.sweep import main as sweep
 from moths_framework.sweep import SweepConfigError, load_study, load_sweep_config, write_report
 from moths_framework.sweep.objective import TrialRun, override_args
 from moths_framework.sweep.report import _short_names, ranked_trials
+from moths_framework.sweep.settings import SweepSettings
 from moths_framework.sweep.study import make_sampler, open_storage, open_study
 
 
@@ -276,3 +277,34 @@ def test_a_query_password_is_neither_printed_nor_stored(tmp_path, monkeypatch, c
     assert "secret" not in (tmp_path / "sweep" / "sweep.json").read_text()
     with pytest.raises(SweepConfigError, match="give --storage URL again"):
         load_study(tmp_path / "sweep")
+
+
+def test_a_trial_never_shares_a_run_folder(tmp_path, monkeypatch):
+    """trial-0 left by an earlier study in the same --dir: the trial gets trial-0-2."""
+    taken = tmp_path / "trial-0"
+    taken.mkdir()
+    (taken / "best.ckpt").write_bytes(b"an earlier study's model")
+    run_dirs = []
+
+    def fit(self, trial, args):
+        run_dirs.append(args[args.index("--trainer.default_root_dir") + 1])
+        return 0.5
+
+    monkeypatch.setattr(TrialRun, "_fit", fit)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(TrialRun(SweepSettings(space={}), tmp_path, []), n_trials=2)
+    assert run_dirs == [str(tmp_path / "trial-0-2"), str(tmp_path / "trial-1")]
+    assert study.trials[0].user_attrs["run_dir"] == str((tmp_path / "trial-0-2").resolve())
+    assert (taken / "best.ckpt").read_bytes() == b"an earlier study's model"
+
+
+def test_the_report_does_not_overwrite_a_file_the_sweep_did_not_write(tmp_path, capsys):
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    trial.set_user_attr("config", yaml.safe_dump({"trainer": {"default_root_dir": "x"}}))
+    study.tell(trial, 0.5)
+    (tmp_path / "best.yaml").write_text("my own best config\n")
+    with pytest.raises(ValueError, match="moths-sweep did not write it"):
+        write_report(study, tmp_path)
+    assert (tmp_path / "best.yaml").read_text() == "my own best config\n"
+    assert not (tmp_path / "trials.csv").exists()  # refused before writing anything

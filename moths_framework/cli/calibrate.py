@@ -11,6 +11,7 @@ used whole.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from moths_framework.calibrate.calibration import CalibrationError
 from moths_framework.cli.lightning import MothsCLI, run_command
 from moths_framework.model.checkpoint import CheckpointError
 from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.output_folders import check_may_overwrite, record_written
 
 _PROG = "moths-calibrate"
 
@@ -33,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ckpt", required=True, help="the checkpoint, e.g. RUN/best.ckpt")
     parser.add_argument("--output", help="the calibrated checkpoint; default RUN/calibrated.ckpt")
-    parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite --output if it exists and moths-calibrate wrote it",
+    )
     parser.add_argument(
         "--config", help="the run's config; default config.yaml beside the checkpoint"
     )
@@ -75,8 +81,10 @@ def _check(opts: argparse.Namespace) -> tuple[Path, Path, Path]:
     output = Path(opts.output) if opts.output else ckpt.parent / "calibrated.ckpt"
     if output.resolve() == ckpt.resolve():
         raise ValueError(f"--output {output} is the checkpoint itself: name another file")
-    if output.exists() and not opts.force:
-        raise ValueError(f"{output} exists; pass --force to overwrite it")
+    if os.path.lexists(output):
+        if not opts.force:
+            raise ValueError(f"{output} exists; pass --force to overwrite it")
+        check_may_overwrite(output.parent, [output.name], _PROG)  # never a file of someone else
     if not 0.0 < opts.target_precision <= 1.0:
         raise ValueError(f"--target-precision must be in (0, 1], got {opts.target_precision}")
     return ckpt, config, output
@@ -120,6 +128,7 @@ def _calibrate(cli: MothsCLI, opts: argparse.Namespace, ckpt: Path, output: Path
         tau,
     )
     write_calibrated_checkpoint(cli.checkpoint, calibration, model.hierarchy.ranks[0], output)
+    record_written(output.parent, [output.name], _PROG)
     print("\n".join(format_report(calibration)))
     print(f"{_PROG}: wrote {output}")
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 from moths_framework.evaluate.folder import PredictionFolder, PredictionFolderError
+from moths_framework.output_folders import OutputFolderError
 
 _PROG = "moths-evaluate"
 
@@ -71,7 +72,8 @@ def main(args: list[str] | None = None) -> int:
 
     Returns:
         0 on success, 2 on a usage error (missing or unreadable folder, more than
-        two folders, folders that share no image).
+        two folders, folders that share no image, a file in the way that
+        moths-evaluate did not write).
     """
     opts = _parser().parse_args(args)
     try:
@@ -85,7 +87,7 @@ def main(args: list[str] | None = None) -> int:
             print(_compare(*opts.folders))
         else:
             print(_evaluate(opts.folders[0], opts.output, not opts.no_report))
-    except (PredictionFolderError, OSError) as error:
+    except (PredictionFolderError, OutputFolderError, OSError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 2
     return 0

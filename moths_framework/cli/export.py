@@ -10,6 +10,7 @@ from pathlib import Path
 from moths_framework.data.sources import IMAGE_SUFFIXES
 from moths_framework.export import ExportError
 from moths_framework.model.checkpoint import CheckpointError
+from moths_framework.output_folders import OutputFolderError
 
 
 def _image_files(inputs: list[str]) -> list[Path]:
@@ -46,7 +47,9 @@ def main(args: list[str] | None = None) -> int:
         action="store_true",
         help="static int8 quantisation (CPUs with VNNI/AMX), calibrated on validation images",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing output moths-export wrote"
+    )
     parser.add_argument("--no-features", action="store_true", help="omit the features output")
     parser.add_argument(
         "--images",
@@ -83,7 +86,7 @@ def main(args: list[str] | None = None) -> int:
             calibration=_image_files(opts.calibration) if opts.calibration else None,
             calibration_images=opts.calibration_images,
         )
-    except (ExportError, CheckpointError) as err:
+    except (ExportError, CheckpointError, OutputFolderError) as err:
         print(f"moths-export: error: {err}", file=sys.stderr)
         return 2
     precision = "" if result.precision == "fp32" else f", {result.precision}"

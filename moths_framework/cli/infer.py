@@ -16,6 +16,7 @@ from moths_framework.inference.providers import EngineSettings
 from moths_framework.inference.rollup import ROLLUP_METHODS
 from moths_framework.inference.species_list import DEFAULT_MASK_MODE, MASK_MODES
 from moths_framework.inference.writers import PredictionWriter
+from moths_framework.output_folders import check_may_overwrite, record_written
 
 _PROG = "moths-infer"
 
@@ -37,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output",
         required=True,
-        help="predictions file: .csv, or .jsonl for JSON Lines with top-k",
+        help="predictions file: .csv, or .jsonl for JSON Lines with top-k; an existing "
+        "file is overwritten only when moths-infer wrote it",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per model call")
     parser.add_argument("--top-k", type=int, default=5, help="classes kept per rank (JSONL)")
@@ -115,6 +117,7 @@ def _load(opts: argparse.Namespace) -> tuple[OnnxClassifier, list[str]]:
     output = Path(opts.output)
     if output.is_dir():
         raise ValueError(f"--output {output} is a directory; name a .csv or .jsonl file")
+    check_may_overwrite(output.parent, [output.name], _PROG)  # OutputFolderError: a ValueError
     output.parent.mkdir(parents=True, exist_ok=True)  # fails now, not after the whole run
     paths = collect_inputs(opts.inputs)
     if not paths:
@@ -138,7 +141,8 @@ def main(args: list[str] | None = None) -> int:
 
     Returns:
         0 when at least one image was classified, 1 when none could be, 2 on a
-        usage error (missing model, no inputs, bad option value).
+        usage error (missing model, no inputs, bad option value, an ``--output``
+        file that moths-infer did not write).
     """
     opts = _parser().parse_args(args)
     logging.basicConfig(format=f"{_PROG}: %(message)s")
@@ -158,6 +162,8 @@ def main(args: list[str] | None = None) -> int:
         for prediction in bar:
             writer.write(prediction)
             classified += prediction.ok
+    output = Path(opts.output)
+    record_written(output.parent, [output.name], _PROG)
     seconds = time.perf_counter() - started
     errors = len(paths) - classified
     print(

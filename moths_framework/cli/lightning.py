@@ -3,7 +3,8 @@
 Each command parses a YAML config (``--config``) plus dotted overrides, builds
 the data module, the model and the trainer, and runs one Lightning entry
 point. Everything a run writes goes to its run directory
-(``--trainer.default_root_dir``, default ``runs/<timestamp>``).
+(``--trainer.default_root_dir``, default ``runs/<timestamp>``, made new for each
+run; ``moths-fit`` writes only into a new or empty folder or one it made).
 
 Every command accepts the ``config.yaml`` a run saved. Given ``--ckpt_path``
 (evaluation, prediction, resume), the model is built on the checkpoint's own
@@ -14,6 +15,7 @@ label hierarchy, data species it has no class for count as ``Other``, and a
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -42,6 +44,7 @@ from moths_framework.model.checkpoint import (
 from moths_framework.model.lightning import MothsClassifier
 from moths_framework.model.tuning import tune
 from moths_framework.model.warm_start import WarmStartError
+from moths_framework.output_folders import OutputFolderError, claim_run_folder, create_run_folder
 
 __all__ = ["USER_ERRORS", "MothsCLI", "run_command", "run_fit"]
 
@@ -55,9 +58,14 @@ USER_ERRORS = (
     HierarchyError,
     plugins.PluginError,
     FileNotFoundError,
+    OutputFolderError,
     TransformError,
     WarmStartError,
 )
+
+# Lightning starts DDP ranks > 0 as copies of this command; they take the run folder
+# their parent made from here rather than making one of their own.
+RUN_DIR_ENV = "MOTHS_RUN_DIR"
 
 
 # Config keys that take a plugin, for the hint on a bad class_path.
@@ -94,7 +102,8 @@ def _add_predict_arguments(parser: LightningArgumentParser) -> None:
         "--output",
         type=str | None,
         default=None,
-        help="the prediction folder; default: RUN/predictions/<split>/ beside the checkpoint",
+        help="the prediction folder; default: RUN/predictions/<split>/ beside the checkpoint. "
+        "An existing folder is replaced only if moths-predict wrote it and nothing else is in it",
     )
     parser.add_argument(
         "--images-by-prediction",
@@ -207,7 +216,10 @@ class MothsCLI(LightningCLI):
             if self.command != "fit" and ckpt:
                 trainer.default_root_dir = str(Path(ckpt).parent)
             else:
-                trainer.default_root_dir = f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
+                trainer.default_root_dir = _new_run_dir(f"moths-{self.command}")
+        elif self.command == "fit" and not _is_later_rank():
+            root = trainer.default_root_dir
+            claim_run_folder(root, "moths-fit", "--trainer.default_root_dir")
         loggers = trainer.get("logger")
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             init_args = getattr(logger, "init_args", None)
@@ -233,6 +245,23 @@ class MothsCLI(LightningCLI):
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
+
+
+def _is_later_rank() -> bool:
+    """Whether this process is a DDP rank other than the first (Lightning's own copies of
+    the command and torchrun set these); only the first makes and claims the run folder."""
+    ranks = ("LOCAL_RANK", "RANK", "NODE_RANK")
+    return any(os.environ.get(name, "0") not in ("", "0") for name in ranks)
+
+
+def _new_run_dir(command: str) -> str:
+    """``runs/<time>``, made new for this run: ``-2``, ``-3`` ... when another run
+    started in the same second, so two runs never share a folder."""
+    if _is_later_rank():
+        return os.environ.get(RUN_DIR_ENV) or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = str(create_run_folder(Path("runs") / time.strftime("%Y%m%d-%H%M%S"), command))
+    os.environ[RUN_DIR_ENV] = run_dir  # inherited by the DDP ranks Lightning starts
+    return run_dir
 
 
 def _tune(cli: MothsCLI) -> None:

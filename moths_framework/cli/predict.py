@@ -6,6 +6,8 @@
 :func:`moths_framework.evaluate.predictions.write_prediction_folder`) to
 ``RUN/predictions/<split>/`` by default. The model runs on the checkpoint's
 own label hierarchy; an image that cannot be read keeps its row, with ``error``.
+An existing folder is replaced only when it is empty or a prediction folder
+``moths-predict`` wrote, holding nothing else (see :mod:`moths_framework.output_folders`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ def default_split(cli: MothsCLI) -> str:
 def run_predict(cli: MothsCLI) -> None:
     """Predict the chosen split and write the prediction folder; prints where."""
     from moths_framework.calibrate.settings import inference_settings
-    from moths_framework.evaluate.predictions import write_prediction_folder
+    from moths_framework.evaluate.predictions import (
+        PREDICTION_FOLDER_MAKER,
+        write_prediction_folder,
+    )
+    from moths_framework.output_folders import check_replaceable_folder
 
     assert cli.checkpoint is not None
     if cli.trainer.world_size > 1:
@@ -38,13 +44,15 @@ def run_predict(cli: MothsCLI) -> None:
     settings = inference_settings(cli.checkpoint, model.hierarchy, model.preprocessing)
     data.predict_phase = split
     ckpt = Path(cli.config.ckpt_path)
+    out = Path(cli.config.get("output") or ckpt.parent / "predictions" / split)
+    check_replaceable_folder(out, PREDICTION_FOLDER_MAKER)  # before the run, not after it
     batches = cli.trainer.predict(model, datamodule=data, ckpt_path=str(ckpt))
     indices = data.predict_indices()
     outputs = gather_outputs(
         batches or [], len(indices), model.hierarchy.num_classes(), model.backbone.num_features
     )
-    out = write_prediction_folder(
-        cli.config.get("output") or ckpt.parent / "predictions" / split,
+    write_prediction_folder(
+        out,
         model.hierarchy,
         paths=[str(data.samples[i].path) for i in indices],
         true_species=[data.samples[i].species for i in indices],

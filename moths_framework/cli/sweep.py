@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from moths_framework.output_folders import OutputFolderError
 from moths_framework.sweep.settings import SweepConfigError
 
 __all__ = ["main"]
@@ -90,7 +91,7 @@ def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return _report(parsed) if parsed.report else _sweep(parsed, rest)
-    except SweepConfigError as err:
+    except (SweepConfigError, OutputFolderError) as err:
         print(f"moths-sweep: error: {err}", file=sys.stderr)
         return 2
 

@@ -15,7 +15,9 @@ A folder holds, for N images in one order:
   the independent walk) the CSV was computed with; with a novelty detector also
   ``novelty_score`` float64 [N] (NaN where not scored) and ``novelty_threshold``;
 - ``hierarchy.json``: the model's label hierarchy;
-- optionally ``images/<predicted species>/`` with symbolic links to the images.
+- optionally ``images/<predicted species>/`` with symbolic links to the images;
+- ``.moths-output.json``: the record that ``moths-predict`` made the folder and
+  wrote each of these (see :mod:`moths_framework.output_folders`).
 
 No torch import: only numpy, the inference roll-up and the novelty detector.
 """
@@ -23,24 +25,26 @@ No torch import: only numpy, the inference roll-up and the novelty detector.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from moths_framework.atomic_files import temporary_folder_beside
 from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
 from moths_framework.evaluate.image_links import link_images_by_prediction
 from moths_framework.hierarchy import OTHER, LabelHierarchy
 from moths_framework.inference.novelty import NoveltyDetector
 from moths_framework.inference.prediction import OTHER_PREDICTION, check_thresholds, softmax
+from moths_framework.output_folders import check_replaceable_folder, replace_folder
 
 __all__ = [
     "HIERARCHY_JSON",
     "OUTPUTS_NPZ",
     "PREDICTIONS_CSV",
+    "PREDICTION_FOLDER_MAKER",
     "prediction_csv_columns",
     "top1",
     "write_prediction_folder",
@@ -49,6 +53,7 @@ __all__ = [
 PREDICTIONS_CSV = "predictions.csv"
 OUTPUTS_NPZ = "outputs.npz"
 HIERARCHY_JSON = "hierarchy.json"
+PREDICTION_FOLDER_MAKER = "moths-predict"  # the command a prediction folder records as its maker
 IMAGES = "images"
 NOVELTY_COLUMNS = ("novelty_score", "novel")
 _CHUNK = 4096  # rows per softmax: bounds the float64 copy of a 2,700-class head
@@ -79,8 +84,10 @@ def write_prediction_folder(
     """Write a prediction folder, replacing ``out_dir`` only once it is complete.
 
     Args:
-        out_dir: the folder. If it exists it must be a prediction folder (or
-            empty); it is swapped for the new one at the end.
+        out_dir: the folder. If it exists it must be empty, or a prediction
+            folder holding nothing but what moths commands wrote (see
+            :mod:`moths_framework.output_folders`); it is swapped for the new
+            one at the end.
         hierarchy: the model's label hierarchy (class order of the logits).
         paths: image paths, one per row.
         true_species: the data's species per row; a species the model has no
@@ -99,9 +106,11 @@ def write_prediction_folder(
         ``out_dir`` as a Path.
 
     Raises:
+        OutputFolderError: ``out_dir`` is something other than a prediction folder
+            moths-predict wrote, or holds a file it did not write.
         ValueError: inconsistent lengths or shapes, a temperature <= 0, a bad
             threshold or roll-up method, features the novelty detector cannot
-            score, or ``out_dir`` is something other than a prediction folder.
+            score.
     """
     out = Path(out_dir)
     n = len(paths)
@@ -125,7 +134,9 @@ def write_prediction_folder(
     )
     scores = _novelty_scores(novelty, features, read)
 
-    staging = _staging_dir(out)
+    check_replaceable_folder(out, PREDICTION_FOLDER_MAKER)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = temporary_folder_beside(out)  # unique: a killed run's staging never collides
     try:
         (staging / HIERARCHY_JSON).write_text(hierarchy.to_json(), encoding="utf-8")
         rows = _csv_rows(hierarchy, paths, true_species, targets, best, errors)
@@ -150,9 +161,9 @@ def write_prediction_folder(
             np.savez(file, **npz)
         if images_by_prediction:
             link_images_by_prediction(staging / IMAGES, rows)
-        _swap_into_place(staging, out)
+        replace_folder(staging, out, PREDICTION_FOLDER_MAKER)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # this run's own staging, if still there
     return out
 
 
@@ -280,31 +291,3 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> No
         writer.writeheader()
         for row in rows:
             writer.writerow({k: v if k in numbers else spreadsheet_safe(v) for k, v in row.items()})
-
-
-def _staging_dir(out: Path) -> Path:
-    if out.exists() and not _replaceable(out):
-        raise ValueError(
-            f"{out} exists and is not a prediction folder; choose another --output or remove it"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    return staging
-
-
-def _replaceable(out: Path) -> bool:
-    if not out.is_dir():
-        return False
-    names = {p.name for p in out.iterdir()}
-    return not names or bool(names & {PREDICTIONS_CSV, OUTPUTS_NPZ})
-
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished folder to ``out``; an old ``out`` is moved aside, then removed."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)

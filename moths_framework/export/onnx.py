@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import secrets
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from moths_framework import __version__
+from moths_framework.atomic_files import replaced_atomically
 from moths_framework.export import ExportError
 from moths_framework.export.int8 import (
     Int8Report,
@@ -37,6 +37,7 @@ from moths_framework.model.checkpoint import (
     read_checkpoint,
 )
 from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+from moths_framework.output_folders import check_may_overwrite, record_written
 
 __all__ = ["ExportError", "ExportResult", "export_onnx"]
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 PARITY_IMAGES = 32  # validation images checked when no --images are given
+EXPORTER = "moths-export"  # the command an exported file is recorded as written by
 
 
 @dataclass(frozen=True)
@@ -174,20 +176,6 @@ def _rebuild(checkpoint: dict, source: str | Path) -> MothsClassifier:
         ) from err
 
 
-def _temporary_path(output: Path) -> Path:
-    """A new, empty file next to ``output``, created with the umask's permissions.
-
-    Not ``tempfile.mkstemp``: its mode 0600 would stay on the exported model.
-    """
-    while True:
-        tmp = output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            tmp.open("x").close()
-        except FileExistsError:
-            continue
-        return tmp
-
-
 def export_onnx(
     checkpoint: str | Path,
     output: str | Path,
@@ -214,7 +202,8 @@ def export_onnx(
             with the float32 one on the top-1 of ≥ 99% of the parity images at
             every rank. Inputs and outputs stay float32.
         features: add the backbone feature vector as an output.
-        force: overwrite an existing ``output``.
+        force: overwrite an existing ``output`` that moths-export wrote (never
+            a file it did not write).
         images: images for the parity check; default: validation images the
             checkpoint recorded (random inputs when none can be read).
         calibration: images for int8 calibration; default: the validation images
@@ -226,12 +215,16 @@ def export_onnx(
         ExportError: the output exists without ``force``, ``onnx.checker``
             rejects the model, parity does not hold, or int8 has no calibration
             images or changes the top-1 too often (then nothing is written).
+        OutputFolderError: with ``force``, the output is a file moths-export did
+            not write (see :mod:`moths_framework.output_folders`).
     """
     if fp16 and int8:
         raise ExportError("--fp16 and --int8 exclude each other; pick one")
     output = Path(output)
-    if output.exists() and not force:
-        raise ExportError(f"{output} exists; pass --force to overwrite it")
+    if os.path.lexists(output):
+        if not force:
+            raise ExportError(f"{output} exists; pass --force to overwrite it")
+        check_may_overwrite(output.parent, [output.name], EXPORTER)
     ckpt = read_checkpoint(checkpoint)
     model = _rebuild(ckpt, checkpoint)
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
@@ -240,8 +233,7 @@ def export_onnx(
     val = [str(p) for p in ckpt[CHECKPOINT_KEY].get("data", {}).get("val_examples") or []]
     parity_paths = [str(p) for p in images] if images is not None else val[:PARITY_IMAGES]
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_path(output)
-    try:
+    with replaced_atomically(output) as tmp:
         try:
             _trace(model, features, tmp)
         except Exception as err:  # the exporter raises many kinds, often with pages of text
@@ -262,9 +254,7 @@ def export_onnx(
                 tmp, metadata, model, (batch[0].numpy(), batch[1]),
                 _calibration_order(candidates, parity_paths), calibration_images,
             )  # fmt: skip
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    record_written(output.parent, [output.name], EXPORTER)
     return ExportResult(output, report, output.stat().st_size, precision, int8_report)
 
 
@@ -295,15 +285,11 @@ def _quantize_checked(
 ) -> Int8Report:
     """Replace the checked float32 model at ``fp32`` by its int8 version, if that agrees."""
     inputs = calibration_inputs(calibration, model.preprocessing, count)
-    quantized = _temporary_path(fp32)
-    try:
+    with replaced_atomically(fp32) as quantized:
         proto = quantize_int8(fp32, quantized, inputs)
         report = check_int8_agreement(fp32, quantized, parity, model.ranks, len(inputs))
         card = {**metadata.model_card, "int8": _int8_card(report)}
         _save_checked(proto, replace(metadata, model_card=card), quantized)
-        os.replace(quantized, fp32)
-    finally:
-        quantized.unlink(missing_ok=True)
     return report
 
 

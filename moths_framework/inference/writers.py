@@ -6,10 +6,12 @@ import csv
 import json
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from moths_framework.atomic_files import replaced_atomically
 from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.inference.prediction import Prediction
 
@@ -70,7 +72,9 @@ class PredictionWriter:
 
     Rows go to a temporary file next to ``path`` that replaces it only when the
     ``with`` block ends without an exception, so a crashed run never leaves a
-    half-written output (nor destroys the previous one). JSON Lines records
+    half-written output (nor destroys the previous one); its name is unique
+    (:func:`~moths_framework.atomic_files.replaced_atomically`), so a temporary
+    file a killed run left behind never stops a later one. JSON Lines records
     also carry ``top_k``: rank -> ``[{"name", "prob"}, ...]``. With ``novelty``
     the rows carry ``novelty_score`` and ``novel``.
     """
@@ -84,12 +88,14 @@ class PredictionWriter:
         self.jsonl = self.path.suffix.lower() == ".jsonl"
         self._file: TextIO | None = None
         self._csv: csv.DictWriter | None = None
+        self._stack = ExitStack()
 
     def __enter__(self) -> PredictionWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Not tempfile: its 0600 mode would stay on the output; open() honours the umask.
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._file = open(temporary, "x", encoding="utf-8", newline="")  # noqa: SIM115
+        with ExitStack() as stack:
+            temporary = stack.enter_context(replaced_atomically(self.path))
+            self._file = stack.enter_context(open(temporary, "w", encoding="utf-8", newline=""))
+            self._stack = stack.pop_all()
         if not self.jsonl:
             self._csv = csv.DictWriter(self._file, prediction_columns(self.ranks, self.novelty))
             self._csv.writeheader()
@@ -110,17 +116,15 @@ class PredictionWriter:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        temporary = self._file.name
-        try:
-            if kind is None:
+        """Close the file; it replaces ``path`` only when the block raised nothing."""
+        if kind is None:
+            try:
                 self._file.flush()
                 os.fsync(self._file.fileno())
-            self._file.close()
-            if kind is None:
-                os.replace(temporary, self.path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+            except BaseException as failure:
+                self._stack.__exit__(type(failure), failure, failure.__traceback__)
+                raise
+        self._stack.__exit__(kind, error, trace)
 
 
 def _rounded(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """A trial *is* a ``moths-fit`` run: the sweep's fit config plus the trial's values as
-command-line overrides, in its own run directory ``SWEEP_DIR/trial-<n>/``.
+command-line overrides, in its own run directory ``SWEEP_DIR/trial-<n>/`` (made new:
+``trial-<n>-2`` when an earlier study in the same directory left a ``trial-<n>``).
 
 The run saves its ``config.yaml`` like any other, so ``moths-fit --config
 SWEEP_DIR/trial-<n>/config.yaml`` repeats the trial alone. The only addition
@@ -30,6 +31,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from moths_framework import plugins
 from moths_framework.cli.lightning import MothsCLI, run_fit
 from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.output_folders import create_run_folder
 from moths_framework.sweep.settings import SweepSettings
 
 __all__ = ["TrialRun", "override_args", "release_memory"]
@@ -104,7 +106,7 @@ class TrialRun:
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = {key: spec.suggest(trial) for key, spec in self.settings.space.items()}
-        run_dir = self.sweep_dir / f"trial-{trial.number}"
+        run_dir = create_run_folder(self.sweep_dir / f"trial-{trial.number}", "moths-fit")
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
         trial.set_user_attr("host", socket.gethostname())
         args = [*self.fit_args, *override_args(params), "--trainer.default_root_dir", str(run_dir)]

@@ -1,7 +1,10 @@
 """The sweep's report: trials table (best first), ``best.yaml``, plots.
 
 Everything comes from the study's storage, so ``moths-sweep --report`` works
-on any machine that reaches the storage, whichever worker ran the trials.
+on any machine that reaches the storage, whichever worker ran the trials. The
+files are recorded in the sweep directory's ``.moths-output.json``; a file of
+the same name that ``moths-sweep`` did not write stops the report (see
+:mod:`moths_framework.output_folders`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,22 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from moths_framework.atomic_files import write_text_atomically
+from moths_framework.atomic_files import replaced_atomically, write_text_atomically
 from moths_framework.csv_cells import spreadsheet_safe_row
+from moths_framework.output_folders import check_may_overwrite, record_written
 
-__all__ = ["ranked_trials", "trials_table", "write_best_config", "write_plots", "write_report"]
+__all__ = [
+    "REPORT_FILES",
+    "SWEEP_WRITER",
+    "ranked_trials",
+    "trials_table",
+    "write_best_config",
+    "write_plots",
+    "write_report",
+]
+
+SWEEP_WRITER = "moths-sweep"  # the command the sweep directory's files are recorded as written by
+REPORT_FILES = ("trials.csv", "best.yaml", "history.png", "importance.png")
 
 _STATE_ORDER = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING]
 
@@ -144,7 +159,8 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 axes = plot(study)
-            axes.figure.savefig(sweep_dir / name, dpi=100, bbox_inches="tight")
+            with replaced_atomically(sweep_dir / name) as temporary:
+                axes.figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
             plt.close(axes.figure)
             lines.append(f"{name}: {sweep_dir / name}")
         except (ValueError, RuntimeError) as err:  # e.g. every trial had the same values
@@ -154,8 +170,16 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[str]:
 
 def write_report(study: optuna.Study, sweep_dir: Path) -> str:
     """Write ``trials.csv``, ``best.yaml`` and the plots into ``sweep_dir``; returns the
-    text to print (the table, then where each file went)."""
+    text to print (the table, then where each file went).
+
+    Raises:
+        OutputFolderError: one of these files exists and moths-sweep did not write
+            it (checked before anything is written).
+    """
+    check_may_overwrite(sweep_dir, REPORT_FILES, SWEEP_WRITER, "--dir")
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    # Recorded before they are written: a worker finishing at the same time finds them ours.
+    record_written(sweep_dir, REPORT_FILES, SWEEP_WRITER)
     _write_trials_csv(study, sweep_dir / "trials.csv")
     lines = [trials_table(study), ""]
     best = write_best_config(study, sweep_dir / "best.yaml")

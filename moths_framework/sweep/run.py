@@ -2,7 +2,9 @@
 
 A sweep directory holds ``trial-<n>/`` run directories, ``fit.yaml`` (the fit
 keys of the optim config), ``sweep.json`` (study name and storage, for
-``--report``), ``study.db`` (the default storage) and the report's files.
+``--report``), ``study.db`` (the default storage) and the report's files. A
+file there of one of those names that ``moths-sweep`` did not write stops the
+sweep before it starts (see :mod:`moths_framework.output_folders`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import optuna
 import yaml
 
 from moths_framework.atomic_files import write_text_atomically
+from moths_framework.output_folders import check_may_overwrite, record_written
 from moths_framework.sweep.objective import TrialRun, release_memory
+from moths_framework.sweep.report import REPORT_FILES, SWEEP_WRITER
 from moths_framework.sweep.settings import SweepConfigError, load_sweep_config
 from moths_framework.sweep.study import (
     default_storage,
@@ -27,6 +31,7 @@ from moths_framework.sweep.study import (
 __all__ = ["Sweep", "load_study", "prepare_sweep"]
 
 SWEEP_FILE = "sweep.json"
+FIT_FILE = "fit.yaml"
 
 
 @dataclass
@@ -77,19 +82,24 @@ def prepare_sweep(
 
     Raises:
         SweepConfigError: a malformed optim config or an unreachable storage.
+        OutputFolderError: the directory holds a file of the sweep's names that
+            moths-sweep did not write.
     """
     settings, base, fit_keys = load_sweep_config(config)
     name = study_name or Path(config).stem
     directory = Path(sweep_dir or Path("runs") / "sweeps" / name)
+    check_may_overwrite(directory, [FIT_FILE, SWEEP_FILE, *REPORT_FILES], SWEEP_WRITER, "--dir")
     if storage is None:
         directory.mkdir(parents=True, exist_ok=True)
     url = storage or default_storage(directory)
     study = open_study(open_storage(url), name, settings)  # a bad --storage leaves nothing
     directory.mkdir(parents=True, exist_ok=True)
+    # Recorded before they are written: a worker starting at the same time finds them ours.
+    record_written(directory, [FIT_FILE, SWEEP_FILE], SWEEP_WRITER)
     fit_args = ["--config", str(base)] if base else []
     if fit_keys:
-        write_text_atomically(directory / "fit.yaml", yaml.safe_dump(fit_keys, sort_keys=False))
-        fit_args += ["--config", str(directory / "fit.yaml")]
+        write_text_atomically(directory / FIT_FILE, yaml.safe_dump(fit_keys, sort_keys=False))
+        fit_args += ["--config", str(directory / FIT_FILE)]
     record = {"study": name, "storage": printable_storage(url), "config": str(config)}
     write_text_atomically(directory / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
     return Sweep(
