@@ -3,24 +3,50 @@
 The package has a ``pyproject.toml`` with the entry point, one module with a
 working example implementation, and a test that runs the group's contract
 check from :mod:`moths_framework.testing`; it passes once the package is
-installed (``pip install -e .`` then ``pytest``).
+installed (``pip install -e .`` then ``pytest``). Each group's row in
+:data:`moths_framework.plugins.GROUPS` names its :class:`Template` here.
 """
 
 from __future__ import annotations
 
 import re
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from moths_framework import __version__
-from moths_framework.plugins import GROUPS, PluginError
+from moths_framework.plugins import PluginError, PluginGroup, plugin_group
 
-__all__ = ["new_plugin"]
+__all__ = [
+    "BACKBONE",
+    "DATA_SOURCE",
+    "LABEL_HIERARCHY",
+    "UNFREEZE_POLICY",
+    "Template",
+    "new_plugin",
+]
 
-_CODE = {
-    "backbones": (
-        "Backbone",
-        '''
+
+@dataclass(frozen=True)
+class Template:
+    """What ``moths-plugins new`` writes for one group.
+
+    Attributes:
+        suffix: ends the class name, e.g. ``Source`` for ``GbifSource``.
+        code: the package's module; ``{cls}`` is the class name.
+        test_setup: lines the test runs before the check (``tmp_path`` is a folder).
+        init_args: the check's keyword arguments, e.g. ``root=tmp_path``.
+    """
+
+    suffix: str
+    code: str
+    test_setup: str = ""
+    init_args: str = ""
+
+
+BACKBONE = Template(
+    suffix="Backbone",
+    code='''
         from torch import nn
 
         from moths_framework.model.backbone import Backbone
@@ -54,12 +80,11 @@ _CODE = {
             def small_example(cls) -> "{cls}":
                 return cls(width=8)
         ''',
-        "check_backbone",
-        "check_backbone({cls})",
-    ),
-    "data_sources": (
-        "Source",
-        '''
+)
+
+DATA_SOURCE = Template(
+    suffix="Source",
+    code='''
         from pathlib import Path
 
         from moths_framework.data.sources import DataSource, Sample
@@ -78,14 +103,16 @@ _CODE = {
                     if path.is_file()
                 ]
         ''',
-        "check_data_source",
-        '(tmp_path / "Aglais io").mkdir()\n'
-        '    (tmp_path / "Aglais io" / "1.jpg").write_bytes(b"")\n'
-        "    check_data_source({cls}(tmp_path))",
-    ),
-    "label_hierarchies": (
-        "Hierarchy",
-        '''
+    test_setup="""
+        (tmp_path / "Aglais io").mkdir()
+        (tmp_path / "Aglais io" / "1.jpg").write_bytes(b"")
+    """,
+    init_args="root=tmp_path",
+)
+
+LABEL_HIERARCHY = Template(
+    suffix="Hierarchy",
+    code='''
         from moths_framework.hierarchy import HierarchySource, HierarchyTable
 
 
@@ -99,12 +126,11 @@ _CODE = {
                     origin="{cls}",
                 )
         ''',
-        "check_hierarchy_source",
-        "check_hierarchy_source({cls}())",
-    ),
-    "unfreeze_policies": (
-        "Unfreeze",
-        '''
+)
+
+UNFREEZE_POLICY = Template(
+    suffix="Unfreeze",
+    code='''
         from moths_framework.finetuning import UnfreezePolicy
 
 
@@ -118,10 +144,7 @@ _CODE = {
             def fraction(self, epoch: int) -> float:
                 return 0.5 if epoch >= self.epoch else 0.0
         ''',
-        "check_unfreeze_policy",
-        "check_unfreeze_policy({cls}())",
-    ),
-}
+)
 
 _PYPROJECT = """\
 [build-system]
@@ -138,7 +161,7 @@ dependencies = ["moths-framework[train]{requirement}"]
 [project.optional-dependencies]
 test = ["pytest>=8.0"]
 
-[project.entry-points."moths_framework.{group}"]
+[project.entry-points."{entry_point_group}"]
 {name} = "{module}:{cls}"
 
 [tool.setuptools.packages.find]
@@ -149,7 +172,7 @@ _TEST = '''\
 """The contract every {group} plugin must meet (moths_framework.testing)."""
 
 from moths_framework import plugins
-from moths_framework.testing import {check}
+from {check_module} import {check}
 
 from {module} import {cls}
 
@@ -158,8 +181,8 @@ def test_registered_under_its_entry_point():
     assert plugins.load("{group}", "{name}") is {cls}
 
 
-def test_follows_the_contract(tmp_path):
-    {call}
+def test_follows_the_contract({fixtures}):
+    {setup}{check}({cls}{init_args})
 '''
 
 
@@ -172,35 +195,50 @@ def _requirement() -> str:
     )
 
 
+def _test(row: PluginGroup, template: Template, fields: dict[str, str]) -> str:
+    """The package's test: it is registered, and it passes the group's contract check."""
+    check_module, _, check = row.check.partition(":")
+    lines = textwrap.dedent(template.test_setup).strip().splitlines()
+    setup = "".join(f"{line}\n    " for line in lines)
+    init_args = f", {template.init_args}" if template.init_args else ""
+    fixtures = "tmp_path" if "tmp_path" in setup + init_args else ""
+    return _TEST.format(
+        check_module=check_module,
+        check=check,
+        setup=setup,
+        init_args=init_args,
+        fixtures=fixtures,
+        **fields,
+    )
+
+
 def new_plugin(name: str, group: str, output: Path | None = None) -> Path:
     """Write the package ``moths-plugin-<name>`` for ``group``; returns its folder.
 
     Raises:
         PluginError: a bad name or group, or the folder exists already.
     """
-    group = group.removeprefix("moths_framework.")
-    if f"moths_framework.{group}" not in GROUPS:
-        known = ", ".join(g.removeprefix("moths_framework.") for g in GROUPS)
-        raise PluginError(f"unknown plugin group {group!r}; choose one of {known}")
+    row = plugin_group(group)
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise PluginError(f"plugin name {name!r}: use lower-case letters, digits and _")
     root = output or Path(f"moths-plugin-{name.replace('_', '-')}")
     if root.exists():
         raise PluginError(f"{root} exists already; choose another name or --output")
-    suffix, code, check, call = _CODE[group]
+    template = row.scaffold_template()
     module = f"moths_plugin_{name}"
-    cls = "".join(part.title() for part in name.split("_")) + suffix
+    cls = "".join(part.title() for part in name.split("_")) + template.suffix
+    group = row.name
     fields = dict(dist=module.replace("_", "-"), group=group, name=name, module=module, cls=cls)
+    fields["entry_point_group"] = row.entry_point_group
     (root / module).mkdir(parents=True)
     (root / "tests").mkdir()
-    body = textwrap.dedent(code).format(cls=cls).lstrip()
+    body = textwrap.dedent(template.code).format(cls=cls).lstrip()
     doc = f'"""{cls}: a moths-framework plugin ({group})."""\n\n'
     (root / module / "__init__.py").write_text(doc + body)
     (root / "pyproject.toml").write_text(_PYPROJECT.format(requirement=_requirement(), **fields))
-    test = _TEST.format(check=check, call=call.format(cls=cls), **fields)
-    (root / "tests" / f"test_{name}.py").write_text(test)
+    (root / "tests" / f"test_{name}.py").write_text(_test(row, template, fields))
     (root / "README.md").write_text(
-        f"# {fields['dist']}\n\nA moths-framework plugin: `{cls}` in `moths_framework.{group}`.\n\n"
+        f"# {fields['dist']}\n\nA moths-framework plugin: `{cls}` in `{row.entry_point_group}`.\n\n"
         "```console\npip install -e '.[test]'\npytest\n```\n"
     )
     return root

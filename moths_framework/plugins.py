@@ -1,7 +1,11 @@
 """Plugin discovery through Python entry points.
 
-Four groups extend the framework. Built-ins are declared in the core's own
-``pyproject.toml`` and travel the same path as third-party plugins::
+The groups that extend the framework are the rows of one table, :data:`GROUPS`:
+the registry, ``moths-plugins`` (listing and ``new``), the scaffold and
+:mod:`moths_framework.testing` all read it, so a new plugin point is one new
+row (plus its base class, contract check and scaffold template). Built-ins are
+declared in the core's own ``pyproject.toml`` and travel the same path as
+third-party plugins::
 
     [project.entry-points."moths_framework.backbones"]
     my_net = "my_package.backbones:MyNet"
@@ -14,31 +18,28 @@ claimed by two distributions is an error naming both.
 from __future__ import annotations
 
 import difflib
+import importlib
 import logging
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 __all__ = [
     "GROUPS",
     "PluginError",
     "PluginConflictError",
+    "PluginGroup",
     "PluginInfo",
     "PluginStatus",
     "available",
     "conflicts",
     "load",
     "load_all",
+    "plugin_group",
     "status",
 ]
 
 log = logging.getLogger(__name__)
-
-GROUPS: tuple[str, ...] = (
-    "moths_framework.backbones",
-    "moths_framework.data_sources",
-    "moths_framework.label_hierarchies",
-    "moths_framework.unfreeze_policies",
-)
 
 
 class PluginError(RuntimeError):
@@ -50,6 +51,75 @@ class PluginConflictError(PluginError):
 
 
 @dataclass(frozen=True)
+class PluginGroup:
+    """One plugin point. ``base``, ``check`` and ``template`` are ``"module:name"``
+    paths, imported only when asked for, so this module never needs torch.
+
+    Attributes:
+        name: the short name, e.g. ``backbones`` (``moths-plugins new --group``).
+        base: the class every plugin of the group subclasses.
+        yaml_key: where a config names one by ``class_path``, e.g. ``model.backbone``.
+        check: the contract check in :mod:`moths_framework.testing`.
+        template: what ``moths-plugins new`` writes (a ``plugin_scaffold.Template``).
+    """
+
+    name: str
+    base: str
+    yaml_key: str
+    check: str
+    template: str
+
+    @property
+    def entry_point_group(self) -> str:
+        """The entry-point group plugins register in, e.g. ``moths_framework.backbones``."""
+        return f"moths_framework.{self.name}"
+
+    def base_class(self) -> type:
+        """The base class, imported now (it may need torch)."""
+        return _import(self.base)
+
+    def contract_check(self) -> Any:
+        """The ``check_<x>(plugin, /, **init_args)`` function, imported now."""
+        return _import(self.check)
+
+    def scaffold_template(self) -> Any:
+        """The ``moths-plugins new`` template, imported now."""
+        return _import(self.template)
+
+
+GROUPS: tuple[PluginGroup, ...] = (
+    PluginGroup(
+        name="backbones",
+        base="moths_framework.model.backbone:Backbone",
+        yaml_key="model.backbone",
+        check="moths_framework.testing:check_backbone",
+        template="moths_framework.plugin_scaffold:BACKBONE",
+    ),
+    PluginGroup(
+        name="data_sources",
+        base="moths_framework.data.sources:DataSource",
+        yaml_key="data.source",
+        check="moths_framework.testing:check_data_source",
+        template="moths_framework.plugin_scaffold:DATA_SOURCE",
+    ),
+    PluginGroup(
+        name="label_hierarchies",
+        base="moths_framework.hierarchy:HierarchySource",
+        yaml_key="data.hierarchy",
+        check="moths_framework.testing:check_hierarchy_source",
+        template="moths_framework.plugin_scaffold:LABEL_HIERARCHY",
+    ),
+    PluginGroup(
+        name="unfreeze_policies",
+        base="moths_framework.finetuning:UnfreezePolicy",
+        yaml_key="unfreeze",
+        check="moths_framework.testing:check_unfreeze_policy",
+        template="moths_framework.plugin_scaffold:UNFREEZE_POLICY",
+    ),
+)
+
+
+@dataclass(frozen=True)
 class PluginInfo:
     """What the installed metadata says about one plugin (nothing imported)."""
 
@@ -58,6 +128,12 @@ class PluginInfo:
     value: str  # "module:object"
     distribution: str
     version: str
+
+    @property
+    def class_path(self) -> str:
+        """What a YAML config writes as ``class_path``: the full dotted path, which
+        resolves without the plugin being imported first (a short class name does not)."""
+        return self.value.replace(":", ".")
 
 
 @dataclass(frozen=True)
@@ -72,13 +148,26 @@ class PluginStatus:
         return self.error is None
 
 
+def plugin_group(name: str) -> PluginGroup:
+    """The row of :data:`GROUPS` called ``name``, with or without ``moths_framework.``.
+
+    Raises:
+        PluginError: no such group (the groups are listed).
+    """
+    for row in GROUPS:
+        if name in (row.name, row.entry_point_group):
+            return row
+    known = ", ".join(row.name for row in GROUPS)
+    raise PluginError(f"unknown plugin group {name!r}; the groups are: {known}")
+
+
 def _check_group(group: str) -> str:
-    if group in GROUPS:
-        return group
-    short = f"moths_framework.{group}"
-    if short in GROUPS:
-        return short
-    raise PluginError(f"unknown plugin group {group!r}; the groups are: {', '.join(GROUPS)}")
+    return plugin_group(group).entry_point_group
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _info(group: str, ep: EntryPoint) -> PluginInfo:
@@ -164,14 +253,14 @@ def status() -> list[PluginStatus]:
     imported and reported on their own, so a listing always completes.
     """
     result: list[PluginStatus] = []
-    for group in GROUPS:
-        found, clashes = _scan(group)
+    for row in GROUPS:
+        found, clashes = _scan(row.entry_point_group)
         for name, info in sorted(found.items()):
             if name in clashes:
                 result.append(PluginStatus(info, clashes[name]))
                 continue
             try:
-                load(group, name)
+                load(row.name, name)
                 result.append(PluginStatus(info, None))
             except PluginError as err:
                 result.append(PluginStatus(info, str(err)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -10,21 +11,28 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from jsonargparse import ArgumentParser
 
 from moths_framework import plugins
 from moths_framework.cli import plugins as plugins_cli
+from moths_framework.plugin_scaffold import Template
+from moths_framework.testing import ContractError, check_plugin
 
 GROUP = "moths_framework.data_sources"
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _install(site: Path, dist: str, module: str, source: str, entries: dict[str, str]) -> None:
+def _install(
+    site: Path, dist: str, module: str, source: str, entries: dict[str, str], group: str = GROUP
+) -> None:
     """Write a minimal installed distribution (dist-info + module) into ``site``."""
     (site / f"{module}.py").write_text(textwrap.dedent(source))
     info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     lines = "\n".join(f"{name} = {value}" for name, value in entries.items())
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\n{lines}\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
 
 
 @pytest.fixture
@@ -131,15 +139,26 @@ def test_moths_plugins_json_reports_broken_plugins(site, capsys):
     assert all(r["error"] is None for r in rows if r["distribution"] == "moths-framework")
 
 
-def test_moths_plugins_new_writes_a_package_per_group(tmp_path, capsys):
-    for group in ("backbones", "data_sources", "label_hierarchies", "unfreeze_policies"):
-        out = tmp_path / group
-        assert plugins_cli.main(["new", "gbif_x", "--group", group, "--output", str(out)]) == 0
+def test_moths_plugins_new_writes_a_package_per_group(tmp_path, capsys, monkeypatch):
+    for row in plugins.GROUPS:
+        out = tmp_path / row.name
+        assert plugins_cli.main(["new", "gbif_x", "--group", row.name, "--output", str(out)]) == 0
         pyproject = (out / "pyproject.toml").read_text()
-        assert f'[project.entry-points."moths_framework.{group}"]' in pyproject
+        assert f'[project.entry-points."moths_framework.{row.name}"]' in pyproject
         assert '"moths-framework[train]>=0.1,<0.2"' in pyproject
-        compile((out / "moths_plugin_gbif_x" / "__init__.py").read_text(), group, "exec")
-        assert "moths_framework.testing import check_" in (out / "tests/test_gbif_x.py").read_text()
+        compile((out / "moths_plugin_gbif_x" / "__init__.py").read_text(), row.name, "exec")
+        test = (out / "tests/test_gbif_x.py").read_text()
+        check = row.check.rpartition(":")[2]
+        assert f"from moths_framework.testing import {check}\n" in test
+        assert f"    {check}(GbifX{row.scaffold_template().suffix}" in test
+        # Its contract test passes as written (the slow test below also installs it).
+        monkeypatch.syspath_prepend(str(out))
+        namespace: dict = {}
+        exec(compile(test, str(out / "tests/test_gbif_x.py"), "exec"), namespace)
+        contract = namespace["test_follows_the_contract"]
+        (tmp_path / f"{row.name}_run").mkdir()
+        contract(*[tmp_path / f"{row.name}_run"][: contract.__code__.co_argcount])
+        del sys.modules["moths_plugin_gbif_x"]
     assert plugins_cli.main(["new", "gbif_x", "--group", "backbones", "--output", str(out)]) == 2
     assert "exists already" in capsys.readouterr().err
     assert plugins_cli.main(["new", "Bad-Name", "--group", "backbones"]) == 2
@@ -148,7 +167,7 @@ def test_moths_plugins_new_writes_a_package_per_group(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_new_plugin_passes_its_own_test_once_installed(tmp_path):
-    groups = ("backbones", "data_sources", "label_hierarchies", "unfreeze_policies")
+    groups = [row.name for row in plugins.GROUPS]
     for group in groups:
         assert (
             plugins_cli.main(
@@ -169,4 +188,138 @@ def test_a_new_plugin_passes_its_own_test_once_installed(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "8 passed" in run.stdout
+    assert f"{2 * len(groups)} passed" in run.stdout
+
+
+def _yaml_at(key: str, value: object) -> str:
+    """A YAML config with ``value`` at the dotted ``key``."""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return yaml.safe_dump(value)
+
+
+def test_each_group_row_resolves_and_its_yaml_key_is_where_the_configs_name_it():
+    configs = [
+        yaml.safe_load((REPO / "configs" / n).read_text()) for n in ("dev.yaml", "default.yaml")
+    ]
+    for row in plugins.GROUPS:
+        assert row.entry_point_group == f"moths_framework.{row.name}"
+        assert isinstance(row.base_class(), type)
+        assert row.contract_check() is getattr(
+            importlib.import_module("moths_framework.testing"), row.check.rpartition(":")[2]
+        )
+        assert isinstance(row.scaffold_template(), Template)
+        assert plugins.plugin_group(row.entry_point_group) is row
+        for config in configs:
+            node = config
+            for part in row.yaml_key.split("."):
+                node = node[part]
+            assert "class_path" in node, (row.name, row.yaml_key)
+
+
+def test_the_plugin_table_imports_no_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None  # any import of torch now fails\n"
+        "from moths_framework import plugins, plugin_scaffold\n"
+        "from moths_framework.cli import plugins as cli\n"
+        "print(sorted(plugins.available('backbones')), [g.yaml_key for g in plugins.GROUPS])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "model.backbone" in run.stdout
+
+
+def test_each_listed_class_path_resolves_when_written_in_yaml(capsys):
+    assert plugins_cli.main([]) == 0
+    table = capsys.readouterr().out
+    assert plugins_cli.main(["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["group"] for r in rows} == {row.entry_point_group for row in plugins.GROUPS}
+    for r in rows:
+        assert f"  {r['class_path']}  " in table
+        row = plugins.plugin_group(r["group"])
+        parser = ArgumentParser(exit_on_error=False)  # how LightningCLI reads row.yaml_key
+        parser.add_argument(f"--{row.yaml_key}", type=row.base_class())
+        # Validation would ask for init_args the plugin requires (a path, a model name).
+        config = _yaml_at(row.yaml_key, {"class_path": r["class_path"]})
+        parsed = parser.parse_string(config, _skip_validation=True)[row.yaml_key].class_path
+        # The full path imports by itself; a short class name resolves only once imported.
+        module, _, name = r["class_path"].rpartition(".")
+        loaded = plugins.load(r["group"], r["name"])
+        assert getattr(importlib.import_module(module), name) is loaded
+        module, _, name = parsed.rpartition(".")
+        assert getattr(importlib.import_module(module), name) is loaded
+
+
+DETECTORS = '''
+from moths_framework.plugin_scaffold import Template
+from moths_framework.testing.contract import build_plugin, require, run_clauses
+
+
+class Detector:
+    def boxes(self):
+        raise NotImplementedError
+
+
+def check_detector(plugin, /, **init_args):
+    detector = build_plugin(plugin, "detectors", init_args)
+    clauses = {"boxes() is a list": lambda d: require(isinstance(d.boxes(), list), "not a list")}
+    run_clauses(detector, "detector", clauses)
+
+
+TEMPLATE = Template(suffix="Detector", code="""
+    from detectors_core import Detector
+
+
+    class {cls}(Detector):
+        def boxes(self):
+            return []
+""")
+
+
+class Yolo(Detector):
+    def boxes(self):
+        return ()
+'''
+
+
+def test_a_fifth_group_is_one_row(site, monkeypatch, capsys):
+    _install(site, "detectors-core", "detectors_core", DETECTORS, {}, "other")
+    _install(site, "moths-plugin-yolo", "yolo", "from detectors_core import Yolo",
+             {"yolo": "yolo:Yolo"}, "moths_framework.detectors")  # fmt: skip
+    row = plugins.PluginGroup(
+        name="detectors",
+        base="detectors_core:Detector",
+        yaml_key="model.detector",
+        check="detectors_core:check_detector",
+        template="detectors_core:TEMPLATE",
+    )
+    monkeypatch.setattr(plugins, "GROUPS", (*plugins.GROUPS, row))
+    assert plugins.available("detectors")["yolo"].class_path == "yolo.Yolo"
+    assert plugins_cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert "moths_framework.detectors (1), YAML key model.detector" in out
+    assert "yolo.Yolo" in out
+    with pytest.raises(ContractError, match=r"(?s)Yolo breaks 1 of 1 detector .*not a list"):
+        check_plugin("detectors", plugins.load("detectors", "yolo"))
+
+    out = site / "new"
+    assert plugins_cli.main(["new", "boxes", "--group", "detectors", "--output", str(out)]) == 0
+    assert (
+        '[project.entry-points."moths_framework.detectors"]' in (out / "pyproject.toml").read_text()
+    )
+    test = (out / "tests" / "test_boxes.py").read_text()
+    assert "from detectors_core import check_detector" in test
+    assert "check_detector(BoxesDetector)" in test
+    monkeypatch.syspath_prepend(str(out))
+    check_plugin("detectors", importlib.import_module("moths_plugin_boxes").BoxesDetector)
+
+
+def test_a_bad_class_path_under_a_plugin_key_lists_that_groups_plugins():
+    from moths_framework.cli.lightning import _config_error
+
+    for row in plugins.GROUPS:
+        err = ValueError(f'Parser key "{row.yaml_key}":\n  Problem with given class_path Nope')
+        message = _config_error("fit", err)
+        assert f"installed {row.name.replace('_', ' ')}: " in message
+        assert message.count("installed ") == 1

@@ -68,25 +68,17 @@ USER_ERRORS = (
 RUN_DIR_ENV = "MOTHS_RUN_DIR"
 
 
-# Config keys that take a plugin, for the hint on a bad class_path.
-_PLUGIN_KEYS = {
-    "model.backbone": "backbones",
-    "data.source": "data_sources",
-    "data.hierarchy": "label_hierarchies",
-    "unfreeze": "unfreeze_policies",
-}
-
-
 def _config_error(command: str, err: Exception) -> str:
     """One readable message for a config jsonargparse rejected."""
     noise = ("Expected a path but", "Does not validate against any", "Subtypes:", "Errors:")
     lines = [line.strip(" -") for line in str(err).splitlines()]
     lines = [line for line in lines if line and not line.startswith(noise)]
     message = " ".join(lines[:3])
-    for key, group in _PLUGIN_KEYS.items():
-        if f'"{key}"' in lines[0]:
-            names = [info.value.rpartition(":")[2] for info in plugins.available(group).values()]
-            message += f"\n  installed {group.replace('_', ' ')}: {', '.join(sorted(names))}"
+    for group in plugins.GROUPS:  # the hint on a bad class_path under a plugin's key
+        if f'"{group.yaml_key}"' in lines[0]:
+            available = plugins.available(group.name).values()
+            names = [info.value.rpartition(":")[2] for info in available]
+            message += f"\n  installed {group.name.replace('_', ' ')}: {', '.join(sorted(names))}"
     return f"{message}\n  (moths-{command} --help lists every option)"
 
 

@@ -1,5 +1,8 @@
 """``moths-plugins``: list every installed plugin, whether it loads, and why not;
-``moths-plugins new`` writes a plugin package to start from."""
+``moths-plugins new`` writes a plugin package to start from.
+
+Each plugin is listed by its ``class_path``, the full dotted path a YAML config
+writes under the group's key (e.g. ``model.backbone``)."""
 
 from __future__ import annotations
 
@@ -9,21 +12,26 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from moths_framework.plugins import GROUPS, PluginError, PluginStatus, status
+from moths_framework import plugins
+from moths_framework.plugins import PluginError, PluginStatus
 
-_COLUMNS = ("name", "object", "distribution", "version", "status")
+_COLUMNS = ("name", "class_path", "distribution", "version", "status")
 
 
 def _row(s: PluginStatus) -> tuple[str, ...]:
     i = s.info
-    return (i.name, i.value, i.distribution, i.version, "ok" if s.ok else "error")
+    return (i.name, i.class_path, i.distribution, i.version, "ok" if s.ok else "error")
+
+
+def _json_row(s: PluginStatus) -> dict[str, str | None]:
+    return {**asdict(s.info), "class_path": s.info.class_path, "error": s.error}
 
 
 def _table(statuses: list[PluginStatus]) -> str:
     lines: list[str] = []
-    for group in GROUPS:
-        rows = [_row(s) for s in statuses if s.info.group == group]
-        lines.append(f"{group} ({len(rows)})")
+    for group in plugins.GROUPS:
+        rows = [_row(s) for s in statuses if s.info.group == group.entry_point_group]
+        lines.append(f"{group.entry_point_group} ({len(rows)}), YAML key {group.yaml_key}")
         if not rows:
             lines.append("  (none installed)")
             continue
@@ -60,15 +68,14 @@ def main(args: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     new = sub.add_parser("new", help="write a minimal plugin package (pyproject, module, test)")
     new.add_argument("name", help="plugin name, e.g. gbif (package moths-plugin-gbif)")
-    groups = [g.removeprefix("moths_framework.") for g in GROUPS]
-    new.add_argument("--group", required=True, choices=groups)
+    new.add_argument("--group", required=True, choices=[group.name for group in plugins.GROUPS])
     new.add_argument("--output", type=Path, help="folder to create; default ./moths-plugin-NAME")
     opts = parser.parse_args(args)
     if opts.command == "new":
         return _new(opts)
-    statuses = status()
+    statuses = plugins.status()
     if opts.json:
-        print(json.dumps([{**asdict(s.info), "error": s.error} for s in statuses], indent=2))
+        print(json.dumps([_json_row(s) for s in statuses], indent=2))
     else:
         print(_table(statuses))
     return 0 if all(s.ok for s in statuses) else 1

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from moths_framework.messages import first_few
 from moths_framework.model.param_order import parameters_by_first_use
 from moths_framework.preprocessing import Preprocessing
 
@@ -114,14 +115,9 @@ def load_weights_strictly(model: nn.Module, state: dict[str, Any], source: str, 
     if missing or unexpected:
         raise BackboneError(
             f"weights file {source!r} does not fit {what}: "
-            f"missing keys {_few(missing)}, unexpected keys {_few(unexpected)}"
+            f"missing keys [{first_few(missing)}], unexpected keys [{first_few(unexpected)}]"
         )
     try:
         model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
         raise BackboneError(f"weights file {source!r} does not fit {what}: {err}") from err
-
-
-def _few(keys: list[str], n: int = 5) -> str:
-    more = f" and {len(keys) - n} more" if len(keys) > n else ""
-    return f"[{', '.join(keys[:n])}{more}]" if keys else "none"
