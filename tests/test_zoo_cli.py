@@ -13,6 +13,7 @@ import pytest
 from moths_framework.cli import infer as infer_cli
 from moths_framework.cli import zoo as zoo_cli
 from moths_framework.inference import OnnxClassifier
+from moths_framework.zoo.schema import index_schema
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "zoo"
@@ -76,8 +77,7 @@ def test_add_writes_a_valid_entry_and_a_card(tmp_path, capsys):
     args += ["--license", "CC-BY-4.0", "--region", "Flanders", "--citation", "Us et al. 2026"]
     assert zoo_cli.main(args) == 0
     data = json.loads((index / "index.json").read_text())
-    schema = json.loads((ZOO / "index.schema.json").read_text())
-    jsonschema.validate(data, schema)
+    jsonschema.validate(data, index_schema())
     (entry,) = data["models"]
     assert (entry["id"], entry["version"], entry["region"]) == ("team-model", "2.1", "Flanders")
     assert entry["ranks"] == {"species": 8, "group": 4, "family": 5, "genus": 6}

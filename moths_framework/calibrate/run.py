@@ -21,6 +21,7 @@ from moths_framework.data.split import SPLIT_CSV
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.model.predict import gather_outputs
+from moths_framework.model.trust import lightning_load_options
 
 __all__ = [
     "check_run_split",
@@ -37,7 +38,10 @@ def predict_outputs(trainer: Any, model: Any, data: Any, phase: str, ckpt: Path)
     images that could not be read are left out."""
     data.predict_phase = phase
     indices = data.predict_indices()
-    batches = trainer.predict(model, datamodule=data, ckpt_path=str(ckpt)) if indices else []
+    load = lightning_load_options(trainer.predict)
+    batches = []
+    if indices:
+        batches = trainer.predict(model, datamodule=data, ckpt_path=str(ckpt), **load)
     gathered = gather_outputs(
         batches or [], len(indices), model.hierarchy.num_classes(), model.backbone.num_features
     )

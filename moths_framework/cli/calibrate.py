@@ -20,6 +20,7 @@ from moths_framework.calibrate.calibration import CalibrationError
 from moths_framework.cli.lightning import MothsCLI, run_command
 from moths_framework.model.checkpoint import CheckpointError
 from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP
 from moths_framework.output_folders import check_may_overwrite, record_written
 
 _PROG = "moths-calibrate"
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.95,
         help="precision the answers at each rank must reach on val (default 0.95)",
     )
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     parser.add_argument(
         "--tau",
         default="off",
@@ -146,6 +148,8 @@ def main(args: list[str] | None = None) -> int:
     # args given beside sys.argv does not apply.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter")
     lightning_args = ["--config", str(config), "--ckpt_path", str(ckpt), *rest]
+    if opts.trust_checkpoint:
+        lightning_args.append(TRUST_FLAG)  # run_command trusts for the whole command
     try:
         return run_command(
             "calibrate", lightning_args, lambda cli: _calibrate(cli, opts, ckpt, output)

@@ -10,6 +10,7 @@ from pathlib import Path
 from moths_framework.data.sources import IMAGE_SUFFIXES
 from moths_framework.export import ExportError
 from moths_framework.model.checkpoint import CheckpointError
+from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP, trusting_checkpoints
 from moths_framework.output_folders import OutputFolderError
 
 
@@ -51,6 +52,7 @@ def main(args: list[str] | None = None) -> int:
         "--force", action="store_true", help="overwrite an existing output moths-export wrote"
     )
     parser.add_argument("--no-features", action="store_true", help="omit the features output")
+    parser.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     parser.add_argument(
         "--images",
         nargs="+",
@@ -75,17 +77,18 @@ def main(args: list[str] | None = None) -> int:
     from moths_framework.export.onnx import export_onnx  # torch is slow to import: after --help
 
     try:
-        result = export_onnx(
-            opts.ckpt,
-            opts.output,
-            fp16=opts.fp16,
-            int8=opts.int8,
-            features=not opts.no_features,
-            force=opts.force,
-            images=_image_files(opts.images) if opts.images else None,
-            calibration=_image_files(opts.calibration) if opts.calibration else None,
-            calibration_images=opts.calibration_images,
-        )
+        with trusting_checkpoints(opts.trust_checkpoint):
+            result = export_onnx(
+                opts.ckpt,
+                opts.output,
+                fp16=opts.fp16,
+                int8=opts.int8,
+                features=not opts.no_features,
+                force=opts.force,
+                images=_image_files(opts.images) if opts.images else None,
+                calibration=_image_files(opts.calibration) if opts.calibration else None,
+                calibration_images=opts.calibration_images,
+            )
     except (ExportError, CheckpointError, OutputFolderError) as err:
         print(f"moths-export: error: {err}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from moths_framework.inference.rollup import ROLLUP_METHODS
 from moths_framework.inference.species_list import DEFAULT_MASK_MODE, MASK_MODES
 from moths_framework.inference.writers import PredictionWriter
 from moths_framework.output_folders import check_may_overwrite, record_written
+from moths_framework.zoo.transport import INSECURE_FLAG, INSECURE_HELP, allowing_insecure_http
 
 _PROG = "moths-infer"
 
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         help="TensorRT: build an fp16 engine for an fp32 model (fp16 models always get one)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(INSECURE_FLAG, action="store_true", help=INSECURE_HELP)
     return parser
 
 
@@ -148,7 +150,8 @@ def main(args: list[str] | None = None) -> int:
     logging.basicConfig(format=f"{_PROG}: %(message)s")
     logging.getLogger("moths_framework").setLevel(logging.INFO)
     try:
-        classifier, paths = _load(opts)
+        with allowing_insecure_http(opts.allow_insecure_http):
+            classifier, paths = _load(opts)
     except (OSError, ValueError) as error:  # ModelFormatError, SpeciesListError are ValueErrors
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 2

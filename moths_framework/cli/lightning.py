@@ -42,9 +42,16 @@ from moths_framework.model.checkpoint import (
     read_checkpoint,
 )
 from moths_framework.model.lightning import MothsClassifier
+from moths_framework.model.trust import (
+    TRUST_FLAG,
+    TRUST_HELP,
+    lightning_load_options,
+    trusting_checkpoints,
+)
 from moths_framework.model.tuning import tune
 from moths_framework.model.warm_start import WarmStartError
 from moths_framework.output_folders import OutputFolderError, claim_run_folder, create_run_folder
+from moths_framework.zoo.transport import INSECURE_FLAG, INSECURE_HELP, allowing_insecure_http
 
 __all__ = ["USER_ERRORS", "MothsCLI", "run_command", "run_fit"]
 
@@ -133,6 +140,7 @@ class MothsCLI(LightningCLI):
             auto_configure_optimizers=False,
             parser_kwargs={
                 "prog": f"moths-{command}",
+                "epilog": f"{TRUST_FLAG}: {TRUST_HELP}. {INSECURE_FLAG}: {INSECURE_HELP}.",
                 "default_env": False,
                 "exit_on_error": False,
             },
@@ -274,7 +282,9 @@ def run_fit(cli: MothsCLI) -> None:
     """``moths-fit``: optionally tune, train, print the validation metrics and best checkpoint."""
     if cli.config.get("tune"):
         _tune(cli)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    ckpt_path = cli.config.get("ckpt_path")
+    load = lightning_load_options(cli.trainer.fit)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, **load)
     _report_fit(cli)
 
 
@@ -289,11 +299,24 @@ def _report_fit(cli: MothsCLI) -> None:
 
 def _run_entry_point(cli: MothsCLI) -> None:
     entry_point = getattr(cli.trainer, cli.command)
-    entry_point(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    ckpt_path, load = cli.config.get("ckpt_path"), lightning_load_options(entry_point)
+    entry_point(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, **load)
 
 
 def _no_adverts(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("💡 Tip")
+
+
+def _trust_flags(args: list[str] | None) -> tuple[list[str] | None, bool, bool]:
+    """``args`` less ``--trust-checkpoint`` and ``--allow-insecure-http``, and whether each
+    was given. They are taken from the command line only: no config file can trust for you."""
+    given = list(sys.argv[1:] if args is None else args)
+    trust, insecure = TRUST_FLAG in given, INSECURE_FLAG in given
+    if not (trust or insecure):
+        return args, False, False
+    # LightningCLI warns when args are passed beside sys.argv; these are sys.argv's own.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter")
+    return [a for a in given if a not in (TRUST_FLAG, INSECURE_FLAG)], trust, insecure
 
 
 def run_command(
@@ -303,7 +326,8 @@ def run_command(
 
     Args:
         command: ``fit``, ``validate``, ``test`` or ``predict`` (names the program).
-        args: command-line arguments; default ``sys.argv[1:]``.
+        args: command-line arguments; default ``sys.argv[1:]``. ``--trust-checkpoint``
+            and ``--allow-insecure-http`` among them apply to the whole command.
         run: what to do with the built CLI; default: the Lightning entry point of
             that name with ``--ckpt_path``.
     """
@@ -316,10 +340,12 @@ def run_command(
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # Evaluating a checkpoint needs none of the callbacks that wrote it.
     warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
+    args, trust, insecure = _trust_flags(args)
     try:
         plugins.load_all()
-        cli = MothsCLI(command, args)
-        (run or _run_entry_point)(cli)
+        with trusting_checkpoints(trust), allowing_insecure_http(insecure):
+            cli = MothsCLI(command, args)
+            (run or _run_entry_point)(cli)
     except USER_ERRORS as err:
         print(f"moths-{command}: error: {err}", file=sys.stderr)
         return 2

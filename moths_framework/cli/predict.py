@@ -18,6 +18,7 @@ from moths_framework.cli.lightning import MothsCLI, run_command
 from moths_framework.model.checkpoint import CheckpointError
 from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.model.predict import gather_outputs
+from moths_framework.model.trust import lightning_load_options
 
 
 def default_split(cli: MothsCLI) -> str:
@@ -46,7 +47,9 @@ def run_predict(cli: MothsCLI) -> None:
     ckpt = Path(cli.config.ckpt_path)
     out = Path(cli.config.get("output") or ckpt.parent / "predictions" / split)
     check_replaceable_folder(out, PREDICTION_FOLDER_MAKER)  # before the run, not after it
-    batches = cli.trainer.predict(model, datamodule=data, ckpt_path=str(ckpt))
+    predict = cli.trainer.predict
+    load = lightning_load_options(predict)
+    batches = predict(model, datamodule=data, ckpt_path=str(ckpt), **load)
     indices = data.predict_indices()
     outputs = gather_outputs(
         batches or [], len(indices), model.hierarchy.num_classes(), model.backbone.num_features

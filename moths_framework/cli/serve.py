@@ -38,21 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     add("--decode-workers", type=int, help="image decoding threads (default min(8, cores))")
     add("--graceful-timeout", type=float, default=30.0,
         help="on shutdown, seconds to let requests in flight finish")  # fmt: skip
+    add("--allow-insecure-http", action="store_true",
+        help="read zoo: indexes and files over plain http:// (anyone on the network path can "
+        "change them and their sha256); also MOTHS_ZOO_INSECURE=1")  # fmt: skip
     return parser
 
 
-def _resolve(spec: str) -> Path:
+def _resolve(spec: str, allow_insecure_http: bool = False) -> Path:
     """The local file of ``--model``: a path, or ``zoo:ID`` through the model zoo."""
     if not spec.startswith("zoo:"):
         return Path(spec)
     try:
-        from moths_framework.zoo import resolve
+        from moths_framework.zoo import allowing_insecure_http, resolve
     except ImportError:
         raise ValueError(
             f"--model {spec}: this install has no model zoo (moths_framework.zoo); "
             "give the .onnx path instead"
         ) from None
-    return Path(resolve(spec))
+    with allowing_insecure_http(allow_insecure_http):
+        return Path(resolve(spec))
 
 
 def _options(opts: argparse.Namespace):  # noqa: ANN202 (ServeOptions, imported lazily)
@@ -94,7 +98,8 @@ def main(args: list[str] | None = None) -> int:
 
         options = _options(opts)
         models = [
-            load_served_model(_resolve(spec), source=spec, providers=opts.providers,
+            load_served_model(_resolve(spec, opts.allow_insecure_http), source=spec,
+                              providers=opts.providers,
                               num_threads=opts.threads)
             for spec in opts.model
         ]  # fmt: skip

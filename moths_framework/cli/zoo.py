@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from moths_framework import zoo
+from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP, trusting_checkpoints
 from moths_framework.zoo.index import load_indexes
+from moths_framework.zoo.transport import INSECURE_FLAG, INSECURE_HELP
 
 _INDEX_HELP = "an index.json (or its folder) or http(s) URL; repeatable; default $MOTHS_ZOO_INDEX"
 
@@ -19,10 +21,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Find, fetch (checksum-verified) and publish trained moth models.",
     )
     parser.add_argument("--index", action="append", metavar="URL|PATH", help=_INDEX_HELP)
+    parser.add_argument(INSECURE_FLAG, action="store_true", help=INSECURE_HELP)
     # Also accepted after the subcommand; SUPPRESS keeps a value given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--index", action="append", metavar="URL|PATH", help=_INDEX_HELP, default=argparse.SUPPRESS
+    )
+    common.add_argument(
+        INSECURE_FLAG, action="store_true", help=INSECURE_HELP, default=argparse.SUPPRESS
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", parents=[common], help="models of the index(es)")
@@ -44,7 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("title", "description", "intended-use", "license", "citation", "region"):
         p.add_argument(f"--{name}", default="")
     p.add_argument("--created", default=None, help="ISO date; default now")
-    p.add_argument("--force", action="store_true", help="replace the same id and version")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the same id and version (new files go beside the old ones, which stay)",
+    )
+    p.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     return parser
 
 
@@ -115,7 +126,8 @@ def _add(opts: argparse.Namespace) -> int:
         "region": opts.region,
         "created": opts.created,
     }
-    entry = add_model(opts.model, opts.index, info, opts.checkpoint, opts.force)
+    with trusting_checkpoints(opts.trust_checkpoint):
+        entry = add_model(opts.model, opts.index, info, opts.checkpoint, opts.force)
     print(f"added {entry['id']}@{entry['version']} to {opts.index / 'index.json'}")
     for f in entry["files"]:
         print(f"  {f['role']:<10} {f['url']} ({f['size']:,} B, sha256 {f['sha256'][:12]}...)")
@@ -130,7 +142,8 @@ def main(args: list[str] | None = None) -> int:
     """Run one ``moths-zoo`` subcommand; exit code 2 on a user error, 1 on corrupt files."""
     opts = _parser().parse_args(args)
     try:
-        return _COMMANDS[opts.command](opts)
+        with zoo.allowing_insecure_http(opts.allow_insecure_http):
+            return _COMMANDS[opts.command](opts)
     except (zoo.ZooError, ValueError) as err:  # ModelFormatError is a ValueError
         print(f"moths-zoo: {err}", file=sys.stderr)
         return 2

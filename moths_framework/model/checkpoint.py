@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import torch
 
 from moths_framework import plugins
 from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.model.backbone import Backbone
 from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+from moths_framework.model.trust import TRUST_HINT, checkpoints_trusted
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = [
@@ -28,30 +31,79 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dictionary; checks it carries the moths metadata."""
+    """The checkpoint dictionary; checks it carries the moths metadata.
+
+    Read with ``torch.load(weights_only=True)`` unless checkpoints are trusted
+    (:mod:`moths_framework.model.trust`): a pickled object that would run code
+    is refused, in one line naming ``--trust-checkpoint``.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    trusted = checkpoints_trusted()
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as err:  # torch raises many kinds for a bad file
-        raise CheckpointError(f"{path} is not a readable checkpoint: {err}") from err
-    if CHECKPOINT_KEY not in checkpoint:
+        if not trusted and "Weights only load failed" in str(err):
+            raise CheckpointError(
+                f"{path} holds pickled objects beyond tensors and plain data ({_refused(err)}); "
+                f"loading it could run its author's code: {TRUST_HINT}"
+            ) from err
+        raise CheckpointError(f"{path} is not a readable checkpoint: {_first_line(err)}") from err
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise CheckpointError(f"{path} was not written by moths-fit (no '{CHECKPOINT_KEY}' entry)")
     return checkpoint
 
 
-def _build_backbone(spec: dict[str, Any]) -> torch.nn.Module:
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _refused(err: BaseException) -> str:
+    """What torch's weights-only unpickler refused, from its long message."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    if found:
+        return f"it names {found.group(1)}"
+    detail = re.search(r"WeightsUnpickler error: ([^\n]+)", str(err))
+    return detail.group(1).strip() if detail else "not a plain checkpoint"
+
+
+def _backbone_class(class_path: object) -> type:
+    """The class a checkpoint's backbone spec names.
+
+    Untrusted, it must be a registered backbone plugin (entry-point group
+    ``moths_framework.backbones``) or a :class:`Backbone` subclass: calling any
+    other class or function with the checkpoint's arguments (``subprocess.Popen``,
+    ``os.system``) would run whatever command the checkpoint's author chose.
+    """
+    if not isinstance(class_path, str) or not re.fullmatch(r"\w+(\.\w+)+", class_path):
+        raise CheckpointError(f"the checkpoint's backbone class_path {class_path!r} is not a class")
     plugins.load_all()
-    module_name, _, class_name = spec["class_path"].rpartition(".")
+    module_name, _, class_name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as err:
         raise CheckpointError(
-            f"the checkpoint's backbone {spec['class_path']} is not installed: {err} "
+            f"the checkpoint's backbone {class_path} is not installed: {err} "
             "(install its plugin, e.g. pip install moths-plugin-timm)"
         ) from err
-    return cls(**spec["init_args"])
+    registered = {info.value.replace(":", ".") for info in plugins.available("backbones").values()}
+    is_backbone = isinstance(cls, type) and issubclass(cls, Backbone)
+    if class_path in registered or is_backbone or checkpoints_trusted():
+        return cls
+    raise CheckpointError(
+        f"the checkpoint's backbone {class_path} is not a backbone plugin nor a Backbone "
+        f"subclass; building it could run its author's code: {TRUST_HINT}"
+    )
+
+
+def _build_backbone(spec: dict[str, Any]) -> torch.nn.Module:
+    cls = _backbone_class(spec.get("class_path"))
+    init_args = dict(spec.get("init_args") or {})
+    if "pretrained" in init_args and not checkpoints_trusted():
+        init_args["pretrained"] = False  # the checkpoint has the weights: read no other file
+    return cls(**init_args)
 
 
 def load_classifier(path: str | Path) -> MothsClassifier:

@@ -152,7 +152,7 @@ class TrialRun:
         metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
         best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
         if best and Path(best).is_file():
-            checkpoint = torch.load(best, map_location="cpu", weights_only=False, mmap=True)
+            checkpoint = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
             metrics.update(checkpoint.get(CHECKPOINT_KEY, {}).get("metrics", {}))
         if metric not in metrics:
             logged = ", ".join(sorted(k for k in metrics if k.startswith("val/")))

@@ -3,6 +3,11 @@
 ``zoo:ID[@VERSION]`` names a model wherever a model path is accepted
 (``moths-infer --model``, ``OnnxClassifier.from_file``, ``model.init_from``);
 :func:`resolve` turns it into a verified local file.
+
+Index text is data, never code or a path: every index is checked against the
+packaged JSON Schema (:func:`validate_index`), the cache names files only by
+their sha256, plain http needs :func:`allowing_insecure_http`, and a zoo
+checkpoint is safetensors (a ``.ckpt`` pickle could run its author's code).
 """
 
 from __future__ import annotations
@@ -10,7 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from moths_framework.zoo.cache import cache_root, cached_path, fetch_file, verify_cache
-from moths_framework.zoo.errors import ZooChecksumError, ZooError, ZooOfflineError
+from moths_framework.zoo.errors import (
+    ZooChecksumError,
+    ZooError,
+    ZooInsecureError,
+    ZooOfflineError,
+)
 from moths_framework.zoo.index import (
     ZooEntry,
     ZooFile,
@@ -19,6 +29,8 @@ from moths_framework.zoo.index import (
     load_indexes,
     parse_ref,
 )
+from moths_framework.zoo.schema import validate_index
+from moths_framework.zoo.transport import allowing_insecure_http, insecure_http_allowed
 
 __all__ = [
     "PREFIX",
@@ -27,14 +39,18 @@ __all__ = [
     "ZooError",
     "ZooFile",
     "ZooIndex",
+    "ZooInsecureError",
     "ZooOfflineError",
+    "allowing_insecure_http",
     "cache_root",
     "cached_path",
     "find",
+    "insecure_http_allowed",
     "is_zoo_ref",
     "parse_ref",
     "pull",
     "resolve",
+    "validate_index",
     "verify_cache",
 ]
 
@@ -75,9 +91,16 @@ def resolve(
         role: which file of a zoo model: ``onnx`` or ``checkpoint``.
 
     Raises:
-        ZooError: the zoo reference cannot be resolved or fetched (one line).
+        ZooError: the zoo reference cannot be resolved or fetched (one line), or
+            its checkpoint is not ``.safetensors``.
     """
     if not is_zoo_ref(name):
         return Path(name)
     entry = find(str(name), indexes)
-    return fetch_file(entry, entry.file(role), progress)
+    file = entry.file(role)
+    if role == "checkpoint" and not file.name.endswith(".safetensors"):
+        raise ZooError(
+            f"zoo model {entry.ref}: its checkpoint {file.name} is not .safetensors; a zoo "
+            "checkpoint must be (a .ckpt is a pickle that can run its author's code)"
+        )
+    return fetch_file(entry, file, progress)

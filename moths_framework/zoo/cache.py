@@ -5,12 +5,18 @@ to a private temporary folder and are renamed into place only after their
 hash and size check out: an interrupted or mismatched download leaves nothing
 in ``blobs/``, and the leftovers of a killed process are removed by the next
 fetch of the same file (under its lock) or by :func:`verify_cache`.
+
+No path or glob is ever built from index text other than a sha256 that is 64
+lowercase hex digits (and a file suffix of letters and digits): the index is
+validated when read, and this module checks again, so an index naming
+``"../../x/*"`` as a hash cannot reach outside the cache.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from filelock import FileLock, Timeout
 from moths_framework.atomic_files import write_bytes_atomically
 from moths_framework.zoo.errors import ZooChecksumError, ZooError, ZooOfflineError
 from moths_framework.zoo.index import OFFLINE_ENV, ZooEntry, ZooFile, is_offline
+from moths_framework.zoo.transport import check_transport
 
 __all__ = [
     "CACHE_ENV",
@@ -38,6 +45,8 @@ __all__ = [
 
 CACHE_ENV = "MOTHS_CACHE"
 pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line duplicates ours
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
 
 
 def cache_root() -> Path:
@@ -70,15 +79,35 @@ def shared_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _digest(sha256: object) -> str:
+    """``sha256`` when it is a lowercase hex digest: the only index text a cache path holds."""
+    if not isinstance(sha256, str) or not _DIGEST.fullmatch(sha256):
+        raise ZooError(
+            f"{sha256!r} is not a sha256 digest (64 lowercase hex digits); "
+            "the zoo cache builds no path from it"
+        )
+    return sha256
+
+
+def _blob_name(file: ZooFile) -> str:
+    """``<sha256><suffix>``; a suffix other than ``.`` and letters or digits is dropped."""
+    suffix = Path(file.name).suffix
+    return _digest(file.sha256) + (suffix if _SUFFIX.fullmatch(suffix) else "")
+
+
 def cached_path(file: ZooFile) -> Path:
-    """Where ``file`` lives in the cache (whether or not it is there yet)."""
-    return _blobs() / f"{file.sha256}{Path(file.name).suffix}"
+    """Where ``file`` lives in the cache (whether or not it is there yet).
+
+    Raises:
+        ZooError: its sha256 is not a hex digest.
+    """
+    return _blobs() / _blob_name(file)
 
 
 def _lock(sha256: str) -> FileLock:
     locks = cache_root() / "zoo" / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(locks / f"{sha256}.lock"))
+    return FileLock(str(locks / f"{_digest(sha256)}.lock"))
 
 
 def fetch_file(entry: ZooEntry, file: ZooFile, progress: bool = False) -> Path:
@@ -91,12 +120,14 @@ def fetch_file(entry: ZooEntry, file: ZooFile, progress: bool = False) -> Path:
     Raises:
         ZooChecksumError: the hash or size differs (the message names both hashes).
         ZooOfflineError: ``MOTHS_OFFLINE=1`` and an http(s) file is not cached.
-        ZooError: the source cannot be read or downloaded.
+        ZooInsecureError: the file is plain http:// and that was not allowed.
+        ZooError: the source cannot be read or downloaded, or its sha256 is no digest.
     """
     target = cached_path(file)
+    source = entry.source_of(file)
+    check_transport(source, f"zoo file of {entry.ref}")
     if target.is_file():
         return target
-    source = entry.source_of(file)
     remote = urlparse(source).scheme in ("http", "https")
     if remote and is_offline():
         raise ZooOfflineError(
@@ -110,7 +141,11 @@ def fetch_file(entry: ZooEntry, file: ZooFile, progress: bool = False) -> Path:
         _tmp().mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{file.sha256}-", dir=_tmp()))
         try:
-            fetched = _download(source, file, work, progress) if remote else _copy(source, work)
+            fetched = work / target.name
+            if remote:
+                _download(source, file, fetched, progress)
+            else:
+                _copy(source, fetched)
             _check(fetched, file, source)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(fetched, target)
@@ -119,13 +154,13 @@ def fetch_file(entry: ZooEntry, file: ZooFile, progress: bool = False) -> Path:
     return target
 
 
-def _download(url: str, file: ZooFile, work: Path, progress: bool) -> Path:
+def _download(url: str, file: ZooFile, fetched: Path, progress: bool) -> None:
     try:
         pooch.retrieve(
             url,
             known_hash=f"sha256:{file.sha256}",
-            fname=file.name,
-            path=work,
+            fname=fetched.name,
+            path=fetched.parent,
             progressbar=progress,
         )
     except ValueError as err:  # pooch's hash mismatch; it deleted the download
@@ -133,16 +168,13 @@ def _download(url: str, file: ZooFile, work: Path, progress: bool) -> Path:
         raise ZooChecksumError(_mismatch(url, file.sha256, actual)) from err
     except Exception as err:  # requests' connection errors, HTTP errors, ...
         raise ZooError(f"cannot download {url}: {type(err).__name__}: {err}") from err
-    return work / file.name
 
 
-def _copy(path: str, work: Path) -> Path:
+def _copy(path: str, copied: Path) -> None:
     source = Path(path)
     if not source.is_file():
         raise ZooError(f"zoo file {source} not found")
-    copied = work / source.name
     shutil.copyfile(source, copied)
-    return copied
 
 
 def _check(path: Path, file: ZooFile, source: str) -> None:
@@ -164,7 +196,7 @@ def _mismatch(source: str, expected: str, actual: str) -> str:
 def _remove_leftovers(sha256: str) -> None:
     """Temporary folders of earlier, killed fetches of this file (call under its lock)."""
     if _tmp().is_dir():
-        for stale in _tmp().glob(f"{sha256}-*"):
+        for stale in _tmp().glob(f"{_digest(sha256)}-*"):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -196,6 +228,8 @@ def verify_cache(files: list[ZooFile] | None = None) -> list[CacheCheck]:
         checks.append(CacheCheck(path, actual == expected, actual))
     if files is None and _tmp().is_dir():
         for stale in _tmp().iterdir():
+            if not _DIGEST.fullmatch(stale.name.split("-")[0]):
+                continue  # not a fetch's folder: leave it
             try:
                 with _lock(stale.name.split("-")[0]).acquire(timeout=0):
                     shutil.rmtree(stale, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ZooChecksumError", "ZooError", "ZooOfflineError"]
+__all__ = ["ZooChecksumError", "ZooError", "ZooInsecureError", "ZooOfflineError"]
 
 
 class ZooError(ValueError):
@@ -15,3 +15,7 @@ class ZooChecksumError(ZooError):
 
 class ZooOfflineError(ZooError):
     """``MOTHS_OFFLINE=1`` and a file that needs the network is not in the cache."""
+
+
+class ZooInsecureError(ZooError):
+    """An index or file is plain ``http://`` and insecure http was not allowed."""

@@ -3,8 +3,10 @@
 An index is a JSON file listing models; each entry carries what is needed to
 use the model without opening it (ranks, preprocessing, calibration, metrics,
 license, ...) and its files, each with a ``url`` (``https://``, ``file://`` or
-a path relative to the index), a ``sha256`` and a ``size``. The JSON Schema
-is ``zoo/index.schema.json``; :func:`validate_index` checks against it.
+a path relative to the index), a ``sha256`` and a ``size``. Every index read
+is checked against the JSON Schema ``moths_framework/zoo/index.schema.json``
+(:func:`moths_framework.zoo.schema.validate_index`); one over plain ``http://``
+is refused unless allowed (:mod:`moths_framework.zoo.transport`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 from urllib.parse import urljoin, urlparse
 
 from moths_framework.zoo.errors import ZooError, ZooOfflineError
+from moths_framework.zoo.schema import validate_index
+from moths_framework.zoo.transport import check_transport
 
 __all__ = [
     "INDEX_ENV",
@@ -165,9 +169,11 @@ def load_index(location: str, cache_root: Path | None = None) -> ZooIndex:
     A URL's index is kept in ``cache_root`` so it can be read offline later.
 
     Raises:
-        ZooError: missing, unreadable, not schema 1, or offline with no cached copy.
+        ZooError: missing, unreadable, not schema 1, not valid by the JSON Schema,
+            plain http not allowed, or offline with no cached copy.
     """
     if _is_url(location):
+        check_transport(location, "zoo index")
         text = _fetch_index_text(location, cache_root)
         where = location
     else:
@@ -187,6 +193,7 @@ def load_index(location: str, cache_root: Path | None = None) -> ZooIndex:
             f"zoo index {where} has schema {found!r}; this moths-framework reads schema "
             f"{SCHEMA_VERSION}"
         )
+    validate_index(data, where)
     return ZooIndex(where, data)
 
 
@@ -210,6 +217,7 @@ def _fetch_index_text(url: str, cache_root: Path | None) -> str:
         )
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
+            check_transport(response.geturl(), f"zoo index {url} redirects to")
             text = response.read().decode("utf-8")
     except (urllib.error.URLError, OSError) as err:
         if cached is not None and cached.is_file():

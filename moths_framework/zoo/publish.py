@@ -6,28 +6,37 @@ Layout of an index folder::
     <id>/README.md                 the model card of the newest version
     <id>/<version>/model.onnx      the files, referenced by relative url
     <id>/<version>/model.safetensors
+    .index.json.lock               taken by every add around reading and writing index.json
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
+import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pooch
+from filelock import FileLock, Timeout
 
 from moths_framework import __version__
+from moths_framework.atomic_files import replaced_atomically
 from moths_framework.inference.metadata import ModelMetadata
 from moths_framework.zoo.cache import write_atomically
 from moths_framework.zoo.card import model_card
 from moths_framework.zoo.errors import ZooError
 from moths_framework.zoo.index import SCHEMA_VERSION, version_key
+from moths_framework.zoo.schema import check_name, validate_index
 
 __all__ = ["ModelInfo", "add_model", "read_onnx_metadata"]
 
 ModelInfo = dict[str, Any]
+_LOCK_TIMEOUT_S = 600
 
 
 def read_onnx_metadata(path: Path) -> ModelMetadata:
@@ -43,23 +52,24 @@ def read_onnx_metadata(path: Path) -> ModelMetadata:
     return ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
 
 
-def _checkpoint_file(checkpoint: Path, out: Path) -> Path:
-    """Copy a ``.safetensors`` zoo checkpoint, or convert a Lightning ``.ckpt`` (no pickle kept)."""
+def _checkpoint_file(checkpoint: Path, staged: Path) -> None:
+    """Write ``staged``: a ``.safetensors`` zoo checkpoint copied, or a Lightning ``.ckpt``
+    converted (no pickle kept; reading the ``.ckpt`` follows ``--trust-checkpoint``)."""
     if not checkpoint.is_file():
         raise ZooError(f"checkpoint {checkpoint} not found")
-    target = out / "model.safetensors"
     if checkpoint.suffix == ".safetensors":
         from moths_framework.zoo.checkpoint import load_zoo_checkpoint
 
         load_zoo_checkpoint(checkpoint)  # raises when it is not one
-        shutil.copyfile(checkpoint, target)
-        return target
+        with replaced_atomically(staged) as temporary:
+            shutil.copyfile(checkpoint, temporary)
+        return
     from moths_framework.model.checkpoint import read_checkpoint
     from moths_framework.model.lightning import CHECKPOINT_KEY
     from moths_framework.zoo.checkpoint import save_zoo_checkpoint
 
     loaded = read_checkpoint(checkpoint)
-    return save_zoo_checkpoint(loaded["state_dict"], loaded[CHECKPOINT_KEY], target)
+    save_zoo_checkpoint(loaded["state_dict"], loaded[CHECKPOINT_KEY], staged)
 
 
 def _file_entry(role: str, path: Path, index_dir: Path) -> dict[str, Any]:
@@ -104,10 +114,79 @@ def _read_or_new_index(index_dir: Path) -> dict[str, Any]:
     path = index_dir / "index.json"
     if not path.is_file():
         return {"schema": SCHEMA_VERSION, "models": []}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("schema") != SCHEMA_VERSION:
-        raise ZooError(f"{path} has schema {data.get('schema')!r}, not {SCHEMA_VERSION}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ZooError(f"zoo index {path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+        found = data.get("schema") if isinstance(data, dict) else None
+        raise ZooError(f"{path} has schema {found!r}, not {SCHEMA_VERSION}")
+    validate_index(data, str(path))
     return data
+
+
+@contextmanager
+def _index_lock(index_dir: Path) -> Iterator[None]:
+    """The lock every ``moths-zoo add`` to ``index_dir`` takes around reading and writing it."""
+    lock = index_dir / ".index.json.lock"
+    try:
+        with FileLock(str(lock), timeout=_LOCK_TIMEOUT_S):
+            yield
+    except Timeout as err:
+        raise ZooError(
+            f"another moths-zoo add has held {lock} for {_LOCK_TIMEOUT_S} s; try again once "
+            "it is done"
+        ) from err
+
+
+def _staging(out: Path, name: str, written: list[Path]) -> Path:
+    """A new, unused path in ``out`` to write ``name``'s content to before it is placed."""
+    staged = out / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.staged"
+    written.append(staged)
+    return staged
+
+
+def _place(staged: Path, name: str, written: list[Path]) -> Path:
+    """Move ``staged`` to ``name`` beside it, or to ``<stem>.<sha256[:12]><suffix>`` when
+    ``name`` holds other content: a file an entry may use is never overwritten."""
+    sha256 = pooch.file_hash(str(staged), alg="sha256")
+    plain = staged.with_name(name)
+    for target in (plain, plain.with_name(f"{plain.stem}.{sha256[:12]}{plain.suffix}")):
+        if not target.exists():
+            os.replace(staged, target)
+            written.append(target)
+            return target
+        if pooch.file_hash(str(target), alg="sha256") == sha256:
+            staged.unlink()
+            return target  # the same bytes are there already
+    raise ZooError(f"{plain.parent} has {plain.name} and {target.name}, both with other content")
+
+
+def _write_files(
+    onnx_path: Path, checkpoint: Path | None, out: Path, index_dir: Path, written: list[Path]
+) -> list[dict[str, Any]]:
+    """The entry's files written in ``out``, new ones beside (never over) what is there;
+    returns their index ``files``."""
+    staged = _staging(out, "model.onnx", written)
+    with replaced_atomically(staged) as temporary:
+        shutil.copyfile(onnx_path, temporary)
+    files = [_file_entry("onnx", _place(staged, "model.onnx", written), index_dir)]
+    if checkpoint is not None:
+        staged = _staging(out, "model.safetensors", written)
+        _checkpoint_file(checkpoint, staged)
+        placed = _place(staged, "model.safetensors", written)
+        files.append(_file_entry("checkpoint", placed, index_dir))
+    return files
+
+
+def _with_entry(index: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """Put ``entry`` in ``index`` in place of one with its id and version; True when it is
+    the newest version of its id (then the model card is its)."""
+    key = (entry["id"], entry["version"])
+    models = [e for e in index["models"] if (e["id"], e["version"]) != key] + [entry]
+    index["models"] = sorted(models, key=lambda e: (e["id"], version_key(e["version"])))
+    same_id = [e for e in models if e["id"] == entry["id"]]
+    return max(same_id, key=lambda e: version_key(e["version"])) is entry
 
 
 def add_model(
@@ -118,6 +197,14 @@ def add_model(
     force: bool = False,
 ) -> dict[str, Any]:
     """Copy the model's files into ``index_dir``, hash them, add the entry and write the card.
+
+    Safe to run concurrently on one index folder: reading, changing and writing
+    ``index.json`` happens under a file lock. The new files are written first,
+    beside the old ones (with ``force``, a file whose name is taken by other
+    content is named ``model.<sha256[:12]>.onnx``), then ``index.json`` is
+    replaced atomically: a failure on the way leaves the old entry and its files
+    as they were and removes what this call wrote. Files are never deleted,
+    so a replaced entry's old files stay until someone removes them.
 
     Args:
         onnx_path: a model exported by ``moths-export``.
@@ -132,30 +219,36 @@ def add_model(
         the new index entry.
 
     Raises:
-        ZooError: a file is missing or not a moths model, or the entry exists.
+        ZooError: a file is missing or not a moths model, the id or version is
+            not a plain name, the index is invalid, or the entry exists.
     """
+    check_name("id", info["id"])
+    check_name("version", info["version"])
     meta = read_onnx_metadata(onnx_path)
-    index = _read_or_new_index(index_dir)
-    ref = f"{info['id']}@{info['version']}"
-    same = [e for e in index["models"] if (e["id"], e["version"]) == (info["id"], info["version"])]
-    if same and not force:
-        raise ZooError(f"{index_dir / 'index.json'} already has {ref}; pass --force to replace it")
-    out = index_dir / info["id"] / info["version"]
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, out / "model.onnx")
-    files = [_file_entry("onnx", out / "model.onnx", index_dir)]
-    if checkpoint is not None:
-        files.append(_file_entry("checkpoint", _checkpoint_file(checkpoint, out), index_dir))
-    entry = _entry(meta, info, files)
-    models = [e for e in index["models"] if e not in same] + [entry]
-    models.sort(key=lambda e: (e["id"], version_key(e["version"])))
-    index["models"] = models
-    text = json.dumps(index, indent=2, ensure_ascii=False) + "\n"
-    write_atomically(index_dir / "index.json", text.encode("utf-8"))
-    newest = max(
-        (e for e in models if e["id"] == info["id"]), key=lambda e: version_key(e["version"])
-    )
-    if newest is entry:
-        card = model_card(entry, meta.hierarchy)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    path = index_dir / "index.json"
+    with _index_lock(index_dir):
+        index = _read_or_new_index(index_dir)
+        ref = f"{info['id']}@{info['version']}"
+        if not force and any(f"{e['id']}@{e['version']}" == ref for e in index["models"]):
+            raise ZooError(f"{path} already has {ref}; pass --force to replace it")
+        out = index_dir / info["id"] / info["version"]
+        new_folders = [d for d in (out.parent, out) if not d.exists()]
+        out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        try:
+            entry = _entry(meta, info, _write_files(onnx_path, checkpoint, out, index_dir, written))
+            newest = _with_entry(index, entry)
+            validate_index(index, str(path))
+            card = model_card(entry, meta.hierarchy) if newest else None
+            text = json.dumps(index, indent=2, ensure_ascii=False) + "\n"
+            write_atomically(path, text.encode("utf-8"))
+        except BaseException:
+            for stale in written:
+                stale.unlink(missing_ok=True)
+            for folder in reversed(new_folders):
+                folder.rmdir()
+            raise
+    if card is not None:
         write_atomically(index_dir / info["id"] / "README.md", card.encode("utf-8"))
     return entry
