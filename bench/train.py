@@ -58,11 +58,11 @@ from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.data.dataset import SampleDataset
 from moths_framework.data.sources import ImageFolder
 from moths_framework.data.transforms import train_transform
-from moths_framework.finetuning import FullUnfreeze
 from moths_framework.hierarchy import CsvHierarchy
 from moths_framework.model.heads import MultiHeadClassifier
 from moths_framework.model.lightning import MothsClassifier
 from moths_framework.preprocessing import Preprocessing
+from moths_framework.train.unfreeze import FullUnfreeze
 
 SPECIES = 6
 IMAGE_SIDE = 128

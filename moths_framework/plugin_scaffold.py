@@ -131,7 +131,7 @@ LABEL_HIERARCHY = Template(
 UNFREEZE_POLICY = Template(
     suffix="Unfreeze",
     code='''
-        from moths_framework.finetuning import UnfreezePolicy
+        from moths_framework.train.unfreeze import UnfreezePolicy
 
 
         class {cls}(UnfreezePolicy):

@@ -111,7 +111,7 @@ GROUPS: tuple[PluginGroup, ...] = (
     ),
     PluginGroup(
         name="unfreeze_policies",
-        base="moths_framework.finetuning:UnfreezePolicy",
+        base="moths_framework.train.unfreeze:UnfreezePolicy",
         yaml_key="unfreeze",
         check="moths_framework.testing:check_unfreeze_policy",
         template="moths_framework.plugin_scaffold:UNFREEZE_POLICY",

@@ -148,7 +148,7 @@ def test_the_loss_is_the_weighted_mean_of_rank_losses(tmp_path, prepared):
         (["--model.backbone", "NoSuchBackbone"], "NoSuchBackbone"),
         (["--model.backbone", "TimmBackbone", "--model.backbone.name", "resnet181"],
          "did you mean"),
-        (["--unfreeze", "moths_framework.finetuning.Nope"], "Nope"),
+        (["--unfreeze", "moths_framework.train.unfreeze.Nope"], "Nope"),
     ],
 )  # fmt: skip
 def test_bad_configs_name_the_problem(tmp_path, prepared, capsys, override, message):
@@ -181,7 +181,7 @@ def test_tune_sizes_the_batch_for_the_most_the_policy_unfreezes_and_saves_it(
 
     from lightning.pytorch.tuner import Tuner
 
-    from moths_framework.finetuning import UnfreezePolicy
+    from moths_framework.train.unfreeze import UnfreezePolicy
 
     seen = {}
 
@@ -217,7 +217,7 @@ def test_two_fits_started_in_the_same_second_get_their_own_run_folders(
     tmp_path, prepared, monkeypatch
 ):
     from moths_framework import plugins
-    from moths_framework.cli.lightning import MothsCLI
+    from moths_framework.train.cli import MothsCLI
 
     monkeypatch.chdir(tmp_path)
     strftime = time.strftime

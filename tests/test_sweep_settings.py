@@ -11,13 +11,13 @@ import torch
 import yaml
 from conftest import REPO
 
-from moths_framework.cli.list_overrides import expand_index_overrides
 from moths_framework.cli.sweep import main as sweep
 from moths_framework.sweep import SweepConfigError, load_study, load_sweep_config, write_report
 from moths_framework.sweep.objective import TrialRun, override_args
 from moths_framework.sweep.report import _short_names, ranked_trials
 from moths_framework.sweep.settings import SweepSettings
 from moths_framework.sweep.study import make_sampler, open_storage, open_study
+from moths_framework.train.overrides import expand_index_overrides
 
 
 def write_optim(tmp_path: Path, sweep: dict, **fit) -> Path:

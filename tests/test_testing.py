@@ -8,7 +8,6 @@ from tiny_backbone import TinyCNN
 
 from moths_framework import plugins
 from moths_framework.data.sources import DataSource, ImageFolder, ImageFolders, Sample
-from moths_framework.finetuning import GradualUnfreeze, UnfreezePolicy
 from moths_framework.hierarchy import CsvHierarchy, HierarchySource, HierarchyTable
 from moths_framework.messages import first_few
 from moths_framework.testing import (
@@ -19,6 +18,7 @@ from moths_framework.testing import (
     check_plugin,
     check_unfreeze_policy,
 )
+from moths_framework.train.unfreeze import GradualUnfreeze, UnfreezePolicy
 
 
 def _built_in_init_args(test_data, tmp_path) -> dict[str, dict]:
@@ -74,7 +74,7 @@ def test_building_failures_are_one_line_naming_the_call(test_data):
         check_data_source(CsvHierarchy, path=test_data / "hierarchy.csv")
     with pytest.raises(ContractError, match=r"<lambda>\(\) returned a int, not a moths_framework"):
         check_hierarchy_source(lambda: 3)
-    with pytest.raises(ContractError, match="object is not a moths_framework.finetuning"):
+    with pytest.raises(ContractError, match="object is not a moths_framework.train.unfreeze"):
         check_unfreeze_policy(object())
     with pytest.raises(ContractError, match=r"TinyCNN.small_example\(\) failed"):
         check_backbone(TinyCNN)

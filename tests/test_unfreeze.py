@@ -14,15 +14,15 @@ from tiny_backbone import TinyCNN
 from torch import nn
 
 from moths_framework.cli.fit import main as fit
-from moths_framework.finetuning import (
+from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.model.lightning import MothsClassifier
+from moths_framework.train.unfreeze import (
     FrozenBackbone,
     FullUnfreeze,
     GradualUnfreeze,
     MilestoneUnfreeze,
     trainable_parameters,
 )
-from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.model.lightning import MothsClassifier
 
 
 def test_gradual_follows_the_seed_formula():

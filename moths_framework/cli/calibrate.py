@@ -17,11 +17,12 @@ import warnings
 from pathlib import Path
 
 from moths_framework.calibrate.calibration import CalibrationError
-from moths_framework.cli.lightning import MothsCLI, run_command
+from moths_framework.cli.lightning import run_command
 from moths_framework.model.checkpoint import CheckpointError
 from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP
 from moths_framework.output_folders import check_may_overwrite, record_written
+from moths_framework.train.cli import MothsCLI
 
 _PROG = "moths-calibrate"
 

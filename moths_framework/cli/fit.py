@@ -1,8 +1,9 @@
-"""``moths-fit``: see :mod:`moths_framework.cli.lightning`."""
+"""``moths-fit``: see :mod:`moths_framework.train.cli`."""
 
 from __future__ import annotations
 
-from moths_framework.cli.lightning import run_command, run_fit
+from moths_framework.cli.lightning import run_command
+from moths_framework.train.cli import run_fit
 
 
 def main(args: list[str] | None = None) -> int:

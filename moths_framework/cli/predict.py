@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moths_framework.cli.lightning import MothsCLI, run_command
+from moths_framework.cli.lightning import run_command
 from moths_framework.model.checkpoint import CheckpointError
 from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.model.predict import gather_outputs
 from moths_framework.model.trust import lightning_load_options
+from moths_framework.train.cli import MothsCLI
 
 
 def default_split(cli: MothsCLI) -> str:

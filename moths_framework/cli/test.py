@@ -1,4 +1,4 @@
-"""``moths-test``: see :mod:`moths_framework.cli.lightning`."""
+"""``moths-test``: see :mod:`moths_framework.train.cli`."""
 
 from __future__ import annotations
 

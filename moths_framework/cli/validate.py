@@ -1,4 +1,4 @@
-"""``moths-validate``: see :mod:`moths_framework.cli.lightning`."""
+"""``moths-validate``: see :mod:`moths_framework.train.cli`."""
 
 from __future__ import annotations
 

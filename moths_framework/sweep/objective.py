@@ -29,10 +29,10 @@ import yaml
 from optuna_integration import PyTorchLightningPruningCallback
 
 from moths_framework import plugins
-from moths_framework.cli.lightning import MothsCLI, run_fit
 from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.output_folders import create_run_folder
 from moths_framework.sweep.settings import SweepSettings
+from moths_framework.train.cli import MothsCLI, run_fit
 
 __all__ = ["TrialRun", "override_args", "release_memory"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from moths_framework.finetuning import UnfreezePolicy
 from moths_framework.testing.contract import build_plugin, require, run_clauses
+from moths_framework.train.unfreeze import UnfreezePolicy
 
 __all__ = ["UNFREEZE_POLICY_CHECKS", "check_unfreeze_policy"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import lightning.pytorch as pl
 
-from moths_framework.finetuning import UnfreezePolicy
+from moths_framework.train.unfreeze import UnfreezePolicy
 
 __all__ = ["TuneResult", "largest_fraction", "policy_held_at_largest_fraction", "tune"]
 
