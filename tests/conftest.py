@@ -1,4 +1,5 @@
-"""Shared fixtures. Nothing here reaches the network."""
+"""Shared fixtures. Nothing here reaches the network. Shared functions and constants
+live in ``helpers/``: test modules import those, never this file."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-TEST_DATA = REPO / "test_data"
+from helpers.fit_args import FAST_FIT, tiny_fit_args
+from helpers.paths import TEST_DATA
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -26,25 +26,6 @@ def prepared(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared")
     prepare_sources(out, [TEST_DATA / "source_a", TEST_DATA / "source_b"], progress=False)
     return out
-
-
-def tiny_fit_args(run_dir: Path, manifest: Path, *extra: str) -> list[str]:
-    """moths-fit arguments: configs/dev.yaml with the tiny test backbone, fast settings."""
-    return [
-        "--config", str(REPO / "configs" / "dev.yaml"),
-        "--model.backbone", "tiny_backbone.TinyCNN",
-        "--model.preprocessing.input_size", "[32, 32]",
-        "--data.source.init_args.path", str(manifest),
-        "--data.hierarchy.init_args.path", str(TEST_DATA / "hierarchy.csv"),
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        *extra,
-    ]  # fmt: skip
-
-
-FAST_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
-            "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

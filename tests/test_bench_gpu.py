@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from helpers.paths import REPO
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the no-GPU path")

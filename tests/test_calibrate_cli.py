@@ -11,7 +11,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import TEST_DATA, tiny_fit_args
+from helpers.fit_args import tiny_fit_args
+from helpers.paths import TEST_DATA
 
 from moths_framework.calibrate.calibration import Calibration
 from moths_framework.calibrate.run import write_calibrated_checkpoint

@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import TEST_DATA
+from helpers.paths import TEST_DATA
 
 from moths_framework.cli.fit import main as fit
 from moths_framework.cli.test import main as run_test

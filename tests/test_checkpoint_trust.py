@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_FIT, REPO, tiny_fit_args
+from helpers.fit_args import FAST_FIT, tiny_fit_args
+from helpers.paths import REPO
 
 from moths_framework.cli import calibrate as calibrate_cli
 from moths_framework.cli import export as export_cli

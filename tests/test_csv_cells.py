@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_samples import jpeg
+from helpers.image_samples import jpeg
 
 from moths_framework.csv_cells import from_spreadsheet_safe, spreadsheet_safe
 from moths_framework.hierarchy import LabelHierarchy

@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from prediction_folders import write_random_folder
+from helpers.prediction_folders import write_random_folder
 
 from moths_framework.cli.evaluate import main
 from moths_framework.evaluate.folder import PredictionFolder

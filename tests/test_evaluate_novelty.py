@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from prediction_folders import KNOWN, UNKNOWN, model_hierarchy, write_random_folder
+from helpers.prediction_folders import KNOWN, UNKNOWN, model_hierarchy, write_random_folder
 
 from moths_framework.cli.evaluate import main as evaluate
 from moths_framework.evaluate.folder import PredictionFolder

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prediction_folders import TEST_DATA, model_hierarchy, write_random_folder
+from helpers.paths import TEST_DATA
+from helpers.prediction_folders import model_hierarchy, write_random_folder
 
 from moths_framework.evaluate.folder import PredictionFolder, PredictionFolderError
 from moths_framework.evaluate.predictions import prediction_csv_columns, write_prediction_folder

@@ -12,8 +12,8 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from helpers.prediction_folders import write_random_folder
 from PIL import Image
-from prediction_folders import write_random_folder
 
 from moths_framework.cli.evaluate import main
 from moths_framework.evaluate.confusion import most_confused_classes

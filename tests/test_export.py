@@ -12,7 +12,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import TEST_DATA, tiny_fit_args
+from helpers.fit_args import tiny_fit_args
+from helpers.paths import TEST_DATA
 
 from moths_framework.cli.export import main as export_command
 from moths_framework.cli.fit import main as fit

@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import REPO, tiny_fit_args
+from helpers.fit_args import tiny_fit_args
+from helpers.paths import REPO
 
 from moths_framework.cli.fit import main as fit
 from moths_framework.cli.predict import main as predict

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from conftest import REPO, TEST_DATA, tiny_fit_args
+from helpers.fit_args import tiny_fit_args
+from helpers.paths import REPO, TEST_DATA
 
 from moths_framework.cli.fit import main as fit
 from moths_framework.hierarchy import LabelHierarchy

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from image_samples import BROKEN, VALID, jpeg, rotated_jpeg
+from helpers.image_samples import BROKEN, VALID, jpeg, rotated_jpeg
 from PIL import Image, ImageFile
 
 from moths_framework.images import ImageCheck, ImageDecodeError, check_image, open_rgb

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_samples import VALID
+from helpers.image_samples import VALID
 from PIL import Image, ImageDraw, ImageFilter
 from test_inference import export_model, metadata, tiny_net
 

@@ -7,7 +7,7 @@ import csv
 import os
 
 import pytest
-from prediction_folders import write_random_folder
+from helpers.prediction_folders import write_random_folder
 
 from moths_framework.cli.evaluate import main as evaluate
 from moths_framework.inference.prediction import Prediction

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TEST_DATA
+from helpers.paths import TEST_DATA
 
 from moths_framework.cli.predict import main as predict
 from moths_framework.data.transforms import eval_transform

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from image_samples import BROKEN, VALID, jpeg
+from helpers.image_samples import BROKEN, VALID, jpeg
 
 from moths_framework.cli.prepare import main
 from moths_framework.data.file_checks import _pool_context

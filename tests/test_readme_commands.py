@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TEST_DATA
+from helpers.paths import REPO, TEST_DATA
 
 README = REPO / "README.md"
 RUN = "runs/readme"  # what runs/<time> stands for in the sandbox

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from conftest import tiny_fit_args
+from helpers.fit_args import tiny_fit_args
 
 from moths_framework.cli.fit import main as fit
 from moths_framework.data.sources import Manifest

@@ -15,7 +15,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import REPO, TEST_DATA
+from helpers.paths import REPO, TEST_DATA
 from optuna.trial import TrialState
 
 from moths_framework.cli.fit import main as fit

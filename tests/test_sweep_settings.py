@@ -9,7 +9,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from helpers.paths import REPO
 
 from moths_framework.cli.sweep import main as sweep
 from moths_framework.sweep import SweepConfigError, load_study, load_sweep_config, write_report

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_fit_args
+from helpers.fit_args import tiny_fit_args
 from tiny_backbone import TinyCNN
 from torch import nn
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pooch
 import pytest
-from zoo_server import serve
+from helpers.zoo_server import serve
 
 from moths_framework import zoo
 from moths_framework.zoo.cache import verify_cache

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from zoo_server import serve
+from helpers.zoo_server import serve
 
 from moths_framework import zoo
 from moths_framework.cli import infer as infer_cli

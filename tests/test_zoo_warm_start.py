@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_FIT, tiny_fit_args
+from helpers.fit_args import FAST_FIT, tiny_fit_args
 from tiny_backbone import TinyCNN
 
 from moths_framework.hierarchy import LabelHierarchy

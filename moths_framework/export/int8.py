@@ -31,9 +31,10 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from moths_framework.export import ExportError
+from moths_framework.export import ExportError, inputs_noun
 from moths_framework.images import ImageDecodeError, open_rgb
 from moths_framework.inference.metadata import INPUT_NAME
+from moths_framework.inference.prediction import softmax
 from moths_framework.inference.preprocess import preprocess
 from moths_framework.preprocessing import Preprocessing
 
@@ -63,7 +64,7 @@ class Int8Report:
 
     def __str__(self) -> str:
         return (
-            f"int8 vs fp32 on {self.images} {_inputs_noun(self.source)}: "
+            f"int8 vs fp32 on {self.images} {inputs_noun(self.source)}: "
             f"top-1 agreement {min(self.top1_agreement.values()):.1%} (worst rank), "
             f"max |Δprob| {max(self.max_abs_prob_diff.values()):.2e}; "
             f"calibrated on {self.calibration_images} images"
@@ -147,11 +148,6 @@ def quantize_int8(fp32: Path, output: Path, calibration: np.ndarray) -> onnx.Mod
     return onnx.load(str(output))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def check_int8_agreement(
     fp32: Path,
     int8: Path,
@@ -174,7 +170,7 @@ def check_int8_agreement(
             "nothing written"
         )
     agree = {r: float((expected[r].argmax(1) == got[r].argmax(1)).mean()) for r in ranks}
-    diff = {r: float(np.abs(_softmax(expected[r]) - _softmax(got[r])).max()) for r in ranks}
+    diff = {r: float(np.abs(softmax(expected[r]) - softmax(got[r])).max()) for r in ranks}
     report = Int8Report(len(batch), source, calibration_images, agree, diff)
     below = [rank for rank in ranks if agree[rank] < REQUIRED_AGREEMENT]
     if below:
@@ -188,7 +184,3 @@ def check_int8_agreement(
 def _run(path: Path, batch: np.ndarray, ranks: Sequence[str]) -> dict[str, np.ndarray]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return dict(zip(ranks, session.run(list(ranks), {INPUT_NAME: batch}), strict=True))
-
-
-def _inputs_noun(source: str) -> str:
-    return "images" if source == "images" else "random inputs"

@@ -31,6 +31,7 @@ from moths_framework.export.int8 import (
 )
 from moths_framework.export.parity import ParityReport, check_parity, parity_images
 from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME, ModelMetadata
+from moths_framework.messages import one_line
 from moths_framework.model.checkpoint import (
     CheckpointError,
     classifier_from_checkpoint,
@@ -152,12 +153,6 @@ def _metadata(
     )
 
 
-def _first_line(err: BaseException) -> str:
-    """``err`` as one line: its type and the first line of its message."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-
-
 def _class_path(checkpoint: dict) -> str:
     spec = checkpoint[CHECKPOINT_KEY].get("backbone")
     return str(spec.get("class_path", "unknown")) if isinstance(spec, dict) else "unknown"
@@ -172,7 +167,7 @@ def _rebuild(checkpoint: dict, source: str | Path) -> MothsClassifier:
     except Exception as err:  # a plugin's constructor may raise anything for a bad spec
         raise ExportError(
             f"cannot rebuild the model of {source} (backbone {_class_path(checkpoint)}): "
-            f"{_first_line(err)}; check the backbone's init_args and its plugin's version"
+            f"{one_line(err)}; check the backbone's init_args and its plugin's version"
         ) from err
 
 
@@ -239,7 +234,7 @@ def export_onnx(
         except Exception as err:  # the exporter raises many kinds, often with pages of text
             raise ExportError(
                 f"torch.onnx.export could not export {checkpoint} "
-                f"(backbone {_class_path(ckpt)}): {_first_line(err)}"
+                f"(backbone {_class_path(ckpt)}): {one_line(err)}"
             ) from err
         proto = onnx.load(str(tmp))
         if fp16:

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import torch
 
 from moths_framework.data.transforms import eval_transform
-from moths_framework.export import ExportError
+from moths_framework.export import ExportError, inputs_noun
 from moths_framework.images import ImageDecodeError, open_rgb
 from moths_framework.inference.metadata import INPUT_NAME
 from moths_framework.model.lightning import MothsClassifier
@@ -36,7 +36,7 @@ class ParityReport:
         worst = max(self.max_abs_diff.values())
         agree = min(self.top1_agreement.values())
         return (
-            f"parity on {self.images} {_inputs_noun(self.source)}: "
+            f"parity on {self.images} {inputs_noun(self.source)}: "
             f"max |Δlogit| {worst:.2e}, "
             f"top-1 agreement {agree:.1%} (worst rank)"
         )
@@ -86,7 +86,7 @@ def check_parity(
     if broken:
         raise ExportError(
             f"the exported model gives non-finite values (inf/NaN) at {', '.join(broken)} "
-            f"on {len(batch)} {_inputs_noun(source)}; nothing written"
+            f"on {len(batch)} {inputs_noun(source)}; nothing written"
         )
     got = [outputs[rank] for rank in model.ranks]
     diff = {
@@ -105,7 +105,3 @@ def check_parity(
             f"the exported model does not match PyTorch: {report} ({why}); nothing written"
         )
     return report
-
-
-def _inputs_noun(source: str) -> str:
-    return "images" if source == "images" else "random inputs"

@@ -29,6 +29,7 @@ import yaml
 from optuna_integration import PyTorchLightningPruningCallback
 
 from moths_framework import plugins
+from moths_framework.messages import one_line
 from moths_framework.model.lightning import CHECKPOINT_KEY
 from moths_framework.output_folders import create_run_folder
 from moths_framework.sweep.settings import SweepSettings
@@ -45,11 +46,6 @@ def _yaml_scalar(value: Any) -> str:
 def override_args(params: dict[str, Any]) -> list[str]:
     """The trial's values as ``moths-fit`` options: ``--model.loss_weights.0=1.5``."""
     return [f"--{key}={_yaml_scalar(value)}" for key, value in params.items()]
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    return f"{type(err).__name__}: {text}"[:1000]
 
 
 @contextmanager
@@ -118,7 +114,7 @@ class TrialRun:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             raise
         except Exception as err:
-            trial.set_user_attr("error", _one_line(err))
+            trial.set_user_attr("error", one_line(err, limit=1000))
             raise
         finally:
             config = run_dir / "config.yaml"

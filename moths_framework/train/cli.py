@@ -271,5 +271,3 @@ def run_entry_point(cli: MothsCLI) -> None:
     entry_point = getattr(cli.trainer, cli.command)
     ckpt_path, load = cli.config.get("ckpt_path"), lightning_load_options(entry_point)
     entry_point(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, **load)
-
-

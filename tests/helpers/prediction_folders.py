@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.paths import TEST_DATA
 from moths_framework.evaluate.predictions import write_prediction_folder
 from moths_framework.hierarchy import LabelHierarchy
 
-TEST_DATA = Path(__file__).resolve().parents[1] / "test_data"
 # The species of test_data with enough images, plus two the model has no class for.
 KNOWN = ["Aglais io", "Cydia pomonella", "Noctua comes", "Noctua pronuba", "Pammene aurana"]
 KNOWN += ["Pammene rhediella", "Pieris rapae"]
