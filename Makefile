@@ -1,5 +1,6 @@
-# moths-framework: `make demo` shows the whole flow on test_data, `make test` runs the tests.
-# Both create .venv when missing and install the core and every plugin under plugins/.
+# moths-framework: `make demo` shows the whole flow on test_data, `make test` runs the tests,
+# `make docs` builds the documentation site into site/. All create .venv when missing and
+# install the core (with the docs tools) and every plugin under plugins/.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 PYTEST_MARK := $(if $(CI),-m "slow or not slow",)
 DEMO := demo_out
 
-.PHONY: install demo test lint dist clean
+.PHONY: install demo test lint docs dist clean
 
 install: $(STAMP)
 
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[all,dev]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/python -m pip install -q -e '.[all,dev,docs]' $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 test: install
@@ -30,6 +31,10 @@ lint: install
 demo: install
 	@bash scripts/demo.sh $(BIN) $(DEMO)
 
+# The site from mkdocs.yml and docs/; --strict: a broken link or a page missing from the nav fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 # Wheels and sdists of the core and of every plugin, into dist/ (isolated PEP 517 builds).
 dist: install
 	rm -rf dist
@@ -37,4 +42,4 @@ dist: install
 	for p in $(PLUGINS); do $(BIN)/python -m build --outdir dist $$p || exit 1; done
 
 clean:
-	rm -rf $(DEMO) runs .pytest_cache
+	rm -rf $(DEMO) runs site .pytest_cache

@@ -1,12 +1,15 @@
-"""Every command in README.md's ``console`` blocks runs as written.
+"""Every command in the ``console`` blocks of README.md and docs/**/*.md runs as written.
 
-The commands are read from the README itself, so a command added there is
-run here too. Each must match a rule in :data:`RULES` (how to run it, or why
-it cannot run in a test); a command no rule knows fails with a message to add
-one. They run in a sandbox that looks like the repository root (``test_data``
-sources, ``configs``), so nothing in the repository is written;
-``runs/<time>`` is a tiny-backbone run made for the test. The commands that
-train a new run on ``configs/dev.yaml``'s real backbone are marked slow.
+The commands are read from the documents themselves, so a command added to
+any of them is run here too. Each must match a rule in :data:`RULES` (how to
+run it, or why it cannot run in a test), keyed by the command alone, so moving
+a section to another page changes nothing about how it runs; a command no
+rule knows fails with a message to add one. They run in document order
+(README.md, then docs/ sorted) in a sandbox that looks like the repository
+root (``test_data`` sources, ``configs``), so nothing in the repository is
+written; ``runs/<time>`` is a tiny-backbone run made for the test. The
+commands that train a new run on ``configs/dev.yaml``'s real backbone are
+marked slow.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import yaml
 from helpers.paths import REPO, TEST_DATA
 
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 RUN = "runs/readme"  # what runs/<time> stands for in the sandbox
 
 # Appended to moths-fit commands that start a run: the command's own options are
@@ -35,7 +39,7 @@ SHORT_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
 
 @dataclass(frozen=True)
 class Rule:
-    """How to treat README commands matching ``pattern`` (a regex, searched)."""
+    """How to treat documented commands matching ``pattern`` (a regex, searched)."""
 
     pattern: str
     skip: str = ""  # why it cannot run in a test
@@ -66,6 +70,7 @@ def _a_prediction_folder(sandbox: Path) -> None:
 
 RULES = [
     Rule(r"^make (demo|test)\b", skip="builds .venv and runs the whole flow or suite itself"),
+    Rule(r"^make docs\b", skip="builds the site with mkdocs --strict (.ci/run runs it)"),
     Rule(r"^pip install\b", skip="needs the network"),
     Rule(r"^moths-(prepare|hierarchy|plugins)\b"),
     Rule(r"^moths-fit .*--tune true", slow=True, extra=_new_run_dir),
@@ -87,7 +92,12 @@ RULES = [
 ]
 
 
-def readme_commands(text: str) -> list[str]:
+def documents() -> list[Path]:
+    """The files whose commands run: README.md, then every page under docs/, sorted."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def console_commands(text: str) -> list[str]:
     """Commands of the ``console`` blocks: the ``$ `` lines of a block that has them
     (the rest is output), else every line; comments dropped."""
     commands = []
@@ -99,6 +109,15 @@ def readme_commands(text: str) -> list[str]:
             if words:
                 commands.append(shlex.join(words))
     return commands
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(document, command) for every command of every document, in document order."""
+    return [
+        (doc.relative_to(REPO).as_posix(), command)
+        for doc in documents()
+        for command in console_commands(doc.read_text(encoding="utf-8"))
+    ]
 
 
 def rule_for(command: str) -> Rule | None:
@@ -118,10 +137,10 @@ def run_console_script(name: str, args: list[str]) -> int:
 
 def _params() -> list:
     params = []
-    for n, command in enumerate(readme_commands(README.read_text(encoding="utf-8"))):
+    for n, (doc, command) in enumerate(documented_commands()):
         rule = rule_for(command)
         marks = [pytest.mark.slow] if rule is not None and rule.slow else []
-        params.append(pytest.param(n, command, id=f"{n}:{command[:60]}", marks=marks))
+        params.append(pytest.param(n, command, id=f"{n}:{doc}:{command[:60]}", marks=marks))
     return params
 
 
@@ -156,7 +175,7 @@ def test_readme_command_runs_as_written(n, command, sandbox, monkeypatch):
     rule = rule_for(command)
     if rule is None:
         pytest.fail(
-            f"README command {command!r} has no rule in tests/test_readme_commands.py RULES: "
+            f"documented command {command!r} has no rule in tests/test_readme_commands.py RULES: "
             "add one saying how to run it (or why it cannot run in a test)"
         )
     if rule.skip:
@@ -169,10 +188,11 @@ def test_readme_command_runs_as_written(n, command, sandbox, monkeypatch):
     assert run_console_script(name, [*args, *rule.extra(n)]) == 0, command
 
 
-def test_the_readme_has_commands_and_every_rule_is_used():
-    commands = readme_commands(README.read_text(encoding="utf-8"))
+def test_the_documents_have_commands_and_every_rule_is_used():
+    commands = [command for _, command in documented_commands()]
     assert any(c.startswith("moths-fit") for c in commands)
+    assert any(c.startswith("make demo") for c in console_commands(README.read_text("utf-8")))
     unused = [
         rule.pattern for rule in RULES if not any(re.search(rule.pattern, c) for c in commands)
     ]
-    assert not unused, f"rules that match no README command (remove them): {unused}"
+    assert not unused, f"rules that match no documented command (remove them): {unused}"

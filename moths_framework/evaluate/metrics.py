@@ -3,7 +3,8 @@
 scikit-learn rather than pycm (the seed's choice): it is maintained, its
 metrics are vectorised over a sparse confusion matrix, and a 2,700-class head
 costs milliseconds; pycm builds per-class Python dicts of dozens of statistics
-each, which is slow and heavy at that size (see the README for the measurement).
+each, which is slow and heavy at that size (docs/commands/evaluate.md has the
+measurement).
 """
 
 from __future__ import annotations

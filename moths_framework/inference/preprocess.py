@@ -105,7 +105,7 @@ def jpeg_draft_size(p: Preprocessing) -> tuple[int, int]:
     1/4 or 1/8 scale (in the DCT, so much cheaper) whose shorter side still
     reaches ``p.resize_size``, and the one antialiased resize takes it from
     there. Not bit-equal with a full decode: on photo-like JPEGs pixels differ
-    by about 0.5 grey levels on average, 99 % by at most 3 (the README has the
-    numbers; a test holds the bound).
+    by about 0.5 grey levels on average, 99 % by at most 3 (docs/commands/infer.md
+    has the numbers; a test holds the bound).
     """
     return p.resize_size, p.resize_size
