@@ -6,25 +6,12 @@ the order of the contenders and the wording of the result line are checked.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def load_bench(name: str) -> ModuleType:
-    """Import ``bench/<name>.py`` as ``bench_<name>`` (the scripts import ``photos`` flat)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from helpers.bench_scripts import load_bench
 
 
 def test_prepare_alternates_first_side_and_labels_the_rerun_ratio(monkeypatch, tmp_path, capsys):

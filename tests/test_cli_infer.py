@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_inference import (
+from helpers.onnx_models import (
     constant_net,
     export_model,
     look_alike_logits,

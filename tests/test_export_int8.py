@@ -147,7 +147,7 @@ def test_spatial_means_become_global_pools_with_the_same_values(tmp_path):
 
 
 def _bench_int8():
-    from test_bench import load_bench
+    from helpers.bench_scripts import load_bench
 
     return load_bench("int8")
 

@@ -1,8 +1,7 @@
 """moths_framework.inference: the model contract, providers, preprocessing, predictions.
 
-The models are real ONNX files exported from tiny torch networks; the helpers
-``export_model``, ``tiny_net``, ``constant_net`` and ``HIERARCHY`` are also
-used by ``test_cli_infer.py``.
+The models are real ONNX files exported from tiny torch networks
+(:mod:`helpers.onnx_models`).
 """
 
 from __future__ import annotations
@@ -13,12 +12,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers.onnx_models import (
+    HIERARCHY,
+    constant_net,
+    export_model,
+    logits_for,
+    look_alike_logits,
+    metadata,
+    save_image,
+    tiny_net,
+)
 from PIL import Image
-from torch import nn
 
 from moths_framework.data.transforms import eval_transform
 from moths_framework.hierarchy import OTHER, LabelHierarchy
@@ -34,91 +41,7 @@ from moths_framework.inference import providers as providers_module
 from moths_framework.inference.preprocess import preprocess
 from moths_framework.preprocessing import Preprocessing
 
-HIERARCHY = LabelHierarchy(
-    ("species", "group", "family", "genus"),
-    {
-        "Aus alpha": ("micro", "Fam1", "Aus"),
-        "Aus beta": ("micro", "Fam1", "Aus"),
-        "Bus gamma": ("micro", "Fam1", "Bus"),
-        "Cus delta": ("macro", "Fam2", "Cus"),
-        "Dus epsilon": ("macro", "Fam3", "Dus"),
-    },
-    bundled=["Rare one"],
-)
-PREPROCESSING = Preprocessing(input_size=(32, 32), crop_pct=0.875)
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
-
-
-class _Heads(nn.Module):
-    """A feature extractor and one linear head per rank; returns logits per rank, features."""
-
-    def __init__(self, features: nn.Module, width: int) -> None:
-        super().__init__()
-        self.features = features
-        counts = HIERARCHY.num_classes()
-        self.heads = nn.ModuleList(nn.Linear(width, counts[r]) for r in HIERARCHY.ranks)
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features = self.features(image)
-        return (*(head(features) for head in self.heads), features)
-
-
-def tiny_net() -> nn.Module:
-    torch.manual_seed(0)
-    conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
-    return _Heads(nn.Sequential(conv, nn.Flatten()), 8).eval()
-
-
-class _Zero(nn.Module):
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return image.mean(dim=(1, 2, 3)).unsqueeze(1) * 0.0  # keeps the batch axis
-
-
-def constant_net(logits: dict[str, list[float]]) -> nn.Module:
-    """Heads whose logits are ``logits[rank]`` whatever the image."""
-    net = _Heads(_Zero(), 1)
-    with torch.no_grad():
-        for rank, head in zip(HIERARCHY.ranks, net.heads, strict=True):
-            head.weight.zero_()
-            head.bias.copy_(torch.tensor(logits[rank]))
-    return net.eval()
-
-
-def export_model(net: nn.Module, path: Path, metadata: ModelMetadata | None = None) -> Path:
-    """Export like moths-export: input ``image``, one output per rank, metadata props."""
-    outputs = [*HIERARCHY.ranks, "features"]
-    torch.onnx.export(
-        net, torch.zeros(2, 3, *PREPROCESSING.input_size), str(path), dynamo=False,
-        opset_version=17, input_names=["image"], output_names=outputs,
-        dynamic_axes={name: {0: "batch"} for name in ["image", *outputs]},
-    )  # fmt: skip
-    if metadata is not None:
-        model = onnx.load(str(path))
-        onnx.helper.set_model_props(model, metadata.to_props())
-        onnx.save(model, str(path))
-    return path
-
-
-def metadata(temperature: dict[str, float] | None = None) -> ModelMetadata:
-    return ModelMetadata(HIERARCHY, PREPROCESSING, {"backbone": "tiny"}, temperature or {})
-
-
-def save_image(path: Path, width: int = 40, height: int = 30, seed: int = 0) -> Path:
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def logits_for(species=None, group=None, family=None, genus=None) -> dict[str, list[float]]:
-    """Logits giving the named class of each rank the probability ``p``: {rank: (name, p)}."""
-    given = {"species": species, "group": group, "family": family, "genus": genus}
-    result = {}
-    for rank, choice in given.items():
-        classes = HIERARCHY.classes(rank)
-        name, prob = choice or (classes[1], 1 / len(classes))
-        rest = (1 - prob) / (len(classes) - 1)
-        result[rank] = [float(np.log(prob if c == name else rest)) for c in classes]
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -316,16 +239,6 @@ def test_species_list_keeps_listed_probabilities_and_gives_the_rest_to_other(
         removed = sum(p for name, p in before.items() if name not in after)
         assert after[OTHER] == pytest.approx(before[OTHER] + removed, abs=1e-9)
         assert sum(after.values()) == pytest.approx(1.0)
-
-
-def look_alike_logits() -> dict[str, list[float]]:
-    """An unlisted moth (Aus alpha, 0.6) with a listed look-alike (Aus beta, 0.3)."""
-    species = {"Aus alpha": 0.6, "Aus beta": 0.3}
-    logits = logits_for()
-    classes = HIERARCHY.classes("species")
-    rest = (1 - sum(species.values())) / (len(classes) - len(species))
-    logits["species"] = [float(np.log(species.get(c, rest))) for c in classes]
-    return logits
 
 
 @pytest.mark.parametrize(

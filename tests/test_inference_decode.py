@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.image_samples import VALID
+from helpers.onnx_models import export_model, metadata, tiny_net
 from PIL import Image, ImageDraw, ImageFilter
-from test_inference import export_model, metadata, tiny_net
 
 from moths_framework.data.transforms import eval_transform
 from moths_framework.images import open_rgb

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
+from helpers.onnx_models import export_model, metadata, tiny_net
 from PIL import Image
-from test_inference import export_model, metadata, tiny_net
 
 from moths_framework.inference import providers
 from moths_framework.inference.providers import (

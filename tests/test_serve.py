@@ -28,9 +28,9 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from helpers.onnx_models import HIERARCHY, export_model, metadata, tiny_net
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
-from test_inference import HIERARCHY, export_model, metadata, tiny_net
 
 from moths_framework.inference import OnnxClassifier
 from moths_framework.inference.writers import prediction_json

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from test_inference import HIERARCHY, PREPROCESSING, export_model, tiny_net
+from helpers.onnx_models import HIERARCHY, PREPROCESSING, export_model, tiny_net
 from test_serve import (
     ImageHost,
     PipelineResultsResponse,
