@@ -24,7 +24,8 @@ from moths_framework.cli.infer import main as infer
 from moths_framework.cli.predict import main as predict
 from moths_framework.data.transforms import eval_transform
 from moths_framework.images import open_rgb
-from moths_framework.model.checkpoint import load_classifier, read_checkpoint
+from moths_framework.model.checkpoint import read_checkpoint
+from moths_framework.model.rebuild import load_classifier
 
 HELD_OUT = "Pieris rapae"  # a synthetic species the model never trains on
 

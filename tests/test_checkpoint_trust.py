@@ -24,13 +24,8 @@ from moths_framework.cli import fit as fit_cli
 from moths_framework.cli import predict as predict_cli
 from moths_framework.cli import validate as validate_cli
 from moths_framework.cli import zoo as zoo_cli
-from moths_framework.model.checkpoint import (
-    CheckpointError,
-    classifier_from_checkpoint,
-    load_classifier,
-    read_checkpoint,
-)
-from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.checkpoint import CHECKPOINT_KEY, CheckpointError, read_checkpoint
+from moths_framework.model.rebuild import classifier_from_checkpoint, load_classifier
 
 DEMO_ONNX = REPO / "zoo" / "nl-moths-demo" / "1.0.0" / "model.onnx"
 

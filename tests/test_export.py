@@ -23,8 +23,9 @@ from moths_framework.export.onnx import export_onnx
 from moths_framework.export.parity import parity_images
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.inference import OnnxClassifier
-from moths_framework.model.checkpoint import load_classifier
-from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+from moths_framework.model.checkpoint import CHECKPOINT_KEY
+from moths_framework.model.lightning import MothsClassifier
+from moths_framework.model.rebuild import load_classifier
 from moths_framework.plugins import load
 
 FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",

@@ -6,14 +6,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
 from moths_framework.cli.export import main as export_command
 from moths_framework.export import onnx as onnx_export
 from moths_framework.export.int8 import _spatial_means_as_global_pools, quantize_int8
 from moths_framework.export.onnx import _calibration_order, export_onnx
 from moths_framework.inference import OnnxClassifier
-from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.checkpoint import read_weights
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +46,7 @@ def test_int8_metadata_and_model_card_say_int8(int8_export, tiny_run, tmp_path):
 
 def test_moths_infer_reads_the_int8_model_like_any_other(int8_export, tiny_run, tmp_path):
     fp32 = export_onnx(tiny_run / "best.ckpt", tmp_path / "fp32.onnx")
-    ckpt = torch.load(tiny_run / "best.ckpt", map_location="cpu", weights_only=False)
-    images = ckpt[CHECKPOINT_KEY]["data"]["val_examples"][:8]
+    images = read_weights(tiny_run / "best.ckpt")[1].val_examples[:8]
     predicted = [
         [p.top1("species")[0] for p in OnnxClassifier.from_file(m, providers="cpu").predict(images)]
         for m in (int8_export.path, fp32.path)
@@ -112,8 +110,7 @@ def test_bad_int8_options_are_usage_errors(tiny_run, tmp_path, capsys, extra):
 
 
 def test_checkpoints_record_enough_validation_images_to_calibrate(tiny_run):
-    ckpt = torch.load(tiny_run / "best.ckpt", map_location="cpu", weights_only=False)
-    data = ckpt[CHECKPOINT_KEY]["data"]
+    data = read_weights(tiny_run / "best.ckpt")[1].data
     assert data["split"]["val"] > 32  # test_data's split: more than the 32 once kept
     assert len(data["val_examples"]) == data["split"]["val"]
 

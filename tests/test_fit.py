@@ -15,8 +15,8 @@ from moths_framework.cli.predict import main as predict
 from moths_framework.cli.test import main as run_test
 from moths_framework.cli.validate import main as validate
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.model.checkpoint import load_classifier
 from moths_framework.model.lightning import normalised_loss_weights
+from moths_framework.model.rebuild import load_classifier
 
 FAST = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
         "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]  # fmt: skip

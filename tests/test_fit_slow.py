@@ -103,7 +103,7 @@ def test_wandb_logs_offline_without_a_login(tmp_path, prepared, monkeypatch):
 
 def test_ddp_trains_exactly_the_unfrozen_part(tmp_path, prepared):
     """Under DDP every parameter stays registered; frozen ones must still not move."""
-    from moths_framework.model.checkpoint import load_classifier
+    from moths_framework.model.rebuild import load_classifier
     from moths_framework.train.unfreeze import trainable_parameters
 
     run, initial = tmp_path / "run", tmp_path / "initial.pt"

@@ -14,7 +14,7 @@ from helpers.paths import TEST_DATA
 from moths_framework.cli.predict import main as predict
 from moths_framework.data.transforms import eval_transform
 from moths_framework.images import open_rgb
-from moths_framework.model.checkpoint import load_classifier
+from moths_framework.model.rebuild import load_classifier
 
 pytest.importorskip("moths_framework.evaluate.predictions")
 

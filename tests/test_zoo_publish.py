@@ -13,7 +13,7 @@ import pooch
 import pytest
 
 from moths_framework import zoo
-from moths_framework.zoo import publish
+from moths_framework.export import zoo_entry
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / "zoo" / "nl-moths-demo" / "1.0.0"
@@ -45,18 +45,18 @@ def _other_onnx(path: Path) -> Path:
 
 def test_concurrent_adds_both_end_up_in_the_index(tmp_path, monkeypatch):
     index = tmp_path / "zoo"
-    real_entry = publish._entry
+    real_entry = zoo_entry._entry
 
     def slow_entry(*args, **kwargs):  # widen the window between reading and writing the index
         time.sleep(0.5)
         return real_entry(*args, **kwargs)
 
-    monkeypatch.setattr(publish, "_entry", slow_entry)
+    monkeypatch.setattr(zoo_entry, "_entry", slow_entry)
     errors: list[BaseException] = []
 
     def add(model_id: str) -> None:
         try:
-            publish.add_model(DEMO_DIR / "model.onnx", index, _info(model_id))
+            zoo_entry.add_model(DEMO_DIR / "model.onnx", index, _info(model_id))
         except BaseException as err:  # noqa: BLE001 (reported by the assertion below)
             errors.append(err)
 
@@ -73,21 +73,23 @@ def test_concurrent_adds_both_end_up_in_the_index(tmp_path, monkeypatch):
 
 def test_a_failed_force_leaves_the_old_entry_and_its_files(tmp_path, monkeypatch):
     index = tmp_path / "zoo"
-    publish.add_model(DEMO_DIR / "model.onnx", index, _info("team"), DEMO_DIR / "model.safetensors")
+    zoo_entry.add_model(
+        DEMO_DIR / "model.onnx", index, _info("team"), DEMO_DIR / "model.safetensors"
+    )
     before = _files(index)
     other = _other_onnx(tmp_path / "other.onnx")
 
     def broken_card(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(publish, "model_card", broken_card)
+    monkeypatch.setattr(zoo_entry, "model_card", broken_card)
     with pytest.raises(RuntimeError, match="disk full"):
-        publish.add_model(other, index, _info("team"), force=True)
+        zoo_entry.add_model(other, index, _info("team"), force=True)
     assert _files(index) == before  # nothing replaced, nothing left behind
     assert zoo.pull("team", [str(index)])  # the old entry still verifies
 
     monkeypatch.undo()
-    entry = publish.add_model(other, index, _info("team"), force=True)
+    entry = zoo_entry.add_model(other, index, _info("team"), force=True)
     onnx_url = entry["files"][0]["url"]
     assert onnx_url != "team/1.0/model.onnx"  # written beside the old file, not over it
     assert (index / "team" / "1.0" / "model.onnx").read_bytes() == before["team/1.0/model.onnx"]
@@ -97,8 +99,8 @@ def test_a_failed_force_leaves_the_old_entry_and_its_files(tmp_path, monkeypatch
 
 def test_force_with_the_same_files_keeps_their_names(tmp_path):
     index = tmp_path / "zoo"
-    first = publish.add_model(DEMO_DIR / "model.onnx", index, _info("team"))
-    again = publish.add_model(DEMO_DIR / "model.onnx", index, _info("team"), force=True)
+    first = zoo_entry.add_model(DEMO_DIR / "model.onnx", index, _info("team"))
+    again = zoo_entry.add_model(DEMO_DIR / "model.onnx", index, _info("team"), force=True)
     assert again["files"] == first["files"]
     assert sorted(_files(index / "team" / "1.0")) == ["model.onnx"]
 
@@ -106,5 +108,5 @@ def test_force_with_the_same_files_keeps_their_names(tmp_path):
 def test_add_refuses_an_id_or_version_that_is_not_a_safe_name(tmp_path):
     for info in (_info("../escape"), _info("ok", "1/../../x")):
         with pytest.raises(zoo.ZooError, match="does not match"):
-            publish.add_model(DEMO_DIR / "model.onnx", tmp_path / "zoo", info)
+            zoo_entry.add_model(DEMO_DIR / "model.onnx", tmp_path / "zoo", info)
     assert not (tmp_path / "escape").exists() and not (tmp_path / "x").exists()

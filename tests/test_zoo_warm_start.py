@@ -12,10 +12,10 @@ from helpers.fit_args import FAST_FIT, tiny_fit_args
 from tiny_backbone import TinyCNN
 
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.model.checkpoint import load_classifier, read_checkpoint
-from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+from moths_framework.model.checkpoint import read_safetensors, read_weights, write_safetensors
+from moths_framework.model.lightning import MothsClassifier
+from moths_framework.model.rebuild import load_classifier
 from moths_framework.model.warm_start import WarmStartError
-from moths_framework.zoo.checkpoint import load_zoo_checkpoint, save_zoo_checkpoint
 
 NEW = "Aaa novus"  # sorts first: every old species moves one row down
 
@@ -93,14 +93,12 @@ def test_a_new_species_starts_fresh_and_the_others_are_carried(source, caplog):
 
 def test_a_safetensors_zoo_checkpoint_loads_the_same_and_runs_no_pickle(source, tmp_path):
     best, source_model = source
-    checkpoint = read_checkpoint(best)
-    path = save_zoo_checkpoint(
-        checkpoint["state_dict"], checkpoint[CHECKPOINT_KEY], tmp_path / "m.safetensors"
-    )
+    state_dict, written = read_weights(best)
+    path = write_safetensors(state_dict, written, tmp_path / "m.safetensors")
     assert path.read_bytes()[:8] != b"PK\x03\x04" and b"__reduce__" not in path.read_bytes()
-    tensors, meta = load_zoo_checkpoint(path)
-    assert meta["hierarchy"] == checkpoint[CHECKPOINT_KEY]["hierarchy"]
-    assert "val_examples" not in meta.get("data", {})
+    tensors, meta = read_safetensors(path)
+    assert meta.hierarchy == written.hierarchy and written.val_examples
+    assert meta.val_examples == [] and "val_examples" not in meta.to_dict()["data"]
     warm = _warm(source_model, str(path))
     images, _ = _batch(source_model)
     with torch.no_grad():

@@ -70,7 +70,7 @@ def _pin_export_date(onnx_path: Path) -> None:
 
 def build(index_dir: Path) -> dict:
     """Train, export and add the demo model to ``index_dir``; returns its index entry."""
-    from moths_framework.zoo.publish import add_model
+    from moths_framework.export.zoo_entry import add_model
 
     if not (REPO / "test_data" / "manifest.csv").is_file():
         sys.exit(

@@ -7,6 +7,7 @@ import copy
 import csv
 import io
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from moths_framework.calibrate.tau import tau_normalise
 from moths_framework.csv_cells import from_spreadsheet_safe
 from moths_framework.data.split import SPLIT_CSV
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.checkpoint import CHECKPOINT_KEY, checkpoint_meta
 from moths_framework.model.predict import gather_outputs
 from moths_framework.model.trust import lightning_load_options
 
@@ -131,12 +132,14 @@ def write_calibrated_checkpoint(
 ) -> None:
     """Write ``checkpoint`` with the calibration (tau baked into the species head) to ``output``."""
     result = copy.copy(checkpoint)
-    meta = dict(checkpoint[CHECKPOINT_KEY])
-    meta["temperature"] = calibration.temperature
-    meta["thresholds"] = calibration.thresholds
-    meta["calibration"] = calibration.report
-    meta["novelty"] = calibration.novelty.to_json() if calibration.novelty else None
-    result[CHECKPOINT_KEY] = meta
+    meta = replace(
+        checkpoint_meta(checkpoint),
+        temperature=calibration.temperature,
+        thresholds=calibration.thresholds,
+        calibration=calibration.report,
+        novelty=calibration.novelty.to_json() if calibration.novelty else None,
+    )
+    result[CHECKPOINT_KEY] = meta.to_dict()
     if calibration.tau_power:
         key = f"net.heads.{species_rank}.weight"
         state = dict(checkpoint["state_dict"])

@@ -2,24 +2,19 @@
 
 ``moths-predict`` must answer exactly as ``moths-infer`` does on the checkpoint's
 export. Both read the checkpoint's calibration through
-:class:`~moths_framework.inference.metadata.ModelMetadata`: ``moths-export``
-builds one to write the ONNX metadata, :func:`inference_settings` builds the
-same one from the checkpoint, so the thresholds, roll-up method and novelty
-detector cannot drift apart.
+:class:`~moths_framework.inference.metadata.ModelMetadata`, made by the one
+:meth:`~moths_framework.model.checkpoint_meta.CheckpointMeta.model_metadata`:
+``moths-export`` writes it into the ONNX file, :func:`inference_settings` reads
+it here, so the thresholds, roll-up method and novelty detector cannot drift apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.inference.metadata import ModelMetadata
 from moths_framework.inference.novelty import NoveltyDetector
 from moths_framework.inference.rollup import check_rollup_method
-from moths_framework.model.checkpoint import CheckpointError
-from moths_framework.model.lightning import CHECKPOINT_KEY
-from moths_framework.preprocessing import Preprocessing
+from moths_framework.model.checkpoint import CheckpointError, CheckpointMeta
 
 __all__ = ["InferenceSettings", "inference_settings"]
 
@@ -42,27 +37,17 @@ class InferenceSettings:
     novelty: NoveltyDetector | None
 
 
-def inference_settings(
-    checkpoint: dict[str, Any], hierarchy: LabelHierarchy, preprocessing: Preprocessing
-) -> InferenceSettings:
+def inference_settings(meta: CheckpointMeta) -> InferenceSettings:
     """The settings ``OnnxClassifier`` would read from this checkpoint's ONNX export.
 
     Args:
-        checkpoint: the loaded checkpoint (``read_checkpoint``).
-        hierarchy, preprocessing: the model's.
+        meta: the checkpoint's metadata (``checkpoint_meta``, ``read_weights``).
 
     Raises:
         CheckpointError: the checkpoint's calibration or novelty statistics are unreadable.
     """
-    meta = checkpoint[CHECKPOINT_KEY]
     try:
-        metadata = ModelMetadata(
-            hierarchy,
-            preprocessing,
-            temperature=dict(meta.get("temperature") or {}),
-            calibration=dict(meta.get("calibration") or {}),
-            novelty=meta.get("novelty"),
-        )
+        metadata = meta.model_metadata()
         novelty = NoveltyDetector.from_json(metadata.novelty) if metadata.novelty else None
         rollup = metadata.rollup_method
         if rollup is not None:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from moths_framework.calibrate.calibration import CalibrationError
 from moths_framework.cli.lightning import run_command
-from moths_framework.model.checkpoint import CheckpointError
-from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.checkpoint import CheckpointError, checkpoint_meta
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP
 from moths_framework.output_folders import check_may_overwrite, record_written
 from moths_framework.train.cli import MothsCLI
@@ -109,7 +108,7 @@ def _calibrate(cli: MothsCLI, opts: argparse.Namespace, ckpt: Path, output: Path
     if cli.trainer.world_size > 1:
         raise CheckpointError(f"{_PROG} runs in one process: use --trainer.devices 1")
     tau = _tau(opts.tau)
-    baked = (cli.checkpoint[CHECKPOINT_KEY].get("calibration") or {}).get("tau", {}).get("power")
+    baked = checkpoint_meta(cli.checkpoint, ckpt).tau_power
     if baked and tau != "off":
         raise CheckpointError(
             f"{ckpt} already has tau P={baked} baked into its species head: calibrate the "

@@ -5,24 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
-from moths_framework.data.sources import IMAGE_SUFFIXES
 from moths_framework.export import ExportError
+from moths_framework.inference.inputs import InputError, collect_inputs
 from moths_framework.model.checkpoint import CheckpointError
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP, trusting_checkpoints
 from moths_framework.output_folders import OutputFolderError
-
-
-def _image_files(inputs: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(path)
-    return files
 
 
 def _positive(text: str) -> int:
@@ -56,13 +44,13 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument(
         "--images",
         nargs="+",
-        help="images or folders for the parity check "
+        help="images, folders or @list.txt files for the parity check "
         "(default: validation images recorded in the checkpoint)",
     )
     parser.add_argument(
         "--calibration",
         nargs="+",
-        help="images or folders for int8 calibration "
+        help="images, folders or @list.txt files for int8 calibration "
         "(default: validation images recorded in the checkpoint)",
     )
     parser.add_argument(
@@ -85,11 +73,11 @@ def main(args: list[str] | None = None) -> int:
                 int8=opts.int8,
                 features=not opts.no_features,
                 force=opts.force,
-                images=_image_files(opts.images) if opts.images else None,
-                calibration=_image_files(opts.calibration) if opts.calibration else None,
+                images=collect_inputs(opts.images) if opts.images else None,
+                calibration=collect_inputs(opts.calibration) if opts.calibration else None,
                 calibration_images=opts.calibration_images,
             )
-    except (ExportError, CheckpointError, OutputFolderError) as err:
+    except (ExportError, CheckpointError, InputError, OutputFolderError) as err:
         print(f"moths-export: error: {err}", file=sys.stderr)
         return 2
     precision = "" if result.precision == "fp32" else f", {result.precision}"

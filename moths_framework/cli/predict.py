@@ -15,8 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moths_framework.cli.lightning import run_command
-from moths_framework.model.checkpoint import CheckpointError
-from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.checkpoint import CheckpointError, checkpoint_meta
 from moths_framework.model.predict import gather_outputs
 from moths_framework.model.trust import lightning_load_options
 from moths_framework.train.cli import MothsCLI
@@ -25,7 +24,7 @@ from moths_framework.train.cli import MothsCLI
 def default_split(cli: MothsCLI) -> str:
     """``test`` for the data source the checkpoint was trained on, ``all`` for any other."""
     assert cli.checkpoint is not None
-    trained_on = cli.checkpoint[CHECKPOINT_KEY].get("data", {}).get("source")
+    trained_on = checkpoint_meta(cli.checkpoint).data.get("source")
     return "test" if trained_on == repr(cli.datamodule.source) else "all"
 
 
@@ -43,7 +42,7 @@ def run_predict(cli: MothsCLI) -> None:
         raise CheckpointError("moths-predict runs in one process: use --trainer.devices 1")
     split = cli.config.get("split") or default_split(cli)
     data, model = cli.datamodule, cli.model
-    settings = inference_settings(cli.checkpoint, model.hierarchy, model.preprocessing)
+    settings = inference_settings(checkpoint_meta(cli.checkpoint, cli.config.ckpt_path))
     data.predict_phase = split
     ckpt = Path(cli.config.ckpt_path)
     out = Path(cli.config.get("output") or ckpt.parent / "predictions" / split)

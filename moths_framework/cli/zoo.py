@@ -113,7 +113,7 @@ def _verify(opts: argparse.Namespace) -> int:
 
 
 def _add(opts: argparse.Namespace) -> int:
-    from moths_framework.zoo.publish import add_model
+    from moths_framework.export.zoo_entry import add_model
 
     info = {
         "id": opts.id,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from moths_framework.csv_cells import from_spreadsheet_safe
 from moths_framework.hierarchy import canonical_name
+from moths_framework.images import IMAGE_SUFFIXES
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -29,8 +30,6 @@ __all__ = [
     "has_image_suffix",
     "species_name",
 ]
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
 def has_image_suffix(name: str) -> bool:

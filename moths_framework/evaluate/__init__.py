@@ -13,4 +13,8 @@
 
 Import from the submodules: this package module stays light so ``moths-predict``
 can use the writer without loading scikit-learn or matplotlib.
+
+Imports no torch or Lightning, and nothing of ``model/``, ``data/``, ``export/``,
+``train/`` or ``cli/``: numpy, scikit-learn, matplotlib, :mod:`moths_framework.inference`
+(the roll-up and novelty rules moths-infer uses) and the torch-free core.
 """

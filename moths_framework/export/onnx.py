@@ -34,10 +34,12 @@ from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME, Mode
 from moths_framework.messages import one_line
 from moths_framework.model.checkpoint import (
     CheckpointError,
-    classifier_from_checkpoint,
+    CheckpointMeta,
+    checkpoint_meta,
     read_checkpoint,
 )
-from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+from moths_framework.model.lightning import MothsClassifier
+from moths_framework.model.rebuild import classifier_from_weights
 from moths_framework.output_folders import check_may_overwrite, record_written
 
 __all__ = ["ExportError", "ExportResult", "export_onnx"]
@@ -71,18 +73,15 @@ class _OnnxGraph(nn.Module):
         return (*logits, features) if self.features else tuple(logits)
 
 
-def _model_card(checkpoint: dict, model: MothsClassifier, precision: str) -> dict:
-    meta = checkpoint[CHECKPOINT_KEY]
-    data = dict(meta.get("data", {}))
-    data.pop("val_examples", None)
+def _model_card(meta: CheckpointMeta, epoch: int | None, precision: str) -> dict:
     return {
-        "backbone": meta["backbone"],
-        "ranks": {r: n for r, n in model.hierarchy.num_classes().items()},
+        "backbone": meta.backbone,
+        "ranks": meta.hierarchy.num_classes(),
         "precision": precision,
-        "training_data": data,
-        "validation_metrics": meta.get("metrics", {}),
-        "epoch": checkpoint.get("epoch"),
-        "trained_with": meta.get("framework_version"),
+        "training_data": meta.training_data,
+        "validation_metrics": meta.metrics,
+        "epoch": epoch,
+        "trained_with": meta.framework_version,
         "exported_with": __version__,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -137,36 +136,20 @@ def _to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     return half
 
 
-def _metadata(
-    checkpoint: dict, model: MothsClassifier, card: dict, precision: str
-) -> ModelMetadata:
-    """The file's metadata: labels, preprocessing, card, and moths-calibrate's results."""
-    meta = checkpoint[CHECKPOINT_KEY]
-    return ModelMetadata(
-        model.hierarchy,
-        model.preprocessing,
-        card,
-        dict(meta.get("temperature") or {}),
-        calibration=dict(meta.get("calibration") or {}),
-        novelty=meta.get("novelty"),
-        precision=precision,
-    )
-
-
-def _class_path(checkpoint: dict) -> str:
-    spec = checkpoint[CHECKPOINT_KEY].get("backbone")
+def _class_path(meta: CheckpointMeta) -> str:
+    spec = meta.backbone
     return str(spec.get("class_path", "unknown")) if isinstance(spec, dict) else "unknown"
 
 
-def _rebuild(checkpoint: dict, source: str | Path) -> MothsClassifier:
+def _rebuild(checkpoint: dict, meta: CheckpointMeta, source: str | Path) -> MothsClassifier:
     """The checkpoint's model; a backbone that cannot be rebuilt is one ExportError line."""
     try:
-        return classifier_from_checkpoint(checkpoint)
+        return classifier_from_weights(checkpoint["state_dict"], meta)
     except CheckpointError:
         raise
     except Exception as err:  # a plugin's constructor may raise anything for a bad spec
         raise ExportError(
-            f"cannot rebuild the model of {source} (backbone {_class_path(checkpoint)}): "
+            f"cannot rebuild the model of {source} (backbone {_class_path(meta)}): "
             f"{one_line(err)}; check the backbone's init_args and its plugin's version"
         ) from err
 
@@ -221,11 +204,12 @@ def export_onnx(
             raise ExportError(f"{output} exists; pass --force to overwrite it")
         check_may_overwrite(output.parent, [output.name], EXPORTER)
     ckpt = read_checkpoint(checkpoint)
-    model = _rebuild(ckpt, checkpoint)
+    meta = checkpoint_meta(ckpt, checkpoint)
+    model = _rebuild(ckpt, meta, checkpoint)
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
-    card = _model_card(ckpt, model, precision)
-    metadata = _metadata(ckpt, model, card, precision)
-    val = [str(p) for p in ckpt[CHECKPOINT_KEY].get("data", {}).get("val_examples") or []]
+    # labels, preprocessing, card, and moths-calibrate's results
+    metadata = meta.model_metadata(_model_card(meta, ckpt.get("epoch"), precision), precision)
+    val = meta.val_examples
     parity_paths = [str(p) for p in images] if images is not None else val[:PARITY_IMAGES]
     output.parent.mkdir(parents=True, exist_ok=True)
     with replaced_atomically(output) as tmp:
@@ -234,7 +218,7 @@ def export_onnx(
         except Exception as err:  # the exporter raises many kinds, often with pages of text
             raise ExportError(
                 f"torch.onnx.export could not export {checkpoint} "
-                f"(backbone {_class_path(ckpt)}): {one_line(err)}"
+                f"(backbone {_class_path(meta)}): {one_line(err)}"
             ) from err
         proto = onnx.load(str(tmp))
         if fp16:

@@ -1,4 +1,9 @@
-"""Production inference on ONNX Runtime. Imports no torch.
+"""Production inference on ONNX Runtime, on a box without torch.
+
+Imports no torch or Lightning, and nothing of ``model/``, ``data/``, ``export/``,
+``train/`` or ``cli/``: only numpy, ONNX Runtime, Pillow and the torch-free core
+(:mod:`~moths_framework.hierarchy`, :mod:`~moths_framework.preprocessing`,
+:mod:`~moths_framework.images`, :mod:`~moths_framework.zoo` for ``zoo:`` names).
 
 >>> from moths_framework.inference import OnnxClassifier
 >>> classifier = OnnxClassifier.from_file("model.onnx")          # doctest: +SKIP

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from moths_framework.data.sources import IMAGE_SUFFIXES
+from moths_framework.images import IMAGE_SUFFIXES
 
 __all__ = ["InputError", "collect_inputs"]
 

@@ -1,45 +1,87 @@
-"""Rebuild a trained classifier from its checkpoint alone (no config file needed)."""
+"""Checkpoint files: read and write them, safely; one entry point, :func:`read_weights`.
+
+Two file kinds carry a trained model's weights and its :class:`CheckpointMeta`:
+
+- a Lightning ``.ckpt`` (``moths-fit``, ``moths-calibrate``): a pickle, the
+  metadata under :data:`CHECKPOINT_KEY`. It is read with
+  ``torch.load(weights_only=True)`` unless checkpoints are trusted
+  (:mod:`moths_framework.model.trust`), so a pickled object that would run code
+  is refused in one line naming ``--trust-checkpoint``;
+- a ``.safetensors`` zoo checkpoint (``moths-zoo add``): the tensors in
+  safetensors, the metadata as JSON in its header, so reading it runs nothing.
+
+``read_weights`` reads either, or ``zoo:ID[@VERSION]`` (fetched and verified).
+Rebuilding the model from them is :mod:`moths_framework.model.rebuild`; this
+module never imports the LightningModule (it imports this one).
+"""
 
 from __future__ import annotations
 
-import importlib
+import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from moths_framework import plugins
+from moths_framework import zoo
+from moths_framework.atomic_files import replaced_atomically
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.model.backbone import Backbone
-from moths_framework.model.lightning import CHECKPOINT_KEY, MothsClassifier
+from moths_framework.model.checkpoint_meta import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_KEY,
+    CheckpointError,
+    CheckpointMeta,
+)
 from moths_framework.model.trust import TRUST_HINT, checkpoints_trusted
-from moths_framework.preprocessing import Preprocessing
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_KEY",
+    "SAFETENSORS_KEY",
     "CheckpointError",
-    "check_model_fits",
+    "CheckpointMeta",
+    "StateDict",
     "checkpoint_hierarchy",
-    "classifier_from_checkpoint",
-    "load_classifier",
+    "checkpoint_meta",
     "read_checkpoint",
+    "read_safetensors",
+    "read_weights",
+    "write_safetensors",
 ]
 
+SAFETENSORS_KEY = "moths.checkpoint"  # the safetensors header key of the metadata JSON
+StateDict = dict[str, torch.Tensor]
 
-class CheckpointError(ValueError):
-    """A file is not a moths-framework checkpoint, or it cannot be rebuilt."""
+
+def read_weights(source: str | Path) -> tuple[StateDict, CheckpointMeta]:
+    """The weights and metadata of a ``.ckpt``, a ``.safetensors`` zoo checkpoint or
+    ``zoo:ID[@VERSION]`` (its checkpoint file, fetched and verified).
+
+    A ``.ckpt`` follows the trust rules of :func:`read_checkpoint`; a
+    ``.safetensors`` file runs no code whoever made it.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or not a moths checkpoint.
+        ZooError: a ``zoo:`` reference cannot be resolved or fetched, or its
+            checkpoint is not ``.safetensors``.
+    """
+    path = zoo.resolve(source, role="checkpoint")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    checkpoint = read_checkpoint(path)
+    return checkpoint["state_dict"], checkpoint_meta(checkpoint, path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dictionary; checks it carries the moths metadata.
+    """The whole Lightning checkpoint dictionary; checks it carries the moths metadata.
 
     Read with ``torch.load(weights_only=True)`` unless checkpoints are trusted
     (:mod:`moths_framework.model.trust`): a pickled object that would run code
     is refused, in one line naming ``--trust-checkpoint``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+    path = _existing(path)
     trusted = checkpoints_trusted()
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not trusted)
@@ -55,6 +97,73 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def checkpoint_meta(checkpoint: dict[str, Any], source: object = "checkpoint") -> CheckpointMeta:
+    """The :class:`CheckpointMeta` of a checkpoint read by :func:`read_checkpoint`.
+
+    Raises:
+        CheckpointError: the metadata is missing or unreadable (``source`` named).
+    """
+    return CheckpointMeta.from_dict(checkpoint.get(CHECKPOINT_KEY), source)
+
+
+def checkpoint_hierarchy(checkpoint: dict[str, Any]) -> LabelHierarchy:
+    """The label hierarchy a checkpoint's heads were trained on (its class order)."""
+    return checkpoint_meta(checkpoint).hierarchy
+
+
+def write_safetensors(state_dict: StateDict, meta: CheckpointMeta, path: str | Path) -> Path:
+    """Write ``state_dict`` and ``meta`` as one safetensors file (a zoo checkpoint), atomically.
+
+    The validation image paths the metadata may list are dropped (they name
+    someone's disk).
+    """
+    from safetensors.torch import save_file
+
+    stored = replace(meta, data=meta.training_data).to_dict()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    # One header key: safetensors writes its metadata map in no fixed order, so a second
+    # key would make rebuilds of the same model differ byte for byte (and by sha256).
+    header = {SAFETENSORS_KEY: json.dumps(stored, sort_keys=True)}
+    path = Path(path)
+    with replaced_atomically(path) as temporary:
+        save_file(tensors, str(temporary), metadata=header)
+    return path
+
+
+def read_safetensors(path: str | Path) -> tuple[StateDict, CheckpointMeta]:
+    """The tensors and metadata of a zoo checkpoint; runs no code from the file.
+
+    Raises:
+        CheckpointError: missing, not a safetensors file, or one without moths metadata.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a safetensors checkpoint: {err}") from err
+    if SAFETENSORS_KEY not in header:
+        raise CheckpointError(
+            f"{path} has no {SAFETENSORS_KEY} metadata: it was not written by moths-zoo"
+        )
+    try:
+        stored = json.loads(header[SAFETENSORS_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} metadata is not JSON: {err}") from err
+    return tensors, CheckpointMeta.from_dict(stored, path)
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    return path
+
+
 def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
@@ -67,101 +176,3 @@ def _refused(err: BaseException) -> str:
         return f"it names {found.group(1)}"
     detail = re.search(r"WeightsUnpickler error: ([^\n]+)", str(err))
     return detail.group(1).strip() if detail else "not a plain checkpoint"
-
-
-def _backbone_class(class_path: object) -> type:
-    """The class a checkpoint's backbone spec names.
-
-    Untrusted, it must be a registered backbone plugin (entry-point group
-    ``moths_framework.backbones``) or a :class:`Backbone` subclass: calling any
-    other class or function with the checkpoint's arguments (``subprocess.Popen``,
-    ``os.system``) would run whatever command the checkpoint's author chose.
-    """
-    if not isinstance(class_path, str) or not re.fullmatch(r"\w+(\.\w+)+", class_path):
-        raise CheckpointError(f"the checkpoint's backbone class_path {class_path!r} is not a class")
-    plugins.load_all()
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(
-            f"the checkpoint's backbone {class_path} is not installed: {err} "
-            "(install its plugin, e.g. pip install moths-plugin-timm)"
-        ) from err
-    registered = {info.value.replace(":", ".") for info in plugins.available("backbones").values()}
-    is_backbone = isinstance(cls, type) and issubclass(cls, Backbone)
-    if class_path in registered or is_backbone or checkpoints_trusted():
-        return cls
-    raise CheckpointError(
-        f"the checkpoint's backbone {class_path} is not a backbone plugin nor a Backbone "
-        f"subclass; building it could run its author's code: {TRUST_HINT}"
-    )
-
-
-def _build_backbone(spec: dict[str, Any]) -> torch.nn.Module:
-    cls = _backbone_class(spec.get("class_path"))
-    init_args = dict(spec.get("init_args") or {})
-    if "pretrained" in init_args and not checkpoints_trusted():
-        init_args["pretrained"] = False  # the checkpoint has the weights: read no other file
-    return cls(**init_args)
-
-
-def load_classifier(path: str | Path) -> MothsClassifier:
-    """The trained model of a checkpoint file, in eval mode on the CPU."""
-    return classifier_from_checkpoint(read_checkpoint(path))
-
-
-def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> MothsClassifier:
-    """The trained model of a checkpoint read by :func:`read_checkpoint`, in eval mode."""
-    meta = checkpoint[CHECKPOINT_KEY]
-    model = MothsClassifier(
-        backbone=_build_backbone(meta["backbone"]),
-        hierarchy=LabelHierarchy.from_json(meta["hierarchy"]),
-        preprocessing=Preprocessing.from_json(meta["preprocessing"]),
-        dropout=meta.get("dropout", 0.0),
-    )
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
-def checkpoint_hierarchy(checkpoint: dict[str, Any]) -> LabelHierarchy:
-    """The label hierarchy a checkpoint's heads were trained on (its class order)."""
-    return LabelHierarchy.from_json(checkpoint[CHECKPOINT_KEY]["hierarchy"])
-
-
-def _backbone_text(spec: dict[str, Any]) -> str:
-    args = {k: v for k, v in spec.get("init_args", {}).items() if k != "pretrained"}
-    return f"{spec['class_path']}({', '.join(f'{k}={v!r}' for k, v in sorted(args.items()))})"
-
-
-def check_model_fits(model: MothsClassifier, checkpoint: dict[str, Any], path: str | Path) -> None:
-    """Raise :class:`CheckpointError` (one line) unless ``checkpoint`` loads into ``model``.
-
-    Compares parameter names and shapes, so a config naming another backbone
-    than the one trained is reported as such instead of a ``load_state_dict``
-    traceback.
-    """
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
-    if expected == found:
-        return
-    trained = _backbone_text(checkpoint[CHECKPOINT_KEY]["backbone"])
-    configured = _backbone_text(model.backbone.spec())
-    if trained != configured:
-        raise CheckpointError(
-            f"{path} was trained with backbone {trained}, the config asks for {configured}: "
-            "use the run's own config.yaml or the same model.backbone"
-        )
-    missing = sorted(expected.keys() - found.keys())
-    unexpected = sorted(found.keys() - expected.keys())
-    shapes = [k for k in sorted(expected.keys() & found.keys()) if expected[k] != found[k]]
-    first = (
-        f"{shapes[0]} is {list(found[shapes[0]])} in the checkpoint, "
-        f"{list(expected[shapes[0]])} in the model"
-        if shapes
-        else f"e.g. {(missing or unexpected)[0]}"
-    )
-    raise CheckpointError(
-        f"{path} does not fit the configured model: {len(missing)} weights missing, "
-        f"{len(unexpected)} unexpected, {len(shapes)} of another shape ({first})"
-    )

@@ -15,17 +15,16 @@ from moths_framework import __version__
 from moths_framework.data.dataset import IndexedBatch
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.backbone import Backbone
+from moths_framework.model.checkpoint import CHECKPOINT_KEY, CheckpointMeta
 from moths_framework.model.heads import MultiHeadClassifier
 from moths_framework.model.metrics import rank_metrics
 from moths_framework.model.predict import PredictBatchOutput
-from moths_framework.model.warm_start import warm_start
+from moths_framework.model.warm_start import load_source, warm_start
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["CHECKPOINT_KEY", "MothsClassifier", "normalised_loss_weights"]
+__all__ = ["MothsClassifier", "normalised_loss_weights"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_KEY = "moths"
 
 
 def _default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -97,7 +96,8 @@ class MothsClassifier(pl.LightningModule):
         self.metrics = rank_metrics(hierarchy.num_classes())
         self.skipped_images: dict[str, int] = {}  # per phase, until its epoch ends
         if init_from:
-            warm_start(self, init_from)
+            merged = warm_start(self.state_dict(), hierarchy, load_source(init_from), init_from)
+            self.load_state_dict(merged, strict=False)
 
     @property
     def backbone(self) -> Backbone:
@@ -215,13 +215,13 @@ class MothsClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         metrics = self.trainer.callback_metrics if self._trainer else {}
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        checkpoint[CHECKPOINT_KEY] = {
-            "format": 1,
-            "hierarchy": self.hierarchy.to_json(),
-            "preprocessing": self.preprocessing.to_json(),
-            "backbone": self.backbone.spec(),
-            "dropout": self.net.dropout.p,
-            "framework_version": __version__,
-            "metrics": {k: float(v) for k, v in metrics.items() if k.startswith("val/")},
-            "data": datamodule.summary() if hasattr(datamodule, "summary") else {},
-        }
+        meta = CheckpointMeta(
+            hierarchy=self.hierarchy,
+            preprocessing=self.preprocessing,
+            backbone=self.backbone.spec(),
+            dropout=self.net.dropout.p,
+            framework_version=__version__,
+            metrics={k: float(v) for k, v in metrics.items() if k.startswith("val/")},
+            data=datamodule.summary() if hasattr(datamodule, "summary") else {},
+        )
+        checkpoint[CHECKPOINT_KEY] = meta.to_dict()

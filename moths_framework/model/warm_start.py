@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import torch
-
+from moths_framework import zoo
 from moths_framework.hierarchy import LabelHierarchy
+from moths_framework.model.checkpoint import CheckpointError, CheckpointMeta, read_weights
 
 if TYPE_CHECKING:
-    from moths_framework.model.lightning import MothsClassifier
+    from moths_framework.model.checkpoint import StateDict
 
 __all__ = ["WarmStartError", "load_source", "warm_start"]
 
@@ -31,56 +31,51 @@ class WarmStartError(ValueError):
     """The ``init_from`` model cannot be read, or its backbone does not fit."""
 
 
-def load_source(init_from: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """State dict and ``moths`` metadata of a ``.ckpt``, a ``.safetensors`` zoo checkpoint,
-    or ``zoo:ID[@VERSION]`` (its checkpoint file, fetched and verified).
+def load_source(init_from: str | Path) -> tuple[StateDict, CheckpointMeta]:
+    """:func:`~moths_framework.model.checkpoint.read_weights` of ``init_from``, its errors
+    as :class:`WarmStartError` (``init_from: ...``).
 
     Raises:
-        WarmStartError: the file is missing or not a moths checkpoint.
+        WarmStartError: the file is missing, not a moths checkpoint, or not in the zoo.
     """
-    from moths_framework import zoo
-    from moths_framework.zoo.checkpoint import load_zoo_checkpoint
-
     try:
-        path = zoo.resolve(init_from, role="checkpoint")
-        if not path.is_file():
-            raise WarmStartError(f"init_from: checkpoint {path} not found")
-        if path.suffix == ".safetensors":
-            return load_zoo_checkpoint(path)
-    except zoo.ZooError as err:
+        return read_weights(init_from)
+    except (CheckpointError, zoo.ZooError) as err:
         raise WarmStartError(f"init_from: {err}") from err
-    from moths_framework.model.checkpoint import CheckpointError, read_checkpoint
-    from moths_framework.model.lightning import CHECKPOINT_KEY
-
-    try:
-        checkpoint = read_checkpoint(path)
-    except CheckpointError as err:
-        raise WarmStartError(f"init_from: {err}") from err
-    return checkpoint["state_dict"], checkpoint[CHECKPOINT_KEY]
 
 
-def warm_start(model: MothsClassifier, init_from: str | Path) -> dict[str, tuple[int, int]]:
-    """Load ``init_from``'s backbone and matching head rows into ``model``.
+def warm_start(
+    own: StateDict,
+    hierarchy: LabelHierarchy,
+    source: tuple[StateDict, CheckpointMeta],
+    init_from: str | Path,
+) -> StateDict:
+    """The weights to load into a model (``load_state_dict(..., strict=False)``): the
+    source's backbone, and each head's rows of the classes the source also has.
+
+    Args:
+        own: the model's own state dict (fresh rows come from it).
+        hierarchy: the model's label hierarchy.
+        source: the source model's weights and metadata (:func:`load_source`).
+        init_from: the source's name, for messages.
 
     Returns:
-        rank -> (classes carried over, classes in ``model``).
+        the backbone's and the heads' tensors; logs how many classes were carried over.
 
     Raises:
-        WarmStartError: unreadable source, or its backbone's tensors do not fit.
+        WarmStartError: the source's backbone tensors do not fit.
     """
-    state, meta = load_source(init_from)
-    source = LabelHierarchy.from_json(meta["hierarchy"])
-    own = model.state_dict()
+    state, meta = source
     _check_backbone_fits(own, state, init_from)
     merged = {k: state[k] for k in own if k.startswith(_BACKBONE)}
     carried: dict[str, tuple[int, int]] = {}
-    for rank in model.hierarchy.ranks:
-        names = model.hierarchy.classes(rank)
+    for rank in hierarchy.ranks:
+        names = hierarchy.classes(rank)
         weight, bias = (
             own[f"net.heads.{rank}.weight"].clone(),
             own[f"net.heads.{rank}.bias"].clone(),
         )
-        rows = _matching_rows(names, source, rank)
+        rows = _matching_rows(names, meta.hierarchy, rank)
         if rows:
             src_weight, src_bias = (
                 state[f"net.heads.{rank}.weight"],
@@ -92,7 +87,6 @@ def warm_start(model: MothsClassifier, init_from: str | Path) -> dict[str, tuple
                 weight[new_row], bias[new_row] = src_weight[old_row], src_bias[old_row]
         merged[f"net.heads.{rank}.weight"], merged[f"net.heads.{rank}.bias"] = weight, bias
         carried[rank] = (len(rows), len(names))
-    model.load_state_dict(merged, strict=False)
     total = sum(c for c, _ in carried.values()), sum(n for _, n in carried.values())
     per_rank = ", ".join(f"{rank} {c}/{n}" for rank, (c, n) in carried.items())
     log.info(
@@ -101,7 +95,7 @@ def warm_start(model: MothsClassifier, init_from: str | Path) -> dict[str, tuple
         *total,
         per_rank,
     )
-    return carried
+    return merged
 
 
 def _matching_rows(names: list[str], source: LabelHierarchy, rank: str) -> list[tuple[int, int]]:
@@ -111,9 +105,7 @@ def _matching_rows(names: list[str], source: LabelHierarchy, rank: str) -> list[
     return [(i, index[name]) for i, name in enumerate(names) if name in index]
 
 
-def _check_backbone_fits(
-    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], init_from: str | Path
-) -> None:
+def _check_backbone_fits(own: StateDict, state: StateDict, init_from: str | Path) -> None:
     ours = {k: tuple(v.shape) for k, v in own.items() if k.startswith(_BACKBONE)}
     theirs = {k: tuple(v.shape) for k, v in state.items() if k.startswith(_BACKBONE)}
     missing = sorted(ours.keys() - theirs.keys())

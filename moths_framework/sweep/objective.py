@@ -30,7 +30,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from moths_framework import plugins
 from moths_framework.messages import one_line
-from moths_framework.model.lightning import CHECKPOINT_KEY
+from moths_framework.model.checkpoint import read_weights
 from moths_framework.output_folders import create_run_folder
 from moths_framework.sweep.settings import SweepSettings
 from moths_framework.train.cli import MothsCLI, run_fit
@@ -148,8 +148,7 @@ class TrialRun:
         metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
         best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
         if best and Path(best).is_file():
-            checkpoint = torch.load(best, map_location="cpu", weights_only=True, mmap=True)
-            metrics.update(checkpoint.get(CHECKPOINT_KEY, {}).get("metrics", {}))
+            metrics.update(read_weights(best)[1].metrics)
         if metric not in metrics:
             logged = ", ".join(sorted(k for k in metrics if k.startswith("val/")))
             raise ValueError(f"metric {metric} was not logged; logged: {logged}")

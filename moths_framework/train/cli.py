@@ -32,13 +32,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.model.checkpoint import (
-    CheckpointError,
-    check_model_fits,
-    checkpoint_hierarchy,
-    read_checkpoint,
-)
+from moths_framework.model.checkpoint import CheckpointError, checkpoint_hierarchy, read_checkpoint
 from moths_framework.model.lightning import MothsClassifier
+from moths_framework.model.rebuild import check_model_fits
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP, lightning_load_options
 from moths_framework.output_folders import claim_run_folder, create_run_folder
 from moths_framework.train.overrides import expand_index_overrides

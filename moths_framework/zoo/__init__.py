@@ -1,4 +1,4 @@
-"""The model zoo: find, fetch (checksum-verified, cached) and publish trained models.
+"""The model zoo's resolver: find models in an index and fetch them, checksum-verified, cached.
 
 ``zoo:ID[@VERSION]`` names a model wherever a model path is accepted
 (``moths-infer --model``, ``OnnxClassifier.from_file``, ``model.init_from``);
@@ -8,6 +8,12 @@ Index text is data, never code or a path: every index is checked against the
 packaged JSON Schema (:func:`validate_index`), the cache names files only by
 their sha256, plain http needs :func:`allowing_insecure_http`, and a zoo
 checkpoint is safetensors (a ``.ckpt`` pickle could run its author's code).
+
+Torch-free, so production boxes resolve ``zoo:`` names: imports only the
+standard library, pooch, platformdirs, filelock, jsonschema and
+:mod:`moths_framework.atomic_files`; never ``model/``, ``export/``, ``cli/`` or
+torch. Publishing (``moths-zoo add``) is :mod:`moths_framework.export.zoo_entry`;
+reading a zoo checkpoint is :func:`moths_framework.model.checkpoint.read_weights`.
 """
 
 from __future__ import annotations

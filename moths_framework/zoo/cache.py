@@ -27,7 +27,6 @@ import platformdirs
 import pooch
 from filelock import FileLock, Timeout
 
-from moths_framework.atomic_files import write_bytes_atomically
 from moths_framework.zoo.errors import ZooChecksumError, ZooError, ZooOfflineError
 from moths_framework.zoo.index import OFFLINE_ENV, ZooEntry, ZooFile, is_offline
 from moths_framework.zoo.transport import check_transport
@@ -39,8 +38,6 @@ __all__ = [
     "cached_path",
     "fetch_file",
     "verify_cache",
-    "shared_file_mode",
-    "write_atomically",
 ]
 
 CACHE_ENV = "MOTHS_CACHE"
@@ -63,20 +60,6 @@ def _blobs() -> Path:
 
 def _tmp() -> Path:
     return cache_root() / "zoo" / "tmp"
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with the normal (umask) permissions,
-    creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomically(path, data)
-
-
-def shared_file_mode() -> int:
-    """``0o666`` less the process umask: what ``open()`` would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _digest(sha256: object) -> str:

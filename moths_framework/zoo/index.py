@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
+from moths_framework.atomic_files import write_text_atomically
 from moths_framework.zoo.errors import ZooError, ZooOfflineError
 from moths_framework.zoo.schema import validate_index
 from moths_framework.zoo.transport import check_transport
@@ -224,9 +225,8 @@ def _fetch_index_text(url: str, cache_root: Path | None) -> str:
             return cached.read_text(encoding="utf-8")  # offline by accident: last known index
         raise ZooError(f"cannot read zoo index {url}: {err}") from err
     if cached is not None:
-        from moths_framework.zoo.cache import write_atomically
-
-        write_atomically(cached, text.encode("utf-8"))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(cached, text)
     return text
 
 

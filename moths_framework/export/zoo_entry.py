@@ -1,5 +1,9 @@
 """``moths-zoo add``: put an exported model (and its checkpoint) into an index folder.
 
+The publishing side of the zoo: it reads the exported file (ONNX Runtime) and,
+when a checkpoint is given, converts it to a safetensors zoo checkpoint (torch,
+imported only then). The zoo package itself only finds and fetches.
+
 Layout of an index folder::
 
     index.json                     the entries (schema 1)
@@ -25,10 +29,9 @@ import pooch
 from filelock import FileLock, Timeout
 
 from moths_framework import __version__
-from moths_framework.atomic_files import replaced_atomically
+from moths_framework.atomic_files import replaced_atomically, write_bytes_atomically
+from moths_framework.export.model_card import model_card
 from moths_framework.inference.metadata import ModelMetadata
-from moths_framework.zoo.cache import write_atomically
-from moths_framework.zoo.card import model_card
 from moths_framework.zoo.errors import ZooError
 from moths_framework.zoo.index import SCHEMA_VERSION, version_key
 from moths_framework.zoo.schema import check_name, validate_index
@@ -57,19 +60,15 @@ def _checkpoint_file(checkpoint: Path, staged: Path) -> None:
     converted (no pickle kept; reading the ``.ckpt`` follows ``--trust-checkpoint``)."""
     if not checkpoint.is_file():
         raise ZooError(f"checkpoint {checkpoint} not found")
-    if checkpoint.suffix == ".safetensors":
-        from moths_framework.zoo.checkpoint import load_zoo_checkpoint
+    # torch only now: moths-zoo add without --checkpoint needs none
+    from moths_framework.model.checkpoint import read_weights, write_safetensors
 
-        load_zoo_checkpoint(checkpoint)  # raises when it is not one
+    state_dict, meta = read_weights(checkpoint)  # raises when it is not a moths checkpoint
+    if checkpoint.suffix == ".safetensors":
         with replaced_atomically(staged) as temporary:
             shutil.copyfile(checkpoint, temporary)
         return
-    from moths_framework.model.checkpoint import read_checkpoint
-    from moths_framework.model.lightning import CHECKPOINT_KEY
-    from moths_framework.zoo.checkpoint import save_zoo_checkpoint
-
-    loaded = read_checkpoint(checkpoint)
-    save_zoo_checkpoint(loaded["state_dict"], loaded[CHECKPOINT_KEY], staged)
+    write_safetensors(state_dict, meta, staged)
 
 
 def _file_entry(role: str, path: Path, index_dir: Path) -> dict[str, Any]:
@@ -242,7 +241,7 @@ def add_model(
             validate_index(index, str(path))
             card = model_card(entry, meta.hierarchy) if newest else None
             text = json.dumps(index, indent=2, ensure_ascii=False) + "\n"
-            write_atomically(path, text.encode("utf-8"))
+            write_bytes_atomically(path, text.encode("utf-8"))
         except BaseException:
             for stale in written:
                 stale.unlink(missing_ok=True)
@@ -250,5 +249,5 @@ def add_model(
                 folder.rmdir()
             raise
     if card is not None:
-        write_atomically(index_dir / info["id"] / "README.md", card.encode("utf-8"))
+        write_bytes_atomically(index_dir / info["id"] / "README.md", card.encode("utf-8"))
     return entry
