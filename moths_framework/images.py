@@ -7,6 +7,10 @@ already in memory goes through the same steps, so it looks like its file.
 :func:`check_image` runs the very same decode, at JPEG draft scale, so a file
 that ``moths-prepare`` keeps is a file that training can open.
 
+Bytes are untrusted: only the formats of :data:`IMAGE_FORMATS` are tried (no
+EPS reaching Ghostscript, no exotic plugin), and ``max_pixels`` refuses an image
+from its header, before its pixels are decoded.
+
 This module imports no torch: the inference side uses it on a box without it.
 """
 
@@ -22,12 +26,17 @@ from typing import NamedTuple
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from moths_framework.image_limits import TooManyPixels, draft_target, refuse_bombs, refuse_over
+
 __all__ = [
+    "IMAGE_FORMATS",
     "IMAGE_SUFFIXES",
+    "DecodedImage",
     "ImageCheck",
     "ImageDecodeError",
     "ImageSource",
     "check_image",
+    "decode_rgb",
     "open_rgb",
 ]
 
@@ -37,6 +46,10 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 # and moths-export all tell image files from other files by them.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
+# The Pillow formats of IMAGE_SUFFIXES (a test keeps the two in step), the only
+# ones Image.open tries, most common first: it tries them in order. A
+# multi-picture .jpg (phone cameras) opens through JPEG's plugin, as MPO.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP")
 _ORIENTATION = 0x0112  # EXIF tag
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 _DRAFTABLE = {"JPEG", "MPO"}  # formats whose decoder can scale down while decoding
@@ -49,8 +62,10 @@ class ImageDecodeError(ValueError):
 
     Attributes:
         source: the file name (or ``<bytes>``) the error is about.
-        reason: a short stable word: ``empty``, ``not-an-image``, ``truncated``,
-            ``decompression-bomb`` or ``unreadable``.
+        reason: a short stable word: ``empty``, ``not-an-image`` (also any
+            format outside :data:`IMAGE_FORMATS`), ``truncated``,
+            ``decompression-bomb``, ``too-many-pixels`` (over ``max_pixels``)
+            or ``unreadable``.
     """
 
     def __init__(self, source: str, reason: str, detail: str = "") -> None:
@@ -81,13 +96,23 @@ class ImageCheck:
     format: str | None
 
 
-class _Decoded(NamedTuple):
+class DecodedImage(NamedTuple):
+    """An RGB image, the size of its file (EXIF orientation applied) and its format.
+
+    ``full_size`` differs from ``image.size`` when a JPEG was decoded at reduced scale.
+    """
+
     image: Image.Image
     full_size: tuple[int, int]
     format: str | None
 
 
-def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def open_rgb(
+    source: ImageSource,
+    *,
+    draft_size: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+) -> Image.Image:
     """Decode an image file completely into an RGB image.
 
     Args:
@@ -100,6 +125,10 @@ def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) 
             ``draft_size`` (after EXIF orientation). Other formats decode at
             full size, and so does a PIL image (drafting would change the
             caller's image).
+        max_pixels: refuse an image of more pixels (``too-many-pixels``),
+            counted from its header before anything is decoded. A JPEG over it
+            first decodes at the largest 1/2, 1/4 or 1/8 scale that fits, so it
+            is decoded smaller rather than refused.
 
     Returns:
         A loaded RGB image, independent of any open file. For a PIL image that
@@ -111,11 +140,21 @@ def open_rgb(source: ImageSource, *, draft_size: tuple[int, int] | None = None) 
             raises unless the process set ``ImageFile.LOAD_TRUNCATED_IMAGES``;
             this function changes no process-wide setting, so threads may call it.
     """
+    return decode_rgb(source, draft_size=draft_size, max_pixels=max_pixels).image
+
+
+def decode_rgb(
+    source: ImageSource,
+    *,
+    draft_size: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+) -> DecodedImage:
+    """:func:`open_rgb`, also returning the file's full size and format."""
     if isinstance(source, Image.Image):
         name = getattr(source, "filename", "") or "<image>"
-        return _normalise(source, name, draft_size=None, in_place=False).image
+        return _normalise(source, name, None, in_place=False, max_pixels=max_pixels)
     name, data = _read_source(source)
-    return _decode(data, name, draft_size).image
+    return _decode(data, name, draft_size, max_pixels=max_pixels)
 
 
 def check_image(data: bytes, name: str) -> ImageCheck:
@@ -163,14 +202,17 @@ def _decode(
     name: str,
     draft_size: tuple[int, int] | None,
     draft_mode: str = "RGB",
-) -> _Decoded:
+    max_pixels: int | None = None,
+) -> DecodedImage:
     if len(data) == 0:
         raise ImageDecodeError(name, "empty")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Exception as error:
         raise _decode_error(name, error) from error
-    return _normalise(image, name, draft_size, draft_mode=draft_mode, in_place=True)
+    return _normalise(
+        image, name, draft_size, draft_mode=draft_mode, in_place=True, max_pixels=max_pixels
+    )
 
 
 def _normalise(
@@ -180,7 +222,8 @@ def _normalise(
     *,
     in_place: bool,
     draft_mode: str = "RGB",
-) -> _Decoded:
+    max_pixels: int | None = None,
+) -> DecodedImage:
     """Load, orient and convert to RGB: the steps every image takes, file or not.
 
     ``in_place`` allows changing ``image`` itself (an image this module opened);
@@ -188,11 +231,19 @@ def _normalise(
     """
     try:
         fmt, (width, height) = image.format, image.size
-        _refuse_bombs(width, height)
+        refuse_bombs(width, height)
+        draftable = in_place and fmt in _DRAFTABLE
+        if not draftable:  # now: a PNG's getexif() decodes the whole image
+            refuse_over((width, height), max_pixels, (width, height))
         orientation = image.getexif().get(_ORIENTATION, 1)
         swapped = orientation in _SWAPS_AXES
-        if draft_size is not None and in_place and fmt in _DRAFTABLE:
-            image.draft(draft_mode, tuple(reversed(draft_size)) if swapped else draft_size)
+        if draftable:
+            if draft_size is not None and swapped:
+                draft_size = (draft_size[1], draft_size[0])
+            target = draft_target(image.size, draft_size, max_pixels)
+            if target is not None:
+                image.draft(draft_mode, target)
+            refuse_over(image.size, max_pixels, (width, height))  # drafted, not yet decoded
         image.load()
         if in_place:
             ImageOps.exif_transpose(image, in_place=True)
@@ -201,7 +252,7 @@ def _normalise(
         rgb = _to_rgb(image)
     except Exception as error:  # Pillow's plugins raise many types on corrupt data
         raise _decode_error(name, error) from error
-    return _Decoded(rgb, (height, width) if swapped else (width, height), fmt)
+    return DecodedImage(rgb, (height, width) if swapped else (width, height), fmt)
 
 
 def _decode_error(name: str, error: Exception) -> ImageDecodeError:
@@ -209,15 +260,6 @@ def _decode_error(name: str, error: Exception) -> ImageDecodeError:
     # Pillow's "cannot identify image file <BytesIO ...>" adds nothing to the reason.
     detail = "" if reason == "not-an-image" else str(error)
     return ImageDecodeError(name, reason, detail)
-
-
-def _refuse_bombs(width: int, height: int) -> None:
-    # Between 1x and 2x MAX_IMAGE_PIXELS Pillow only warns; we reject there too.
-    # Checked here, not by turning the warning into an error: warning filters are
-    # process-wide and not thread-safe to change, and inference decodes in threads.
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and width * height > limit:
-        raise Image.DecompressionBombError(f"{width}x{height} pixels, over the {limit} limit")
 
 
 @contextlib.contextmanager
@@ -236,6 +278,8 @@ def _strict_decoding() -> Iterator[None]:
 def _reason(error: Exception) -> str:
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return "decompression-bomb"
+    if isinstance(error, TooManyPixels):
+        return "too-many-pixels"
     if isinstance(error, UnidentifiedImageError):
         return "not-an-image"
     if isinstance(error, EOFError) or "truncated" in str(error).lower():

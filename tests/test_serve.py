@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import http.server
 import io
+import logging
 import socket
 import struct
 import threading
@@ -176,26 +177,48 @@ def bomb_png(side: int = 20000) -> bytes:
     )
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many concurrent fetches: the default backlog of 5 drops SYNs
+
+
 class ImageHost:
-    """A loopback HTTP server of in-memory files; ``delays`` make a path answer slowly."""
+    """A loopback HTTP server of in-memory files.
+
+    ``delays`` make a path answer slowly, ``redirects`` answer 302 to another URL,
+    ``headers`` add response headers to a path; ``requests`` records every
+    (path, request headers) it was asked for.
+    """
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.delays: dict[str, float] = {}
+        self.redirects: dict[str, str] = {}
+        self.headers: dict[str, dict[str, str]] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
         host = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                host.requests.append((self.path, dict(self.headers)))
                 delay = host.delays.get(self.path, 0.0)
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:  # bounded: at most `delay` seconds
                     time.sleep(0.02)
+                if self.path in host.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", host.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = host.files.get(self.path)
                 if data is None:
                     self.send_error(404)
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in host.headers.get(self.path, {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 with contextlib.suppress(OSError):  # the client may have given up (timeout)
                     self.wfile.write(data)
@@ -203,13 +226,16 @@ class ImageHost:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
 
     def add(self, path: str, data: bytes, delay: float = 0.0) -> str:
         self.files[path] = data
@@ -217,9 +243,20 @@ class ImageHost:
             self.delays[path] = delay
         return self.url(path)
 
+    def redirect(self, path: str, to: str) -> str:
+        self.redirects[path] = to
+        return self.url(path)
+
+    def asked_for(self, path: str) -> bool:
+        return any(asked == path for asked, _ in self.requests)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# URLs that no parser accepts whole: each must fail its own image, never the request
+MALFORMED = {"ipv6": "http://[::1", "idna": "http://xn--a.com/", "port": "http://[::1]:99999/a"}
 
 
 # --- the server under test ---
@@ -399,18 +436,21 @@ def test_process_trailing_slash_and_deprecated_path(server: Running, host: Image
         assert [d["source_image_id"] for d in response.json()["detections"]] == ["7"]
 
 
-def test_bad_images_are_reported_per_image(server: Running, host: ImageHost) -> None:
+def test_bad_images_are_reported_per_image(
+    server: Running, host: ImageHost, caplog: pytest.LogCaptureFixture
+) -> None:
     good = host.add("/bad/good.png", png_bytes(5))
-    cases = {
+    cases = {  # what went wrong with a fetched image is in the server's log, under a ref
         "text": (host.add("/bad/notes.jpg", b"this is not an image"), "not-an-image"),
         "truncated": (host.add("/bad/cut.jpg", jpeg_bytes(6)[:300]), "truncated"),
         "zero": (host.add("/bad/zero.jpg", b""), "empty"),
         "bomb": (host.add("/bad/bomb.png", bomb_png()), "decompression-bomb"),
         "missing": (host.url("/bad/missing.jpg"), "HTTP 404"),
         "slow": (host.add("/bad/slow.jpg", png_bytes(8), delay=3.0), "timed out after 0.5 s"),
-        "file": ("file:///etc/hostname", "scheme 'file' refused"),
     }
-    images = [("1", good), *((name, url) for name, (url, _) in cases.items())]
+    refused = {"file": "file:///etc/hostname", "unparsable": "http://[::1"}  # the client is told
+    images = [("1", good), *((name, url) for name, (url, _) in cases.items()), *refused.items()]
+    caplog.set_level(logging.INFO, logger="moths_framework")
     started = time.monotonic()
     response = httpx.post(f"{server.url}/process", json=antenna_request("tiny-moths", images))
     assert time.monotonic() - started < 2.5  # the slow URL was cut off, not waited for
@@ -418,9 +458,14 @@ def test_bad_images_are_reported_per_image(server: Running, host: ImageHost) -> 
     result = parses_unchanged(PipelineResultsResponse, response.json())
     assert [d.source_image_id for d in result.detections] == ["1"]
     errors = {e["image_id"]: e["error"] for e in result.errors}
-    assert set(errors) == set(cases)
+    assert set(errors) == set(cases) | set(refused)
     for name, (_, reason) in cases.items():
-        assert reason in errors[name], (name, errors[name])
+        assert errors[name].startswith("cannot fetch or decode the image at this URL (ref ")
+        ref = errors[name].rsplit(" ", 1)[1][:-1]
+        (line,) = [r.getMessage() for r in caplog.records if f"[ref {ref}]" in r.getMessage()]
+        assert reason in line and repr(name) in line, (name, line)
+    assert errors["file"] == "URL refused: URL scheme 'file' refused: only http and https"
+    assert errors["unparsable"].startswith("URL refused: malformed URL")
     assert httpx.get(f"{server.url}/readyz").status_code == 200
 
 

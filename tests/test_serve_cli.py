@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_serve import model_file  # noqa: F401 (fixture)
 
 from moths_framework.cli.serve import main
 from moths_framework.serve.served import slug_of
@@ -44,3 +45,35 @@ def test_empty_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--model", "x.onnx", "--max-batch", "0"]) == 2
     assert "--max-batch" in _error(capsys)
+
+
+def test_limits_reach_uvicorn_and_the_service(
+    model_file: Path,  # noqa: F811 (fixture)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    started = {}
+
+    class Server:  # records what moths-serve would run, runs nothing
+        def __init__(self, config: uvicorn.Config) -> None:
+            started["config"] = config
+
+        def run(self) -> None:
+            started["ran"] = True
+
+    monkeypatch.setattr(uvicorn, "Server", Server)
+    args = ["--model", str(model_file), "--limit-concurrency", "7", "--max-json-mb", "0.5",
+            "--max-pixels", "1000", "--deny-private-networks",
+            "--fetch-per-request", "3"]  # fmt: skip
+    assert main(args) == 0 and started["ran"]
+    config = started["config"]
+    assert config.limit_concurrency == 7
+    options = config.app.state.engine.options
+    assert (options.max_json_bytes, options.max_pixels) == (2**19, 1000)
+    assert options.deny_private_networks and options.fetch_per_request == 3
+
+
+def test_budgets_must_hold_one_of_the_largest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "x.onnx", "--fetch-budget-mb", "10", "--max-image-mb", "30"]) == 2
+    assert "--fetch-budget-mb" in _error(capsys)

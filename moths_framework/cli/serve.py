@@ -29,11 +29,26 @@ def _parser() -> argparse.ArgumentParser:
     add("--max-in-flight", type=int, default=512,
         help="images admitted at once over all requests; beyond: 503 + Retry-After")  # fmt: skip
     add("--request-timeout", type=float, default=120.0, help="seconds per request (then 504)")
-    add("--fetch-timeout", type=float, default=10.0, help="seconds to fetch one image URL")
+    add("--fetch-timeout", type=float, default=10.0,
+        help="seconds to fetch one image URL, counted from when it has a connection")  # fmt: skip
+    add("--fetch-connections", type=int, default=64, help="image downloads at once, in all")
+    add("--fetch-per-request", type=int, default=16,
+        help="image downloads at once for one request (its fair share)")  # fmt: skip
+    add("--fetch-budget-mb", type=float, default=256.0,
+        help="fetched image bytes not yet decoded, in all; downloads wait for room")  # fmt: skip
     add("--max-image-mb", type=float, default=30.0, help="largest image file")
-    add("--max-body-mb", type=float, default=64.0, help="largest request body")
+    add("--max-pixels", type=int, default=40_000_000,
+        help="largest image (width x height) decoded; a larger JPEG decodes smaller")  # fmt: skip
+    add("--max-body-mb", type=float, default=64.0, help="largest request body (multipart)")
+    add("--max-json-mb", type=float, default=4.0, help="largest request body that is not multipart")
+    add("--body-budget-mb", type=float, default=256.0,
+        help="request bodies held at once; beyond: 503 + Retry-After")  # fmt: skip
+    add("--limit-concurrency", type=int, default=128,
+        help="connections and requests at once (uvicorn); beyond: 503")  # fmt: skip
     add("--allow-hosts", metavar="HOST,...",
         help="fetch images only from these hosts (default: any http/https host)")  # fmt: skip
+    add("--deny-private-networks", action="store_true",
+        help="fetch only from public addresses (checked after DNS, every redirect)")  # fmt: skip
     add("--token-file", help="require 'Authorization: Bearer <token in this file>'")
     add("--decode-workers", type=int, help="image decoding threads (default min(8, cores))")
     add("--graceful-timeout", type=float, default=30.0,
@@ -63,9 +78,23 @@ def _options(opts: argparse.Namespace):  # noqa: ANN202 (ServeOptions, imported 
     from moths_framework.serve import ServeOptions
     from moths_framework.serve.auth import read_token
 
-    numbers = [opts.max_batch, opts.max_in_flight, opts.port + 1]
-    if min(numbers) < 1 or opts.max_wait_ms < 0:
-        raise ValueError("--max-batch and --max-in-flight must be >= 1, --max-wait-ms >= 0")
+    counts = {
+        "--max-batch": opts.max_batch,
+        "--max-in-flight": opts.max_in_flight,
+        "--fetch-connections": opts.fetch_connections,
+        "--fetch-per-request": opts.fetch_per_request,
+        "--max-pixels": opts.max_pixels,
+        "--limit-concurrency": opts.limit_concurrency,
+    }
+    bad = [name for name, value in counts.items() if value < 1]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} must be >= 1")
+    if opts.max_wait_ms < 0 or opts.port < 0:
+        raise ValueError("--max-wait-ms and --port must be >= 0")
+    if opts.fetch_budget_mb < opts.max_image_mb or opts.body_budget_mb < opts.max_body_mb:
+        raise ValueError(
+            "--fetch-budget-mb must be >= --max-image-mb and --body-budget-mb >= --max-body-mb"
+        )
     hosts = [h.strip() for h in (opts.allow_hosts or "").split(",") if h.strip()]
     return ServeOptions(
         max_batch=opts.max_batch,
@@ -73,9 +102,16 @@ def _options(opts: argparse.Namespace):  # noqa: ANN202 (ServeOptions, imported 
         max_in_flight=opts.max_in_flight,
         request_timeout=opts.request_timeout,
         fetch_timeout=opts.fetch_timeout,
+        fetch_connections=opts.fetch_connections,
+        fetch_per_request=opts.fetch_per_request,
+        fetch_budget_bytes=int(opts.fetch_budget_mb * _MB),
         max_image_bytes=int(opts.max_image_mb * _MB),
+        max_pixels=opts.max_pixels,
         max_body_bytes=int(opts.max_body_mb * _MB),
+        max_json_bytes=int(opts.max_json_mb * _MB),
+        body_budget_bytes=int(opts.body_budget_mb * _MB),
         allow_hosts=hosts or None,
+        deny_private_networks=opts.deny_private_networks,
         decode_workers=opts.decode_workers,
         token=read_token(opts.token_file) if opts.token_file else None,
     )
@@ -85,12 +121,14 @@ def main(args: list[str] | None = None) -> int:
     """Run ``moths-serve`` until interrupted.
 
     Returns:
-        0 after a clean shutdown, 2 on a usage error (missing model, bad option,
-        unreadable token file, the serve extra not installed).
+        0 after a clean shutdown; 1 if a model fails its warm-up (the server
+        stops, one line says why); 2 on a usage error (missing model, bad
+        option, unreadable token file, the serve extra not installed).
     """
     opts = _parser().parse_args(args)
     logging.basicConfig(format=f"{_PROG}: %(message)s")
     logging.getLogger("moths_framework").setLevel(logging.INFO)
+    fatal: list[str] = []
     try:
         import uvicorn
 
@@ -103,7 +141,14 @@ def main(args: list[str] | None = None) -> int:
                               num_threads=opts.threads)
             for spec in opts.model
         ]  # fmt: skip
-        app = create_app(models, options)
+        server: uvicorn.Server | None = None
+
+        def stop_for_good(message: str) -> None:
+            fatal.append(message)
+            if server is not None:
+                server.should_exit = True
+
+        app = create_app(models, options, on_fatal=stop_for_good)
     except ImportError as error:
         print(f"{_PROG}: error: {error}; pip install 'moths-framework[serve]'", file=sys.stderr)
         return 2
@@ -112,13 +157,19 @@ def main(args: list[str] | None = None) -> int:
         return 2
     for model in models:
         print(f"{_PROG}: pipeline {model.slug} <- {model.source} ({model.classifier.provider})")
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=opts.host,
         port=opts.port,
+        limit_concurrency=opts.limit_concurrency,
         timeout_graceful_shutdown=opts.graceful_timeout,
         log_level="info",
     )
+    server = uvicorn.Server(config)
+    server.run()
+    if fatal:
+        print(f"{_PROG}: error: {fatal[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

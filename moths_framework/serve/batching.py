@@ -4,11 +4,13 @@ One :class:`DynamicBatcher` per model: requests put preprocessed images in
 its queue; one worker takes up to ``max_batch`` of them, waiting at most
 ``max_wait`` after the first for more, and runs the model on them in one call
 on its own thread (one ONNX Runtime session, never two calls at once). The
-event loop never blocks on the model.
+event loop never blocks on the model. A batch the model fails on is run again
+image by image, so only the image that fails alone fails.
 
-Memory is bounded by :class:`Admission`, not by the queue: a request is
-admitted only if its images fit in the budget, and holds them until it is
-answered, so fetched bytes, decoded pixels and queued arrays are all bounded.
+:class:`Admission` bounds the images in flight: a request is admitted only if
+its images fit, and holds them until it is answered, so queued arrays are
+bounded; fetched bytes and request bodies have byte budgets of their own
+(:mod:`.limits`), decoded pixels a per-image cap (``--max-pixels``).
 """
 
 from __future__ import annotations
@@ -114,17 +116,28 @@ class DynamicBatcher:
                 await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            started = time.perf_counter()
-            stacked = np.stack([item.array for item in batch])
-            logits, features = await loop.run_in_executor(self._thread, self._run, stacked)
-            share = (time.perf_counter() - started) / len(batch)
-        except Exception as error:  # the model failed: every caller in the batch hears it
+            await self._run_and_answer(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                _fail(batch[0], error)
+                return
+            # One bad image must not fail its batch-mates: each runs alone, and
+            # only the ones that fail alone hear about it.
             for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
-            return
+                if item.future.done():  # its caller is gone
+                    continue
+                try:
+                    await self._run_and_answer([item])
+                except Exception as alone:
+                    _fail(item, alone)
+
+    async def _run_and_answer(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        stacked = np.stack([item.array for item in batch])
+        logits, features = await loop.run_in_executor(self._thread, self._run, stacked)
+        share = (time.perf_counter() - started) / len(batch)
         self.batches += 1
         for row, item in enumerate(batch):
             if not item.future.done():
@@ -152,3 +165,8 @@ class DynamicBatcher:
                 return batch, True
             batch.append(item)
         return batch, False
+
+
+def _fail(item: _Item, error: Exception) -> None:
+    if not item.future.done():
+        item.future.set_exception(error)

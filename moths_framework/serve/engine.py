@@ -2,8 +2,10 @@
 
 Both APIs (AMI ``/process`` and ``/v1/classify``) go through
 :meth:`ServeEngine.classify`; they differ only in how they present the outcome.
-Fetching is async (httpx), decoding runs in a thread pool (Pillow releases the
-GIL), and the model runs in each model's :class:`DynamicBatcher`.
+Fetching is async (httpx), decoding runs in worker threads (Pillow releases the
+GIL), and the model runs in each model's :class:`DynamicBatcher`. Whatever
+goes wrong with one image is that image's error; the images of a request run
+in one task group, so none outlives the request's admission.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+import anyio
 import numpy as np
 
-from moths_framework.images import ImageDecodeError, open_rgb
+from moths_framework.images import decode_rgb
+from moths_framework.messages import one_line
 from moths_framework.serve.batching import Admission, BatchResult, DynamicBatcher, Overloaded
-from moths_framework.serve.fetch import FetchError, ImageFetcher
+from moths_framework.serve.fetch import ImageFetcher
+from moths_framework.serve.image_errors import ImageTooLarge, ModelFailed, per_image_error
+from moths_framework.serve.limits import ByteBudget
+from moths_framework.serve.network_policy import CheckedNetwork
 from moths_framework.serve.served import ServedModel
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_MB = 2**20
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,20 @@ class ServeOptions:
         max_wait_ms: how long the first image of a batch waits for others.
         max_in_flight: images admitted at once over all requests; beyond, 503.
         request_timeout: seconds a request may take before it is answered 504.
-        fetch_timeout: seconds to fetch one image, all of it.
+        fetch_timeout: seconds to fetch one image once it has a connection slot.
+        fetch_connections: images downloading at once over all requests.
+        fetch_per_request: images of one request downloading at once (a fair share).
+        fetch_budget_bytes: bytes fetched but not yet decoded, over all requests;
+            downloads wait for room.
         max_image_bytes: the largest image file fetched or accepted.
-        max_body_bytes: the largest request body.
+        max_pixels: the largest image (width x height from its header) decoded;
+            a JPEG over it decodes at a reduced scale if that fits.
+        max_body_bytes: the largest request body (multipart uploads).
+        max_json_bytes: the largest request body that is not multipart (JSON).
+        body_budget_bytes: request bodies held at once; beyond, 503.
         allow_hosts: if given, the only hosts images are fetched from.
+        deny_private_networks: fetch only from public addresses, checked after
+            DNS resolution and on every redirect.
         decode_workers: threads decoding images; default ``min(8, cpu_count)``.
         token: if given, every endpoint but ``/livez`` and ``/readyz`` needs
             ``Authorization: Bearer <token>``.
@@ -59,11 +76,24 @@ class ServeOptions:
     max_in_flight: int = 512
     request_timeout: float = 120.0
     fetch_timeout: float = 10.0
-    max_image_bytes: int = 30 * 2**20
-    max_body_bytes: int = 64 * 2**20
+    fetch_connections: int = 64
+    fetch_per_request: int = 16
+    fetch_budget_bytes: int = 256 * _MB
+    max_image_bytes: int = 30 * _MB
+    max_pixels: int = 40_000_000
+    max_body_bytes: int = 64 * _MB
+    max_json_bytes: int = 4 * _MB
+    body_budget_bytes: int = 256 * _MB
     allow_hosts: Collection[str] | None = None
+    deny_private_networks: bool = False
     decode_workers: int | None = None
     token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fetch_budget_bytes < self.max_image_bytes:
+            raise ValueError("the fetch budget must hold at least one image of the largest size")
+        if self.body_budget_bytes < self.max_body_bytes:
+            raise ValueError("the body budget must hold at least one body of the largest size")
 
 
 class UnknownModel(LookupError):
@@ -99,9 +129,19 @@ class ImageOutcome:
 
 
 class ServeEngine:
-    """The models, their batchers, the fetcher and the decode pool of one server."""
+    """The models, their batchers, the fetcher and the decoders of one server.
 
-    def __init__(self, models: Sequence[ServedModel], options: ServeOptions) -> None:
+    Args:
+        on_fatal: called with a one-line message if the server cannot serve at
+            all (a model fails its warm-up); default: log it.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ServedModel],
+        options: ServeOptions,
+        on_fatal: Callable[[str], None] | None = None,
+    ) -> None:
         slugs = [m.slug for m in models]
         duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
         if duplicates:
@@ -109,10 +149,12 @@ class ServeEngine:
         self.models = {m.slug: m for m in models}
         self.options = options
         self.admission = Admission(options.max_in_flight)
+        self.fetch_budget = ByteBudget(options.fetch_budget_bytes)
         self.ready = False
         self.batchers: dict[str, DynamicBatcher] = {}
+        self._on_fatal = on_fatal or logger.error
         self._fetcher: ImageFetcher | None = None
-        self._decoders: ThreadPoolExecutor | None = None
+        self._decoders: anyio.CapacityLimiter | None = None
         self._warm_up: asyncio.Task[None] | None = None
 
     def model(self, slug: str) -> ServedModel:
@@ -123,11 +165,17 @@ class ServeEngine:
         return self.models[slug]
 
     async def start(self) -> None:
-        """Start batchers, fetcher and decode pool; warm the models up in the background."""
+        """Start batchers, fetcher and decoders; warm the models up in the background."""
         o = self.options
-        self._fetcher = ImageFetcher(o.fetch_timeout, o.max_image_bytes, o.allow_hosts)
-        workers = o.decode_workers or min(8, os.cpu_count() or 1)
-        self._decoders = ThreadPoolExecutor(workers, thread_name_prefix="moths-decode")
+        self._fetcher = ImageFetcher(
+            o.fetch_timeout,
+            o.max_image_bytes,
+            o.allow_hosts,
+            connections=o.fetch_connections,
+            network=CheckedNetwork() if o.deny_private_networks else None,
+            budget=self.fetch_budget,
+        )
+        self._decoders = anyio.CapacityLimiter(o.decode_workers or min(8, os.cpu_count() or 1))
         for slug, model in self.models.items():
             batcher = DynamicBatcher(
                 model.classifier.model_outputs, o.max_batch, o.max_wait_ms / 1e3, name=slug
@@ -145,15 +193,17 @@ class ServeEngine:
             await batcher.stop()
         if self._fetcher is not None:
             await self._fetcher.aclose()
-        if self._decoders is not None:
-            self._decoders.shutdown(wait=True)
 
     async def _warm(self) -> None:
         # The first ONNX Runtime call allocates and (on GPU) picks kernels: done
         # before /readyz says yes, so the first real request is not the slow one.
         for slug, model in self.models.items():
             height, width = model.classifier.metadata.preprocessing.input_size
-            await self.batchers[slug].classify(np.zeros((3, height, width), np.float32))
+            try:
+                await self.batchers[slug].classify(np.zeros((3, height, width), np.float32))
+            except Exception as error:  # the server can never be ready: say so, once
+                self._on_fatal(f"warm-up of pipeline {slug} failed: {one_line(error)}")
+                return
             logger.info("pipeline %s ready on %s", slug, model.classifier.provider)
         self.ready = True
 
@@ -163,45 +213,59 @@ class ServeEngine:
         Raises:
             UnknownModel, NotReady, Overloaded, RequestTimeout: the request as a
             whole is refused; per-image failures are outcomes with ``error``.
+            On a timeout every image's work has stopped before this returns.
         """
         model = self.model(slug)
         if not self.ready:
             raise NotReady("models are loading")
         self.admission.acquire(len(images))
+        outcomes: list[ImageOutcome] = []
+        share = asyncio.Semaphore(self.options.fetch_per_request)
+
+        async def one(index: int) -> None:
+            outcomes[index] = await self._one(model, images[index], share)
+
         try:
-            work = asyncio.gather(*(self._one(model, image) for image in images))
-            return await asyncio.wait_for(work, self.options.request_timeout)
-        except asyncio.TimeoutError:
+            outcomes.extend(ImageOutcome(image, error="not classified") for image in images)
+            with anyio.fail_after(self.options.request_timeout):
+                async with anyio.create_task_group() as group:
+                    for index in range(len(images)):
+                        group.start_soon(one, index)
+            return outcomes
+        except TimeoutError:
             raise RequestTimeout(f"request took over {self.options.request_timeout:g} s") from None
         finally:
-            self.admission.release(len(images))
+            self.admission.release(len(images))  # after the task group: nothing runs on
 
-    async def _one(self, model: ServedModel, image: ImageRequest) -> ImageOutcome:
+    async def _one(
+        self, model: ServedModel, image: ImageRequest, share: asyncio.Semaphore
+    ) -> ImageOutcome:
         try:
-            data = image.data if image.data is not None else await self._fetch(image.url)
-            if len(data) > self.options.max_image_bytes:
-                raise FetchError(f"image is over {self.options.max_image_bytes} bytes")
-            loop = asyncio.get_running_loop()
-            array, size = await loop.run_in_executor(self._decoders, _decoded, model, data)
-        except (FetchError, ImageDecodeError) as error:
-            return ImageOutcome(image, error=_message(error))
-        result = await self.batchers[model.slug].classify(array)
+            if image.data is not None:
+                array, size = await self._decode(model, image.data)
+            else:
+                async with self._fetcher.fetched(image.url or "", share) as data:
+                    array, size = await self._decode(model, data)
+            try:
+                result = await self.batchers[model.slug].classify(array)
+            except Exception as error:
+                raise ModelFailed(one_line(error)) from error
+        except Exception as error:  # whatever goes wrong with one image is its own error
+            return ImageOutcome(image, error=per_image_error(image.id, image.url, error))
         return ImageOutcome(image, size=size, result=result)
 
-    async def _fetch(self, url: str | None) -> bytes:
-        if not url:
-            raise FetchError("no url given")
-        return await self._fetcher.fetch(url)
+    async def _decode(self, model: ServedModel, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+        if len(data) > self.options.max_image_bytes:
+            raise ImageTooLarge(f"image is over {self.options.max_image_bytes} bytes")
+        # Not abandoned on cancel: the request waits for its decodes to end.
+        return await anyio.to_thread.run_sync(
+            _decoded, model, data, self.options.max_pixels, limiter=self._decoders
+        )
 
 
-def _decoded(model: ServedModel, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
-    """The project's one decoder (decompression-bomb guard included), then preprocessing."""
-    image = open_rgb(data)
-    return model.classifier.preprocess(image), image.size
-
-
-def _message(error: Exception) -> str:
-    if isinstance(error, ImageDecodeError):
-        detail = f" ({error.detail})" if error.detail else ""
-        return f"cannot decode image: {error.reason}{detail}"
-    return f"cannot fetch image: {error}"
+def _decoded(
+    model: ServedModel, data: bytes, max_pixels: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The project's one decoder (format list, pixel cap), then preprocessing."""
+    decoded = decode_rgb(data, max_pixels=max_pixels)
+    return model.classifier.preprocess(decoded.image), decoded.full_size

@@ -108,7 +108,8 @@ class SourceImageRequest(BaseModel):
     model_config = _LENIENT
 
     id: str = Field(description="Returned unchanged in the response.", examples=["e124f3b4"])
-    url: str = Field(description="http(s) URL of the image.")
+    # Documented as a URI, validated per image: a malformed URL fails its image, not the request.
+    url: str = Field(description="http(s) URL of the image.", json_schema_extra={"format": "uri"})
 
 
 class SourceImageResponse(BaseModel):

@@ -23,7 +23,9 @@ class ClassifyImage(BaseModel):
     model_config = ConfigDict(coerce_numbers_to_str=True)
 
     id: str | None = Field(default=None, description="Echoed in the result; default: the index.")
-    url: str | None = None
+    url: str | None = Field(
+        default=None, description="http(s) URL of the image.", json_schema_extra={"format": "uri"}
+    )
     b64: str | None = Field(default=None, description="The image file, base64-encoded.")
 
     @model_validator(mode="after")
