@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 	$(BIN)/python -m pip install -q -e '.[all,dev,docs]' $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
+# The layer contracts in pyproject.toml ([tool.importlinter]) first, then the tests.
 test: install
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_MARK)
 
 lint: install
