@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from moths_framework.calibrate.calibration import ModelOutputs, calibrate_outputs
-from moths_framework.calibrate.novelty import choose_novelty_detector
+from moths_framework.calibrate.novelty_fit import choose_novelty_detector
 from moths_framework.calibrate.rollup import choose_rollup
 from moths_framework.calibrate.tau import choose_tau, shot_accuracy, tau_normalise
 from moths_framework.calibrate.temperature import fit_temperature
 from moths_framework.calibrate.thresholds import choose_thresholds, precision_threshold
 from moths_framework.evaluate.reliability import reliability
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.novelty_score import NoveltyDetector
 from moths_framework.inference.prediction import softmax
 from moths_framework.inference.rollup import consistent_path, rank_probabilities, species_ancestry
 

@@ -1,4 +1,4 @@
-"""The CI entry point runs the slow tests whatever the runner's environment says, then builds the docs."""
+"""The CI entry point runs the slow tests whatever the runner's environment says, then the docs."""
 
 from __future__ import annotations
 

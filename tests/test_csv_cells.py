@@ -65,7 +65,7 @@ def _hierarchy() -> LabelHierarchy:
 
 def test_predictions_csv_quotes_text_cells_but_never_numbers(tmp_path):
     from moths_framework.cli.evaluate import main as evaluate
-    from moths_framework.evaluate.predictions import write_prediction_folder
+    from moths_framework.evaluate.folder_writer import write_prediction_folder
 
     hierarchy = _hierarchy()
     paths, species = ["=1.jpg", "-2.jpg", "@3.jpg", "4.jpg"], ["=A a", "=A a", "B b", "+X x"]

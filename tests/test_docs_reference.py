@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from moths_framework.evaluate.predictions import prediction_csv_columns
+from moths_framework.evaluate.folder_writer import prediction_csv_columns
 from moths_framework.inference import metadata
 from moths_framework.plugins import GROUPS
 

@@ -11,8 +11,8 @@ import pytest
 from helpers.prediction_folders import write_random_folder
 
 from moths_framework.cli.evaluate import main
-from moths_framework.evaluate.folder import PredictionFolder
-from moths_framework.evaluate.predictions import write_prediction_folder
+from moths_framework.evaluate.folder_reader import PredictionFolder
+from moths_framework.evaluate.folder_writer import write_prediction_folder
 from moths_framework.evaluate.reliability import coverage_curve, reliability
 from moths_framework.hierarchy import LabelHierarchy
 

@@ -11,12 +11,12 @@ import pytest
 from helpers.prediction_folders import KNOWN, UNKNOWN, model_hierarchy, write_random_folder
 
 from moths_framework.cli.evaluate import main as evaluate
-from moths_framework.evaluate.folder import PredictionFolder
-from moths_framework.evaluate.novelty import seen_in_training, summarise_novelty
-from moths_framework.evaluate.predictions import write_prediction_folder
+from moths_framework.evaluate.folder_reader import PredictionFolder
+from moths_framework.evaluate.folder_writer import write_prediction_folder
+from moths_framework.evaluate.novelty_auroc import seen_in_training, summarise_novelty
 from moths_framework.inference.classifier import OnnxClassifier
 from moths_framework.inference.metadata import ModelMetadata
-from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.novelty_score import NoveltyDetector
 from moths_framework.inference.rollup import ROLLUP_METHODS
 from moths_framework.preprocessing import Preprocessing
 

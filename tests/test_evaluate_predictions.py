@@ -13,8 +13,8 @@ import pytest
 from helpers.paths import TEST_DATA
 from helpers.prediction_folders import model_hierarchy, write_random_folder
 
-from moths_framework.evaluate.folder import PredictionFolder, PredictionFolderError
-from moths_framework.evaluate.predictions import prediction_csv_columns, write_prediction_folder
+from moths_framework.evaluate.folder_reader import PredictionFolder, PredictionFolderError
+from moths_framework.evaluate.folder_writer import prediction_csv_columns, write_prediction_folder
 from moths_framework.evaluate.reliability import roll_up_ranks
 from moths_framework.inference.prediction import OTHER_PREDICTION, roll_up
 from moths_framework.output_folders import OutputFolderError, record_written

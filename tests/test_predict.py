@@ -16,7 +16,7 @@ from moths_framework.data.transforms import eval_transform
 from moths_framework.images import open_rgb
 from moths_framework.model.rebuild import load_classifier
 
-pytest.importorskip("moths_framework.evaluate.predictions")
+pytest.importorskip("moths_framework.evaluate.folder_writer")
 
 
 def read_rows(folder) -> list[dict[str, str]]:

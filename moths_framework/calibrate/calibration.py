@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from moths_framework.calibrate.novelty import FALSE_POSITIVE_RATE, choose_novelty_detector
+from moths_framework.calibrate.novelty_fit import FALSE_POSITIVE_RATE, choose_novelty_detector
 from moths_framework.calibrate.rollup import choose_rollup, rollup_paths
 from moths_framework.calibrate.tau import choose_tau, shot_accuracy, tau_logits
 from moths_framework.calibrate.temperature import fit_temperature, negative_log_likelihood
 from moths_framework.calibrate.thresholds import choose_thresholds
-from moths_framework.evaluate.novelty import seen_in_training
+from moths_framework.evaluate.novelty_auroc import seen_in_training
 from moths_framework.evaluate.reliability import reliability
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.novelty_score import NoveltyDetector
 from moths_framework.inference.prediction import softmax
 
 __all__ = [

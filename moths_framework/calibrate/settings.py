@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.novelty_score import NoveltyDetector
 from moths_framework.inference.rollup import check_rollup_method
 from moths_framework.model.checkpoint import CheckpointError, CheckpointMeta
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from moths_framework.evaluate.folder import PredictionFolder, PredictionFolderError
+from moths_framework.evaluate.folder_reader import PredictionFolder, PredictionFolderError
 from moths_framework.output_folders import OutputFolderError
 
 _PROG = "moths-evaluate"

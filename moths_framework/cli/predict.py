@@ -3,7 +3,7 @@
 ``moths-predict --config RUN/config.yaml --ckpt_path RUN/best.ckpt [--split ...]
 [--data.source ...] [--output DIR] [--images-by-prediction true]`` writes
 ``predictions.csv``, ``outputs.npz`` and ``hierarchy.json`` (see
-:func:`moths_framework.evaluate.predictions.write_prediction_folder`) to
+:func:`moths_framework.evaluate.folder_writer.write_prediction_folder`) to
 ``RUN/predictions/<split>/`` by default. The model runs on the checkpoint's
 own label hierarchy; an image that cannot be read keeps its row, with ``error``.
 An existing folder is replaced only when it is empty or a prediction folder
@@ -31,7 +31,7 @@ def default_split(cli: MothsCLI) -> str:
 def run_predict(cli: MothsCLI) -> None:
     """Predict the chosen split and write the prediction folder; prints where."""
     from moths_framework.calibrate.settings import inference_settings
-    from moths_framework.evaluate.predictions import (
+    from moths_framework.evaluate.folder_writer import (
         PREDICTION_FOLDER_MAKER,
         write_prediction_folder,
     )

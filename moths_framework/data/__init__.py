@@ -1,1 +1,5 @@
-"""Data: sources of labelled images, preparation of an image folder, data modules."""
+"""Data: sources of labelled images, preparation of an image folder, data modules.
+
+May import the core modules (``hierarchy``, ``images``, ``plugins``, ...), torch and
+Lightning; never ``model``, ``train`` or anything above them.
+"""

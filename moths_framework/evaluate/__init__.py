@@ -1,13 +1,13 @@
 """Per-sample prediction folders, their metrics and report; imports no torch.
 
-- :mod:`~moths_framework.evaluate.predictions`: write a prediction folder
+- :mod:`~moths_framework.evaluate.folder_writer`: write a prediction folder
   (``predictions.csv``, ``outputs.npz``, ``hierarchy.json``);
-  :mod:`~moths_framework.evaluate.folder`: read it back (``PredictionFolder.load``).
+  :mod:`~moths_framework.evaluate.folder_reader`: read it back (``PredictionFolder.load``).
   :mod:`~moths_framework.evaluate.answers`: the rolled-up answer of many images, as
   ``moths-infer`` gives it (both writer and evaluation use it).
 - :mod:`~moths_framework.evaluate.evaluation`: every number of ``metrics.json``
   (:mod:`~.metrics` per rank and class, :mod:`~.reliability`, :mod:`~.other_class`,
-  :mod:`~.novelty` for species the model never saw).
+  :mod:`~.novelty_auroc` for species the model never saw).
 - :mod:`~moths_framework.evaluate.report`: ``report.html`` and ``confusion/*.csv``.
 - :mod:`~moths_framework.evaluate.compare`: two folders on the same images.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moths_framework.evaluate.folder import PredictionFolder, PredictionFolderError
+from moths_framework.evaluate.folder_reader import PredictionFolder, PredictionFolderError
 from moths_framework.evaluate.metrics import rank_metrics
 
 __all__ = ["ClassChange", "Comparison", "RankDelta", "compare_folders", "format_comparison"]

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
-from moths_framework.evaluate.folder import PredictionFolder, RankOutputs
+from moths_framework.evaluate.folder_reader import PredictionFolder, RankOutputs
 from moths_framework.evaluate.metrics import RankMetrics, rank_metrics
-from moths_framework.evaluate.novelty import NoveltySummary, summarise_novelty
+from moths_framework.evaluate.novelty_auroc import NoveltySummary, summarise_novelty
 from moths_framework.evaluate.other_class import OtherSummary, summarise_other
 from moths_framework.evaluate.reliability import (
     ECE_BINS,

@@ -19,7 +19,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from moths_framework.evaluate.folder import RankOutputs
+from moths_framework.evaluate.folder_reader import RankOutputs
 
 __all__ = ["ClassMetrics", "RankMetrics", "confused_pairs", "rank_metrics"]
 

@@ -22,7 +22,7 @@ from moths_framework.inference.metadata import (
     ModelFormatError,
     ModelMetadata,
 )
-from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.novelty_score import NoveltyDetector
 from moths_framework.inference.prediction import (
     Prediction,
     check_thresholds,
@@ -157,7 +157,7 @@ class OnnxClassifier:
             thresholds, species_list, mask_mode, decode_workers, fast_decode, rollup:
                 see the class.
             num_threads: ONNX Runtime intra-op threads; default one per physical core.
-            engine: TensorRT engine settings (batch size its shape profile is tuned
+            engine: TensorRT engine settings (batch size its shape profile is optimised
                 for, fp16); default: batch 32, fp16 when the model is fp16.
 
         Raises:

@@ -74,7 +74,7 @@ class ModelMetadata:
         calibration: what ``moths-calibrate`` chose (``thresholds``, ``rollup``,
             ``tau``, ...); empty for an uncalibrated model.
         novelty: the novelty detector's JSON form
-            (:meth:`~moths_framework.inference.novelty.NoveltyDetector.to_json`), or ``None``.
+            (:meth:`~moths_framework.inference.novelty_score.NoveltyDetector.to_json`), or ``None``.
     """
 
     hierarchy: LabelHierarchy

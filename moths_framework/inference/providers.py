@@ -90,7 +90,7 @@ class EngineSettings:
     """How a TensorRT engine is built for a model.
 
     Attributes:
-        batch_size: the batch the engine is tuned for; its shape profile
+        batch_size: the batch the engine is optimised for; its shape profile
             covers batches 1 to twice this.
         fp16: build an fp16 engine; ``None`` means "when the model's weights
             are fp16" (metadata ``moths.precision``).
@@ -180,7 +180,7 @@ def tensorrt_options(
 ) -> dict[str, Any]:
     """TensorRT provider options: explicit shape profiles and a cache no update can reuse.
 
-    The profile covers batches 1 to ``2 × batch_size`` and is tuned for
+    The profile covers batches 1 to ``2 × batch_size`` and is optimised for
     ``batch_size``, so no new batch size rebuilds the engine. Building an
     engine takes minutes; it is cached next to the model under a folder named
     by the model file's hash and the GPU, so a changed model or another card
@@ -190,7 +190,7 @@ def tensorrt_options(
         model_path: the ONNX file (hashed).
         input_name: the model's image input.
         chw: channels, height and width of one image.
-        batch_size: the batch the engine is tuned for.
+        batch_size: the batch the engine is optimised for.
         fp16: let TensorRT run layers in fp16.
         gpu: the GPU's name, part of the cache key.
     """

@@ -4,6 +4,8 @@ Each trial is a normal ``moths-fit`` run with the trial's values as overrides
 (:mod:`.objective`); the study lives in a storage that any number of workers
 join (:mod:`.study`); the optim config is parsed in :mod:`.settings`; the
 report in :mod:`.report`.
+
+May import ``train`` and everything below it, and Optuna; never ``cli``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ built by ``small_example()`` when it has one and no ``init_args`` are given,
 else by ``plugin(**init_args)``; a factory function; or an instance. When
 clauses fail it raises one :class:`ContractError` with one line per failing
 clause.
+
+May import every library package below ``cli``, since it checks plugins of each group.
 """
 
 from __future__ import annotations

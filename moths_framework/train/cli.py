@@ -37,8 +37,8 @@ from moths_framework.model.lightning import MothsClassifier
 from moths_framework.model.rebuild import check_model_fits
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP, lightning_load_options
 from moths_framework.output_folders import claim_run_folder, create_run_folder
+from moths_framework.train.lr_batch_finder import tune
 from moths_framework.train.overrides import expand_index_overrides
-from moths_framework.train.tune import tune
 from moths_framework.train.unfreeze import UnfreezePolicy
 from moths_framework.zoo.transport import INSECURE_FLAG, INSECURE_HELP
 

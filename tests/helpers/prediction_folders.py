@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.paths import TEST_DATA
-from moths_framework.evaluate.predictions import write_prediction_folder
+from moths_framework.evaluate.folder_writer import write_prediction_folder
 from moths_framework.hierarchy import LabelHierarchy
 
 # The species of test_data with enough images, plus two the model has no class for.

@@ -36,7 +36,7 @@ from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
 from moths_framework.evaluate.image_links import link_images_by_prediction
 from moths_framework.hierarchy import OTHER, LabelHierarchy
-from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.novelty_score import NoveltyDetector
 from moths_framework.inference.prediction import OTHER_PREDICTION, check_thresholds, softmax
 from moths_framework.output_folders import check_replaceable_folder, replace_folder
 

@@ -1,4 +1,4 @@
-"""Reading a prediction folder back (see :mod:`moths_framework.evaluate.predictions`).
+"""Reading a prediction folder back (see :mod:`moths_framework.evaluate.folder_writer`).
 
 ``moths-evaluate`` and ``moths-calibrate`` work from the folder alone: the
 logits, targets and hierarchy are enough to recompute every number. No torch.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moths_framework.evaluate.predictions import (
+from moths_framework.evaluate.folder_writer import (
     HIERARCHY_JSON,
     OUTPUTS_NPZ,
     PREDICTIONS_CSV,

@@ -1,6 +1,6 @@
 """Fitting the novel-species detector on validation features, and choosing it by measurement.
 
-Two detectors (scored at inference by :mod:`moths_framework.inference.novelty`):
+Two detectors (scored at inference by :mod:`moths_framework.inference.novelty_score`):
 Mahalanobis distance to the nearest species mean under one shared, shrunk
 (Ledoit-Wolf) covariance, and the cosine distance to the nearest validation
 image. Each cluster is a *data* species, so the species bundled into ``Other``
@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
-from moths_framework.inference.novelty import NOVELTY_METHODS, NoveltyDetector
+from moths_framework.inference.novelty_score import NOVELTY_METHODS, NoveltyDetector
 
 __all__ = ["NoveltyChoice", "choose_novelty_detector", "fit_detector"]
 
