@@ -152,7 +152,14 @@ def test_mask_mode(images: Path, tmp_path: Path, mode, species, prediction) -> N
     ("args", "message"),
     [
         (["{images}", "--model", "nowhere.onnx"], "model file nowhere.onnx not found"),
-        (["{images}", "--model", "{model}", "--thresholds", "species:0.5"], "RANK=PROBABILITY"),
+        (
+            ["{images}", "--model", "{model}", "--thresholds", "species:0.5"],
+            "--thresholds: expected RANK=PROBABILITY, got 'species:0.5'",
+        ),
+        (
+            ["{images}", "--model", "{model}", "--thresholds", "species=1.5"],
+            "--thresholds: threshold of 'species' must be in [0, 1], got 1.5",
+        ),
         (["{images}", "--model", "{model}", "--thresholds", "kingdom=0.5"], "rank(s) kingdom"),
         (["{images}", "--model", "{model}", "--providers", "nonsense"], "nonsense not available"),
         (["{images}", "--model", "{model}", "--species-list", "{tmp}/names"], "Aus nonexistens"),

@@ -15,6 +15,7 @@ from moths_framework.inference.inputs import InputError, collect_inputs
 from moths_framework.inference.providers import EngineSettings
 from moths_framework.inference.rollup import ROLLUP_METHODS
 from moths_framework.inference.species_list import DEFAULT_MASK_MODE, MASK_MODES
+from moths_framework.inference.thresholds import parse_thresholds
 from moths_framework.inference.writers import PredictionWriter
 from moths_framework.output_folders import check_may_overwrite, record_written
 from moths_framework.zoo.transport import INSECURE_FLAG, INSECURE_HELP, allowing_insecure_http
@@ -98,15 +99,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _thresholds(opts: argparse.Namespace) -> dict[str, float]:
     """``--thresholds`` then ``--threshold`` (species), as rank -> value."""
-    thresholds = {}
-    for item in filter(None, (part.strip() for part in opts.thresholds.split(","))):
-        rank, sep, value = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError(item)
-            thresholds[rank.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--thresholds: expected RANK=PROBABILITY, got {item!r}") from None
+    try:
+        thresholds = parse_thresholds(opts.thresholds)
+    except ValueError as error:
+        raise ValueError(f"--thresholds: {error}") from None
     if opts.threshold is not None:
         thresholds["species"] = opts.threshold
     return thresholds

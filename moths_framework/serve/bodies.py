@@ -17,6 +17,7 @@ import anyio
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
+from moths_framework.inference.thresholds import parse_thresholds
 from moths_framework.serve.engine import ImageRequest
 from moths_framework.serve.schemas_ami import PipelineRequest
 from moths_framework.serve.schemas_v1 import ClassifyImage, ClassifyOptions, ClassifyRequest
@@ -109,24 +110,16 @@ async def _multipart(request: Request) -> tuple[ClassifyOptions, list[ImageReque
         {
             "model": form.get("model"),
             "top_k": form.get("top_k") or 5,
-            "thresholds": _parse_thresholds(str(form.get("thresholds") or "")),
+            "thresholds": _form_thresholds(str(form.get("thresholds") or "")),
             "species_list": [str(s) for s in form.getlist("species_list")] or None,
         }
     )
     return body, images
 
 
-def _parse_thresholds(text: str) -> dict[str, float] | None:
-    """``species=0.6,genus=0.5`` -> {rank: value} (the form of ``moths-infer --thresholds``)."""
-    result = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        rank, sep, value = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError(item)
-            result[rank.strip()] = float(value)
-        except ValueError:
-            raise HTTPException(
-                422, f"thresholds: expected RANK=PROBABILITY, got {item!r}"
-            ) from None
-    return result or None
+def _form_thresholds(text: str) -> dict[str, float] | None:
+    """The form's ``thresholds`` text (``moths-infer --thresholds``'s syntax); None when blank."""
+    try:
+        return parse_thresholds(text) or None
+    except ValueError as error:
+        raise HTTPException(422, f"thresholds: {error}") from None
