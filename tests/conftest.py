@@ -4,10 +4,12 @@ live in ``helpers/``: test modules import those, never this file."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers.fit_args import FAST_FIT, tiny_fit_args
+from helpers.image_host import ImageHost
 from helpers.paths import TEST_DATA
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -39,3 +41,21 @@ def tiny_run(tmp_path_factory, prepared) -> Path:
     run = tmp_path_factory.mktemp("tiny_run") / "run"
     assert fit(tiny_fit_args(run, prepared / "manifest.csv", *FAST_FIT)) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny ONNX classifier moths-serve's tests serve: ``<dir>/tiny-moths.onnx``."""
+    from helpers.onnx_models import export_model, metadata, tiny_net  # torch: only when asked
+
+    return export_model(
+        tiny_net(), tmp_path_factory.mktemp("serve") / "tiny-moths.onnx", metadata()
+    )
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[ImageHost]:
+    """A loopback image server per test module; ``host.add(path, data)`` returns its URL."""
+    images = ImageHost()
+    yield images
+    images.close()

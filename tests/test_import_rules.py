@@ -25,16 +25,10 @@ def _imported_modules(path: Path) -> set[str]:
     return found
 
 
-# The serve tests still share test_serve.py's fixtures and fakes; they move to
-# helpers/ with the serve work under way. Nothing else may join this set.
-NOT_YET_IN_HELPERS = {"test_serve"}
-
-
 def test_test_modules_import_shared_code_from_helpers_only():
     """Not another test module, not conftest: what tests share lives in tests/helpers/.
     (tiny_backbone and training_probes are classes configs name by class_path.)"""
     local = {p.stem for p in TESTS.glob("*.py")} - {"tiny_backbone", "training_probes"}
-    local -= NOT_YET_IN_HELPERS
     offenders = {
         f"{path.name} imports {module}"
         for path in [*TESTS.glob("*.py"), *TESTS.glob("helpers/*.py")]

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Iterator
 
 import pytest
-from test_serve import ImageHost, png_bytes
+from helpers.image_host import ImageHost
+from helpers.image_samples import png_bytes
 
 from moths_framework.serve.fetch import FetchError, ImageFetcher
 from moths_framework.serve.network_policy import CheckedNetwork, is_public_address
@@ -43,13 +43,6 @@ def test_private_and_special_addresses_are_denied(address: str) -> None:
 @pytest.mark.parametrize("address", ALLOWED)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert is_public_address(ipaddress.ip_address(address))
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    images = ImageHost()
-    yield images
-    images.close()
 
 
 def _resolver(table: dict[str, list[str]], calls: list[str]):  # noqa: ANN202

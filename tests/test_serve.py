@@ -1,325 +1,44 @@
 """moths-serve over real HTTP: the AMI processing-service API field for field, /v1, bad input.
 
-A real uvicorn server runs on a free loopback port in a thread; test images are
-served by a local ``http.server`` on 127.0.0.1. The AMI wire objects are
-checked against pydantic models written here from Antenna's ``ami/ml/schemas.py``
-(the side that parses our answers), independent of ``moths_framework.serve``'s
-own, with unknown fields forbidden. The helpers (``running``, ``ImageHost``,
-``model_file``, ...) are shared with ``test_serve_load.py``.
+A real uvicorn server runs on a free loopback port in a thread
+(``helpers.running_server``); test images are served by a local ``http.server``
+on 127.0.0.1 (``helpers.image_host``). The AMI wire objects are checked against
+pydantic models written from Antenna's ``ami/ml/schemas.py``
+(``helpers.antenna_schemas``), independent of ``moths_framework.serve``'s own.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import datetime
-import http.server
 import io
 import logging
-import socket
-import struct
-import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
+from helpers.antenna_schemas import (
+    AlgorithmReference,
+    BoundingBox,
+    PipelineResultsResponse,
+    ProcessingServiceInfoResponse,
+    antenna_request,
+    parses_unchanged,
+)
+from helpers.image_host import ImageHost
+from helpers.image_samples import jpeg, png_bytes, png_header_only
 from helpers.onnx_models import HIERARCHY, export_model, metadata, tiny_net
+from helpers.running_server import Running, running
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
 
 from moths_framework.inference import OnnxClassifier
 from moths_framework.inference.writers import prediction_json
 from moths_framework.serve import ServeOptions, create_app, load_served_model
 from moths_framework.serve.served import file_sha256
 
-# --- Antenna's wire objects (ami/ml/schemas.py), strict: an unknown field is an error ---
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BoundingBox(_Wire):
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-
-
-class AlgorithmReference(_Wire):
-    name: str
-    key: str
-
-
-class AlgorithmCategoryMapResponse(_Wire):
-    data: list[dict] = []
-    labels: list[str] = []
-    version: str | None = None
-    description: str | None = None
-    uri: str | None = None
-
-
-class AlgorithmConfigResponse(_Wire):
-    name: str
-    key: str
-    description: str | None = None
-    task_type: str | None = None
-    version: int = 1
-    version_name: str | None = None
-    uri: str | None = None
-    category_map: AlgorithmCategoryMapResponse | None = None
-
-
-class ClassificationResponse(_Wire):
-    classification: str
-    labels: list[str] | None = None
-    scores: list[float] = []
-    logits: list[float] | None = None
-    inference_time: float | None = None
-    algorithm: AlgorithmReference
-    terminal: bool = True
-    timestamp: datetime.datetime
-
-
-class SourceImageResponse(_Wire):
-    id: str
-    url: str
-
-
-class DetectionResponse(_Wire):
-    source_image_id: str
-    bbox: BoundingBox | None = None
-    inference_time: float | None = None
-    algorithm: AlgorithmReference
-    timestamp: datetime.datetime
-    crop_image_url: str | None = None
-    classifications: list[ClassificationResponse] = []
-
-
-class PipelineResultsResponse(_Wire):
-    pipeline: str
-    algorithms: dict[str, AlgorithmConfigResponse] = {}
-    total_time: float
-    source_images: list[SourceImageResponse]
-    detections: list[DetectionResponse]
-    errors: list | str | None = None
-
-
-class PipelineStageParam(_Wire):
-    name: str
-    key: str
-    category: str = "default"
-
-
-class PipelineStage(_Wire):
-    key: str
-    name: str
-    params: list[PipelineStageParam] = []
-    description: str | None = None
-
-
-class PipelineConfigResponse(_Wire):
-    name: str
-    slug: str
-    version: int
-    description: str | None = None
-    algorithms: list[AlgorithmConfigResponse] = []
-    stages: list[PipelineStage] = []
-
-
-class ProcessingServiceInfoResponse(_Wire):
-    name: str
-    description: str | None = None
-    pipelines: list[PipelineConfigResponse] = []
-    algorithms: list[AlgorithmConfigResponse] = []
-
-
-def parses_unchanged(model: type[BaseModel], data: dict) -> BaseModel:
-    """``data`` parses into ``model`` and dumps back to exactly ``data`` (nothing lost or added)."""
-    parsed = model.model_validate(data)
-    assert parsed.model_dump(mode="json", exclude_unset=True) == data
-    return parsed
-
-
-# --- test images and the image host ---
-
-
-def png_bytes(seed: int, width: int = 40, height: int = 30) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "PNG")
-    return out.getvalue()
-
-
-def jpeg_bytes(seed: int) -> bytes:
-    out = io.BytesIO()
-    Image.open(io.BytesIO(png_bytes(seed, 64, 48))).save(out, "JPEG", quality=90)
-    return out.getvalue()
-
-
-def bomb_png(side: int = 20000) -> bytes:
-    """A PNG whose header claims side x side pixels: a few dozen bytes, a decompression bomb."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # many concurrent fetches: the default backlog of 5 drops SYNs
-
-
-class ImageHost:
-    """A loopback HTTP server of in-memory files.
-
-    ``delays`` make a path answer slowly, ``redirects`` answer 302 to another URL,
-    ``headers`` add response headers to a path; ``requests`` records every
-    (path, request headers) it was asked for.
-    """
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.delays: dict[str, float] = {}
-        self.redirects: dict[str, str] = {}
-        self.headers: dict[str, dict[str, str]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        host = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                host.requests.append((self.path, dict(self.headers)))
-                delay = host.delays.get(self.path, 0.0)
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:  # bounded: at most `delay` seconds
-                    time.sleep(0.02)
-                if self.path in host.redirects:
-                    self.send_response(302)
-                    self.send_header("Location", host.redirects[self.path])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data = host.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in host.headers.get(self.path, {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                with contextlib.suppress(OSError):  # the client may have given up (timeout)
-                    self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def add(self, path: str, data: bytes, delay: float = 0.0) -> str:
-        self.files[path] = data
-        if delay:
-            self.delays[path] = delay
-        return self.url(path)
-
-    def redirect(self, path: str, to: str) -> str:
-        self.redirects[path] = to
-        return self.url(path)
-
-    def asked_for(self, path: str) -> bool:
-        return any(asked == path for asked, _ in self.requests)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-# URLs that no parser accepts whole: each must fail its own image, never the request
-MALFORMED = {"ipv6": "http://[::1", "idna": "http://xn--a.com/", "port": "http://[::1]:99999/a"}
-
-
-# --- the server under test ---
-
-
-class Running:
-    """A uvicorn server on a free loopback port, in a thread."""
-
-    def __init__(self, app: Any, graceful: float = 5.0) -> None:
-        self.app = app
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(
-            app, log_level="warning", timeout_graceful_shutdown=graceful, lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, args=([self.sock],), daemon=True)
-
-    def start(self, ready: bool = True) -> Running:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                status = httpx.get(f"{self.url}/readyz", timeout=2).status_code
-                if status == 200 or (status == 503 and not ready):
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("server did not become ready in 30 s")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.sock.close()
-
-    @property
-    def engine(self) -> Any:
-        return self.app.state.engine
-
-
-@contextlib.contextmanager
-def running(app: Any, graceful: float = 5.0) -> Iterator[Running]:
-    server = Running(app, graceful).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_model(
-        tiny_net(), tmp_path_factory.mktemp("serve") / "tiny-moths.onnx", metadata()
-    )
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    images = ImageHost()
-    yield images
-    images.close()
+# --- the server under test (model_file and host are conftest's) ---
 
 
 @pytest.fixture(scope="module")
@@ -327,23 +46,6 @@ def server(model_file: Path) -> Iterator[Running]:
     options = ServeOptions(fetch_timeout=0.5, max_wait_ms=2, max_batch=8)
     with running(create_app([load_served_model(model_file)], options)) as live:
         yield live
-
-
-def antenna_request(pipeline: str, images: list[tuple[str, str]]) -> dict:
-    """The shape Antenna posts: ids as strings, its known detections, request_* config keys."""
-    return {
-        "pipeline": pipeline,
-        "source_images": [{"id": image_id, "url": url} for image_id, url in images],
-        "detections": [
-            {
-                "source_image": {"id": images[0][0], "url": images[0][1]},
-                "bbox": {"x1": 1.0, "y1": 2.0, "x2": 10.0, "y2": 12.0},
-                "crop_image_url": None,
-                "algorithm": {"name": "Some detector", "key": "some-detector"},
-            }
-        ],
-        "config": {"request_source_image_batch_size": 8, "example_config_param": 3},
-    }
 
 
 # --- /livez, /readyz, /info ---
@@ -392,7 +94,7 @@ def test_version_changes_with_the_model_file(tmp_path: Path, model_file: Path) -
 
 
 def test_process_matches_onnx_classifier(server: Running, host: ImageHost, tmp_path: Path) -> None:
-    datas = [png_bytes(1), jpeg_bytes(2), png_bytes(3, 25, 50)]
+    datas = [png_bytes(1), jpeg(2), png_bytes(3, 25, 50)]
     images = [(str(100 + i), host.add(f"/match/{i}.img", d)) for i, d in enumerate(datas)]
     response = httpx.post(f"{server.url}/process", json=antenna_request("tiny-moths", images))
     assert response.status_code == 200, response.text
@@ -442,9 +144,9 @@ def test_bad_images_are_reported_per_image(
     good = host.add("/bad/good.png", png_bytes(5))
     cases = {  # what went wrong with a fetched image is in the server's log, under a ref
         "text": (host.add("/bad/notes.jpg", b"this is not an image"), "not-an-image"),
-        "truncated": (host.add("/bad/cut.jpg", jpeg_bytes(6)[:300]), "truncated"),
+        "truncated": (host.add("/bad/cut.jpg", jpeg(6)[:300]), "truncated"),
         "zero": (host.add("/bad/zero.jpg", b""), "empty"),
-        "bomb": (host.add("/bad/bomb.png", bomb_png()), "decompression-bomb"),
+        "bomb": (host.add("/bad/bomb.png", png_header_only(20_000, 20_000)), "decompression-bomb"),
         "missing": (host.url("/bad/missing.jpg"), "HTTP 404"),
         "slow": (host.add("/bad/slow.jpg", png_bytes(8), delay=3.0), "timed out after 0.5 s"),
     }
@@ -540,6 +242,15 @@ def test_v1_classify_multipart_with_options(server: Running, tmp_path: Path) -> 
         f"{server.url}/v1/classify", files=files[:1], data={"species_list": ["Zus nope"]}
     )
     assert unknown.status_code == 422 and "Zus nope" in unknown.text
+    for thresholds, message in [
+        ("species:0.5", "thresholds: expected RANK=PROBABILITY, got 'species:0.5'"),
+        ("species=2", "thresholds: threshold of 'species' must be in [0, 1], got 2"),
+        ("kingdom=0.5", "threshold for unknown rank(s) kingdom"),
+    ]:
+        bad = httpx.post(
+            f"{server.url}/v1/classify", files=files[:1], data={"thresholds": thresholds}
+        )
+        assert bad.status_code == 422 and message in bad.json()["detail"], bad.text
 
 
 def test_v1_models_describes_the_model(server: Running, model_file: Path) -> None:

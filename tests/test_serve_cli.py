@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_serve import model_file  # noqa: F401 (fixture)
 
 from moths_framework.cli.serve import main
 from moths_framework.serve.served import slug_of
@@ -48,7 +47,7 @@ def test_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_limits_reach_uvicorn_and_the_service(
-    model_file: Path,  # noqa: F811 (fixture)
+    model_file: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import uvicorn

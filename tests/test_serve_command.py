@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_serve import MALFORMED, ImageHost, model_file, png_bytes  # noqa: F401
+from helpers.image_host import MALFORMED, ImageHost
+from helpers.image_samples import png_bytes
 
 TOKEN = "command-test-token"
 GARBAGE_CLIENTS, GARBAGE_BYTES, LOAD_SECONDS = 16, 64 * 2**20, 3.0
@@ -40,7 +41,7 @@ class Command:
 
 
 @pytest.fixture(scope="module")
-def command(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Command]:  # noqa: F811
+def command(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Command]:
     folder = tmp_path_factory.mktemp("command")
     second = shutil.copy(model_file, folder / "second-moths.onnx")
     (folder / "token").write_text(TOKEN + "\n")
@@ -73,13 +74,6 @@ def command(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    images = ImageHost()
-    yield images
-    images.close()
 
 
 def _process(pipeline: str, images: list[tuple[str, str]]) -> dict:

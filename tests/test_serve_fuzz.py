@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
+from helpers.running_server import Running, running  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
-from test_serve import Running, model_file, running  # noqa: E402, F401
 
 from moths_framework.serve import ServeOptions, create_app, load_served_model  # noqa: E402
 
@@ -44,7 +44,7 @@ schemathesis.openapi.format("uri", HOSTILE_URLS)
 
 
 @pytest.fixture(scope="module")
-def live(model_file: Path) -> Iterator[Running]:  # noqa: F811
+def live(model_file: Path) -> Iterator[Running]:
     options = ServeOptions(
         allow_hosts=["127.0.0.1"],
         deny_private_networks=True,

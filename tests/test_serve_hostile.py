@@ -1,6 +1,6 @@
 """moths-serve against hostile requests: every failure is one image's, no client starves the others.
 
-Each test runs its own in-process server (helpers from ``test_serve``); images
+Each test runs its own in-process server (``helpers.running_server``); images
 come from a loopback ``ImageHost``. Nothing here reaches beyond 127.0.0.1.
 """
 
@@ -16,14 +16,15 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from helpers.image_host import MALFORMED, ImageHost
+from helpers.image_samples import png_bytes
+from helpers.running_server import running
 from PIL import Image
-from test_serve import MALFORMED, ImageHost, model_file, png_bytes, running  # noqa: F401
 
 from moths_framework.inference import OnnxClassifier
 from moths_framework.serve import ServeOptions, create_app, load_served_model
@@ -33,15 +34,8 @@ _REF = re.compile(r"\(ref [0-9a-f]+\)")
 
 
 @pytest.fixture
-def model(model_file: Path) -> Path:  # noqa: F811 (test_serve's session fixture)
+def model(model_file: Path) -> Path:
     return model_file
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    images = ImageHost()
-    yield images
-    images.close()
 
 
 def _process(images: list[tuple[str, str]], pipeline: str = "tiny-moths") -> dict:

@@ -7,25 +7,18 @@ import io
 import random
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
+from helpers.image_host import ImageHost
+from helpers.image_samples import png_bytes
+from helpers.running_server import Running, running
 from PIL import Image
-from test_serve import ImageHost, Running, model_file, png_bytes, running  # noqa: F401
 
 from moths_framework.serve import ServeOptions, create_app, load_served_model
 
 CLIENTS, REQUESTS_EACH, DISTINCT_IMAGES = 16, 25, 12
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    images = ImageHost()
-    yield images
-    images.close()
 
 
 def _process(pipeline: str, images: list[tuple[str, str]]) -> dict:
@@ -33,7 +26,7 @@ def _process(pipeline: str, images: list[tuple[str, str]]) -> dict:
 
 
 def test_concurrent_clients_get_their_own_images_exactly_once(
-    model_file: Path,  # noqa: F811 (fixture)
+    model_file: Path,
     host: ImageHost,
 ) -> None:
     urls = [host.add(f"/load/{i}.png", png_bytes(100 + i)) for i in range(DISTINCT_IMAGES)]
@@ -97,7 +90,7 @@ def _wait_until(condition, seconds: float = 10.0) -> None:  # noqa: ANN001
         time.sleep(0.01)
 
 
-def test_full_server_answers_503_with_retry_after(model_file: Path, host: ImageHost) -> None:  # noqa: F811
+def test_full_server_answers_503_with_retry_after(model_file: Path, host: ImageHost) -> None:
     slow = [(str(i), host.add(f"/full/{i}.png", png_bytes(i), delay=1.0)) for i in range(2)]
     options = ServeOptions(max_in_flight=2, fetch_timeout=5)
     with running(create_app([load_served_model(model_file)], options)) as live:
@@ -115,7 +108,7 @@ def test_full_server_answers_503_with_retry_after(model_file: Path, host: ImageH
         assert httpx.get(f"{live.url}/readyz").status_code == 200
 
 
-def test_slow_request_answers_504(model_file: Path, host: ImageHost) -> None:  # noqa: F811
+def test_slow_request_answers_504(model_file: Path, host: ImageHost) -> None:
     url = host.add("/timeout/a.png", png_bytes(1), delay=2.0)
     options = ServeOptions(request_timeout=0.3, fetch_timeout=5)
     with running(create_app([load_served_model(model_file)], options)) as live:
@@ -125,7 +118,7 @@ def test_slow_request_answers_504(model_file: Path, host: ImageHost) -> None:  #
 
 
 def test_graceful_shutdown_finishes_requests_in_flight(
-    model_file: Path,  # noqa: F811
+    model_file: Path,
     host: ImageHost,
 ) -> None:
     url = host.add("/shutdown/a.png", png_bytes(2), delay=0.8)
@@ -140,7 +133,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(
     assert not server.thread.is_alive()
 
 
-def test_readyz_is_503_while_models_warm_up(model_file: Path, host: ImageHost) -> None:  # noqa: F811
+def test_readyz_is_503_while_models_warm_up(model_file: Path, host: ImageHost) -> None:
     served = load_served_model(model_file)
     release = threading.Event()
     run = served.classifier.model_outputs

@@ -11,16 +11,11 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers.antenna_schemas import PipelineResultsResponse, antenna_request, parses_unchanged
+from helpers.image_host import ImageHost
+from helpers.image_samples import png_bytes
 from helpers.onnx_models import HIERARCHY, PREPROCESSING, export_model, tiny_net
-from test_serve import (
-    ImageHost,
-    PipelineResultsResponse,
-    Running,
-    antenna_request,
-    parses_unchanged,
-    png_bytes,
-    running,
-)
+from helpers.running_server import Running, running
 
 from moths_framework.images import open_rgb
 from moths_framework.inference.metadata import ModelMetadata
@@ -67,13 +62,6 @@ def server(calibrated_model: Path) -> Iterator[Running]:
     options = ServeOptions(max_wait_ms=2, max_batch=4)
     with running(create_app([load_served_model(calibrated_model)], options)) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[ImageHost]:
-    images = ImageHost()
-    yield images
-    images.close()
 
 
 def test_v1_records_carry_novelty_as_moths_infer_s(server: Running, tmp_path: Path) -> None:

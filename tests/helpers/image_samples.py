@@ -34,6 +34,11 @@ def jpeg(seed: int = 0, size: tuple[int, int] = SIZE, **options: object) -> byte
     return encode(noise(seed, size), "JPEG", quality=90, **options)
 
 
+def png_bytes(seed: int, width: int = 40, height: int = 30) -> bytes:
+    """Random pixels as a PNG: distinct seeds give distinct images (the serve tests' inputs)."""
+    return encode(noise(seed, (width, height)), "PNG")
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height, with a tiny (wrong) IDAT.
 

@@ -1,0 +1,133 @@
+"""Antenna's wire objects, written here from its ``ami/ml/schemas.py`` (the side that
+parses our answers), independent of ``moths_framework.serve``'s own, with unknown
+fields forbidden: a field we add or rename is an error, as it would be for Antenna.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BoundingBox(_Wire):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class AlgorithmReference(_Wire):
+    name: str
+    key: str
+
+
+class AlgorithmCategoryMapResponse(_Wire):
+    data: list[dict] = []
+    labels: list[str] = []
+    version: str | None = None
+    description: str | None = None
+    uri: str | None = None
+
+
+class AlgorithmConfigResponse(_Wire):
+    name: str
+    key: str
+    description: str | None = None
+    task_type: str | None = None
+    version: int = 1
+    version_name: str | None = None
+    uri: str | None = None
+    category_map: AlgorithmCategoryMapResponse | None = None
+
+
+class ClassificationResponse(_Wire):
+    classification: str
+    labels: list[str] | None = None
+    scores: list[float] = []
+    logits: list[float] | None = None
+    inference_time: float | None = None
+    algorithm: AlgorithmReference
+    terminal: bool = True
+    timestamp: datetime.datetime
+
+
+class SourceImageResponse(_Wire):
+    id: str
+    url: str
+
+
+class DetectionResponse(_Wire):
+    source_image_id: str
+    bbox: BoundingBox | None = None
+    inference_time: float | None = None
+    algorithm: AlgorithmReference
+    timestamp: datetime.datetime
+    crop_image_url: str | None = None
+    classifications: list[ClassificationResponse] = []
+
+
+class PipelineResultsResponse(_Wire):
+    pipeline: str
+    algorithms: dict[str, AlgorithmConfigResponse] = {}
+    total_time: float
+    source_images: list[SourceImageResponse]
+    detections: list[DetectionResponse]
+    errors: list | str | None = None
+
+
+class PipelineStageParam(_Wire):
+    name: str
+    key: str
+    category: str = "default"
+
+
+class PipelineStage(_Wire):
+    key: str
+    name: str
+    params: list[PipelineStageParam] = []
+    description: str | None = None
+
+
+class PipelineConfigResponse(_Wire):
+    name: str
+    slug: str
+    version: int
+    description: str | None = None
+    algorithms: list[AlgorithmConfigResponse] = []
+    stages: list[PipelineStage] = []
+
+
+class ProcessingServiceInfoResponse(_Wire):
+    name: str
+    description: str | None = None
+    pipelines: list[PipelineConfigResponse] = []
+    algorithms: list[AlgorithmConfigResponse] = []
+
+
+def parses_unchanged(model: type[BaseModel], data: dict) -> BaseModel:
+    """``data`` parses into ``model`` and dumps back to exactly ``data`` (nothing lost or added)."""
+    parsed = model.model_validate(data)
+    assert parsed.model_dump(mode="json", exclude_unset=True) == data
+    return parsed
+
+
+def antenna_request(pipeline: str, images: list[tuple[str, str]]) -> dict:
+    """The shape Antenna posts: ids as strings, its known detections, request_* config keys."""
+    return {
+        "pipeline": pipeline,
+        "source_images": [{"id": image_id, "url": url} for image_id, url in images],
+        "detections": [
+            {
+                "source_image": {"id": images[0][0], "url": images[0][1]},
+                "bbox": {"x1": 1.0, "y1": 2.0, "x2": 10.0, "y2": 12.0},
+                "crop_image_url": None,
+                "algorithm": {"name": "Some detector", "key": "some-detector"},
+            }
+        ],
+        "config": {"request_source_image_batch_size": 8, "example_config_param": 3},
+    }
