@@ -19,7 +19,7 @@ from helpers.running_server import Running, running
 
 from moths_framework.images import open_rgb
 from moths_framework.inference.metadata import ModelMetadata
-from moths_framework.inference.novelty import NoveltyDetector
+from moths_framework.inference.novelty_score import NoveltyDetector
 from moths_framework.inference.preprocess import preprocess
 from moths_framework.inference.writers import prediction_json
 from moths_framework.serve import ServeOptions, create_app, load_served_model
