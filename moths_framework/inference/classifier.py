@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from contextlib import closing
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from moths_framework import zoo
 from moths_framework.hierarchy import OTHER, LabelHierarchy
-from moths_framework.images import open_rgb
-from moths_framework.inference.metadata import (
-    FEATURES_OUTPUT,
-    INPUT_NAME,
-    ModelFormatError,
-    ModelMetadata,
-)
-from moths_framework.inference.novelty_score import NoveltyDetector
+from moths_framework.inference.decode_ahead import Decoded, ImageInput, decoded_batches
+from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME
+from moths_framework.inference.model_file import checked_metadata, novelty_detector, open_model_file
 from moths_framework.inference.prediction import (
     Prediction,
     check_thresholds,
@@ -31,7 +22,7 @@ from moths_framework.inference.prediction import (
     top_k,
 )
 from moths_framework.inference.preprocess import jpeg_draft_size, preprocess
-from moths_framework.inference.providers import EngineSettings, open_session, resolve_providers
+from moths_framework.inference.providers import EngineSettings
 from moths_framework.inference.rollup import (
     check_rollup_method,
     consistent_path,
@@ -51,17 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageInput", "OnnxClassifier"]
 
-log = logging.getLogger(__name__)
-
-ImageInput = str | os.PathLike | Image.Image
 SpeciesList = str | os.PathLike | Iterable[str]
-_PREFETCH_BATCHES = 2  # batches decoded ahead of the model: enough to hide decoding
-
-
-class _Prepared(NamedTuple):
-    source: str
-    array: np.ndarray | None
-    error: str | None
 
 
 class OnnxClassifier:
@@ -108,9 +89,7 @@ class OnnxClassifier:
         fast_decode: bool = False,
         rollup: str | None = None,
     ) -> None:
-        props = session.get_modelmeta().custom_metadata_map
-        self.metadata = ModelMetadata.from_props(props, source)
-        _check_signature(session, self.metadata, source)
+        self.metadata = checked_metadata(session, source)
         self.session = session
         self.source = source
         given = {**self.metadata.calibrated_thresholds, **(thresholds or {})}
@@ -118,7 +97,7 @@ class OnnxClassifier:
         method = rollup or self.metadata.rollup_method
         self.rollup = check_rollup_method(method) if method is not None else None
         self._ancestry = species_ancestry(self.hierarchy)
-        self.novelty = _novelty_detector(session, self.metadata, source)
+        self.novelty = novelty_detector(session, self.metadata, source)
         self.ranks_by_specificity = self.hierarchy.ranks_by_specificity()
         self._classes = {r: self.hierarchy.classes(r) for r in self.hierarchy.ranks}
         self.mask_mode = check_mask_mode(mask_mode)
@@ -166,13 +145,10 @@ class OnnxClassifier:
             ModelFormatError: not a moths model (a ValueError too).
             ZooError: a ``zoo:`` name that cannot be resolved (a ValueError too).
         """
-        path = zoo.resolve(path)  # zoo:ID[@VERSION] -> the verified cached file
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"model file {os.fspath(path)} not found")
-        session = open_session(path, resolve_providers(providers), num_threads, engine)
+        session, source = open_model_file(path, providers, num_threads, engine)
         return cls(
             session,
-            os.fspath(path),
+            source,
             thresholds=thresholds,
             species_list=species_list,
             mask_mode=mask_mode,
@@ -268,47 +244,14 @@ class OnnxClassifier:
     def _predictions(
         self, images: Iterable[ImageInput], top_k: int, batch_size: int
     ) -> Iterator[Prediction]:
-        pool = ThreadPoolExecutor(self._decode_workers, thread_name_prefix="moths-decode")
-        try:
-            for batch in self._prepared_batches(pool, images, batch_size):
+        batches = decoded_batches(
+            images, batch_size, self._decode_workers, self.preprocess, self._draft_size
+        )
+        with closing(batches):  # stops the decoding threads when the caller stops early
+            for batch in batches:
                 yield from self._classify(batch, top_k)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _prepared_batches(
-        self, pool: ThreadPoolExecutor, images: Iterable[ImageInput], batch_size: int
-    ) -> Iterator[list[_Prepared]]:
-        # A bounded window of futures: decoding runs ahead of the model without
-        # holding every decoded image of a million-image run in memory.
-        pending: deque[Future[_Prepared]] = deque()
-        numbered = enumerate(images)
-        window = batch_size * (_PREFETCH_BATCHES + 1)
-
-        def refill() -> None:
-            for index, image in numbered:
-                pending.append(pool.submit(self._prepare, index, image))
-                if len(pending) >= window:
-                    return
-
-        refill()
-        while pending:
-            batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
-            refill()  # queue the next images before the model runs on this batch
-            yield batch
-
-    def _prepare(self, index: int, image: ImageInput) -> _Prepared:
-        if isinstance(image, Image.Image):
-            source = getattr(image, "filename", "") or f"<image {index}>"
-        else:
-            source = os.fspath(image)
-        try:
-            # PIL images take the same decode path as files (orientation, alpha, 16-bit).
-            rgb = open_rgb(image, draft_size=self._draft_size)
-            return _Prepared(source, self.preprocess(rgb), None)
-        except Exception as error:  # one bad image must not end a run of a million
-            return _Prepared(source, None, str(error) or type(error).__name__)
-
-    def _classify(self, batch: list[_Prepared], k: int) -> list[Prediction]:
+    def _classify(self, batch: list[Decoded], k: int) -> list[Prediction]:
         decoded = [item.array for item in batch if item.array is not None]
         probs, scores = {}, None
         if decoded:
@@ -373,55 +316,3 @@ class OnnxClassifier:
         if self._masks is None:
             return len(self._classes[rank])
         return int(self._masks[rank].sum())
-
-
-def _novelty_detector(
-    session: ort.InferenceSession, metadata: ModelMetadata, source: str
-) -> NoveltyDetector | None:
-    """The model's novelty detector; ``None`` when it has none or lacks the features output."""
-    if metadata.novelty is None:
-        return None
-    if FEATURES_OUTPUT not in {o.name for o in session.get_outputs()}:
-        log.warning(
-            "%s has novelty statistics but no %r output (exported with --no-features): "
-            "no novelty scores",
-            source,
-            FEATURES_OUTPUT,
-        )
-        return None
-    try:
-        return NoveltyDetector.from_json(metadata.novelty)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFormatError(f"{source}: unreadable novelty statistics: {error}") from error
-
-
-def _check_signature(session: ort.InferenceSession, metadata: ModelMetadata, source: str) -> None:
-    """Check the model's input and outputs against its metadata, so errors name the cause."""
-    inputs = {i.name: i.shape for i in session.get_inputs()}
-    if INPUT_NAME not in inputs:
-        raise ModelFormatError(
-            f"{source} has no input {INPUT_NAME!r} (inputs: {', '.join(inputs)})"
-        )
-    height, width = metadata.preprocessing.input_size
-    shape = inputs[INPUT_NAME]
-    expected = [None, 3, height, width]  # None: the batch axis, any size
-    if len(shape) != 4 or any(
-        isinstance(dim, int) and want is not None and dim != want
-        for dim, want in zip(shape, expected, strict=True)
-    ):
-        raise ModelFormatError(
-            f"{source}: input {INPUT_NAME!r} has shape {shape}, the metadata says "
-            f"[N, 3, {height}, {width}]"
-        )
-    outputs = {o.name: o.shape for o in session.get_outputs()}
-    for rank, count in metadata.hierarchy.num_classes().items():
-        if rank not in outputs:
-            raise ModelFormatError(
-                f"{source} has no output {rank!r} (outputs: {', '.join(outputs)})"
-            )
-        dims = outputs[rank]
-        if len(dims) != 2 or (isinstance(dims[1], int) and dims[1] != count):
-            raise ModelFormatError(
-                f"{source}: output {rank!r} has shape {dims}, "
-                f"the hierarchy has {count} {rank} classes"
-            )
