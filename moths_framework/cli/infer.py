@@ -112,6 +112,8 @@ def _load(opts: argparse.Namespace) -> tuple[OnnxClassifier, list[str]]:
     """The classifier and the input paths; ValueError/OSError for usage errors."""
     if opts.batch_size < 1 or opts.top_k < 1:
         raise ValueError("--batch-size and --top-k must be at least 1")
+    if opts.threads is not None and opts.threads < 1:  # ONNX Runtime would take it as "default"
+        raise ValueError(f"--threads must be at least 1, got {opts.threads}")
     output = Path(opts.output)
     if output.is_dir():
         raise ValueError(f"--output {output} is a directory; name a .csv or .jsonl file")

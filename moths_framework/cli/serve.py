@@ -74,10 +74,8 @@ def _resolve(spec: str, allow_insecure_http: bool = False) -> Path:
         return Path(resolve(spec))
 
 
-def _options(opts: argparse.Namespace):  # noqa: ANN202 (ServeOptions, imported lazily)
-    from moths_framework.serve import ServeOptions
-    from moths_framework.serve.auth import read_token
-
+def _check_numbers(opts: argparse.Namespace) -> None:
+    """ValueError naming every option whose value cannot work (before a server starts)."""
     counts = {
         "--max-batch": opts.max_batch,
         "--max-in-flight": opts.max_in_flight,
@@ -86,15 +84,36 @@ def _options(opts: argparse.Namespace):  # noqa: ANN202 (ServeOptions, imported 
         "--max-pixels": opts.max_pixels,
         "--limit-concurrency": opts.limit_concurrency,
     }
-    bad = [name for name, value in counts.items() if value < 1]
+    # Given or not: 0 would silently mean "the default" to ONNX Runtime and the engine.
+    counts |= {"--threads": opts.threads, "--decode-workers": opts.decode_workers}
+    bad = [name for name, value in counts.items() if value is not None and value < 1]
     if bad:
         raise ValueError(f"{', '.join(bad)} must be >= 1")
-    if opts.max_wait_ms < 0 or opts.port < 0:
-        raise ValueError("--max-wait-ms and --port must be >= 0")
+    positive = {
+        "--request-timeout": opts.request_timeout,
+        "--fetch-timeout": opts.fetch_timeout,
+        "--max-image-mb": opts.max_image_mb,
+        "--max-body-mb": opts.max_body_mb,
+        "--max-json-mb": opts.max_json_mb,
+        "--fetch-budget-mb": opts.fetch_budget_mb,
+        "--body-budget-mb": opts.body_budget_mb,
+    }
+    bad = [name for name, value in positive.items() if not value > 0]  # NaN too
+    if bad:
+        raise ValueError(f"{', '.join(bad)} must be > 0")
+    if not (opts.max_wait_ms >= 0 and opts.graceful_timeout >= 0) or opts.port < 0:
+        raise ValueError("--max-wait-ms, --port and --graceful-timeout must be >= 0")
     if opts.fetch_budget_mb < opts.max_image_mb or opts.body_budget_mb < opts.max_body_mb:
         raise ValueError(
             "--fetch-budget-mb must be >= --max-image-mb and --body-budget-mb >= --max-body-mb"
         )
+
+
+def _options(opts: argparse.Namespace):  # noqa: ANN202 (ServeOptions, imported lazily)
+    from moths_framework.serve import ServeOptions
+    from moths_framework.serve.auth import read_token
+
+    _check_numbers(opts)
     hosts = [h.strip() for h in (opts.allow_hosts or "").split(",") if h.strip()]
     return ServeOptions(
         max_batch=opts.max_batch,
