@@ -6,12 +6,11 @@ import base64
 import io
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from helpers.browser import render
 from helpers.prediction_folders import write_random_folder
 from PIL import Image
 
@@ -112,17 +111,15 @@ def test_most_confused_classes_picks_the_classes_in_most_errors():
     assert most_confused_classes(confusion, limit=9).tolist() == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless chromium here")
-def test_report_renders_in_headless_chromium(tmp_path):
+@pytest.mark.needs_real_parts
+def test_report_renders_in_headless_chromium(tmp_path, browser):
     written = write_random_folder(tmp_path / "pred", n=60)
     assert main([str(written.path)]) == 0
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600",
-         f"--screenshot={shot}", (written.path / "report.html").as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
-    pixels = np.asarray(Image.open(shot).convert("L"))
+    page = render(browser, (written.path / "report.html").as_uri(), screenshot=True)
+    assert page.problems() == []
+    assert page.images >= 2 + len(written.hierarchy.ranks)  # every figure, decoded
+    assert "Summary per rank" in page.text and page.height > 1600
+    pixels = np.asarray(Image.open(io.BytesIO(page.screenshot)).convert("L"))
     assert pixels.shape == (1600, 1200)
     assert (pixels < 128).mean() > 0.01  # text and figures drawn, not a blank page
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,40 @@ def test_two_workers_share_one_sqlite_study(tmp_path, prepared):
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     assert sorted(p.name for p in sweep_dir.glob("trial-*")) == [f"trial-{n}" for n in range(4)]
+
+
+@pytest.mark.slow
+@pytest.mark.needs_real_parts
+def test_two_machines_share_one_postgresql_study(tmp_path, prepared, postgres_url):
+    """docs/commands/sweep.md's recipe: the same command on two machines (two sweep
+    directories), one postgresql:// storage; then a report from the storage alone."""
+    name = f"two-machines-{uuid.uuid4().hex[:8]}"
+    machines = [tmp_path / "a", tmp_path / "b"]
+    shared = ("--storage", postgres_url, "--study", name)
+    workers = [_worker(m / "sweep", prepared / "manifest.csv", 2, *shared) for m in machines]
+    results = [w.communicate(timeout=900) for w in workers]
+    try:
+        for worker, (_, err) in zip(workers, results, strict=True):
+            assert worker.returncode == 0, err[-3000:]
+            assert "Traceback" not in err
+        study = optuna.load_study(study_name=name, storage=postgres_url)
+        assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]  # distinct, 2 + 2
+        assert all(t.state == TrialState.COMPLETE for t in study.trials)
+        ran = [sorted(int(p.name[6:]) for p in (m / "sweep").glob("trial-*")) for m in machines]
+        assert [len(r) for r in ran] == [2, 2] and sorted(ran[0] + ran[1]) == [0, 1, 2, 3]
+
+        report = subprocess.run(
+            [sys.executable, "-m", "moths_framework.cli.sweep", "--report",
+             str(tmp_path / "elsewhere"), *shared],
+            capture_output=True, text=True, cwd=REPO, timeout=300,
+        )  # fmt: skip
+        assert report.returncode == 0, report.stderr[-3000:]
+        rows = report.stdout.splitlines()[1:5]
+        assert sorted(int(row.split()[0]) for row in rows) == [0, 1, 2, 3]
+        assert all(row.split()[1] == "complete" for row in rows)
+        assert (tmp_path / "elsewhere" / "best.yaml").is_file()
+    finally:
+        optuna.delete_study(study_name=name, storage=postgres_url)
 
 
 def _wait_for_a_running_fit(sweep_dir: Path, worker: subprocess.Popen) -> None:
