@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, type=Path, metavar="DIR", help="the index folder")
     for name in ("title", "description", "intended-use", "license", "citation", "region"):
         p.add_argument(f"--{name}", default="")
-    p.add_argument("--created", default=None, help="ISO date; default now")
+    p.add_argument(
+        "--created", default=None, help="date-time, e.g. 2026-01-01T00:00:00+00:00; default now"
+    )
     p.add_argument(
         "--force",
         action="store_true",

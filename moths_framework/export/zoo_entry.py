@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ __all__ = ["ModelInfo", "add_model", "read_onnx_metadata"]
 
 ModelInfo = dict[str, Any]
 _LOCK_TIMEOUT_S = 600
+# RFC 3339 date-time, the index schema's "format": "date-time"
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)
 
 
 def read_onnx_metadata(path: Path) -> ModelMetadata:
@@ -107,6 +112,24 @@ def _entry(meta: ModelMetadata, info: ModelInfo, files: list[dict[str, Any]]) ->
         "created": info.get("created")
         or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _check_created(created: str | None) -> None:
+    """Raise :class:`ZooError` unless ``created`` is ``None`` or an RFC 3339 date-time.
+
+    The schema's ``format`` is not enforced when an index is read, so ``add`` checks it.
+    """
+    if created is None:
+        return
+    try:
+        if not _DATE_TIME.fullmatch(created):
+            raise ValueError(created)
+        datetime.datetime.strptime(created[:19].upper(), "%Y-%m-%dT%H:%M:%S")  # no 31 February
+    except ValueError:
+        raise ZooError(
+            f"created {created!r} is not a date-time with a time zone (RFC 3339), "
+            "e.g. 2026-01-01T00:00:00+00:00"
+        ) from None
 
 
 def _read_or_new_index(index_dir: Path) -> dict[str, Any]:
@@ -219,10 +242,12 @@ def add_model(
 
     Raises:
         ZooError: a file is missing or not a moths model, the id or version is
-            not a plain name, the index is invalid, or the entry exists.
+            not a plain name, ``created`` is not a date-time, the index is invalid,
+            or the entry exists.
     """
     check_name("id", info["id"])
     check_name("version", info["version"])
+    _check_created(info.get("created"))
     meta = read_onnx_metadata(onnx_path)
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / "index.json"
