@@ -410,6 +410,16 @@ def write_readme(counts: dict[str, dict[str, int]]) -> None:
     ]
     for rel, _kind, reason in PLANTED:
         lines.append(f"| `{rel}` | {reason} |")
+    lines += [
+        "",
+        "## Frames (for the detector)",
+        "",
+        "`frames/` holds 26 trap frames of 320x240 with ground-truth boxes in COCO format",
+        "(`frames/instances.json`, `frames/images/`), made from the images above by",
+        "`python test_data/generate_frames.py` (moths-synth-frames' library; seeded):",
+        "frames 1-24 with 0 to 12 moths each, frame 25 with none, frame 26 with 60 small",
+        "ones. Each box names its species in `attributes.species`.",
+    ]
     lines.append("")
     (ROOT / "README.md").write_bytes("\n".join(lines).encode("utf-8"))
 

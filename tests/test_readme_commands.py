@@ -73,6 +73,7 @@ RULES = [
     Rule(r"^make docs\b", skip="builds the site with mkdocs --strict (.ci/run runs it)"),
     Rule(r"^pip install\b", skip="needs the network"),
     Rule(r"^moths-(prepare|hierarchy|plugins)\b"),
+    Rule(r"^moths-synth-frames\b"),
     Rule(r"^moths-fit .*--tune true", slow=True, extra=_new_run_dir),
     Rule(r"^moths-fit .*--ckpt_path", extra=lambda n: ["--trainer.max_epochs", "2"]),
     Rule(r"^moths-fit .*--print_config"),

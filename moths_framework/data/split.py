@@ -27,6 +27,7 @@ __all__ = [
     "SPLIT_CSV",
     "Split",
     "hash_position",
+    "hash_split",
     "sampling_weights",
     "stratified_split",
     "write_split_csv",
@@ -102,6 +103,25 @@ def stratified_split(samples: Sequence[Sample], test_fraction: float, seed: int)
         for i, phase in _species_phases(order, test_fraction).items():
             parts[phase].append(i)
     return Split(*(sorted(parts[phase]) for phase in PHASES))
+
+
+def hash_split(identities: Sequence[str], test_fraction: float, seed: int) -> Split:
+    """Split items that have no species (trap frames) as :func:`stratified_split` splits
+    one species: each item by :func:`hash_position` of (``seed``, its identity), with the
+    same guarantees (at least one val and one test item from :data:`MIN_SPLIT_IMAGES`
+    items on; adding items never moves one from train to val or test).
+
+    Args:
+        identities: what names each item for good, e.g. a frame's path relative to its
+            dataset, or its content's sha256.
+        test_fraction: fraction for val, and again for test.
+        seed: the split seed.
+    """
+    if not 0 <= test_fraction < 0.5:
+        raise ValueError(f"test_fraction must be in [0, 0.5), got {test_fraction}")
+    order = {i: (hash_position(seed, identity), identity) for i, identity in enumerate(identities)}
+    phases = _species_phases(order, test_fraction)
+    return Split(*([i for i in order if phases[i] == phase] for phase in PHASES))
 
 
 def _sort_key(sample: Sample, seed: int) -> tuple[float, str, str]:
