@@ -214,6 +214,27 @@ def test_tune_sizes_the_batch_for_the_most_the_policy_unfreezes_and_saves_it(
     assert saved["tune"] is False
 
 
+def test_tune_without_an_lr_suggestion_keeps_the_configured_learning_rate(
+    tmp_path, prepared, monkeypatch, capsys
+):
+    """The one path where the LR finder gives no suggestion (too few points): the run
+    trains with the optimizer's lr from the config, and config.yaml leaves model.lr unset."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.tuner import Tuner
+
+    monkeypatch.setattr(Tuner, "scale_batch_size", lambda tuner, model, datamodule, **kw: 16)
+    monkeypatch.setattr(Tuner, "lr_find", lambda *a, **kw: SimpleNamespace(suggestion=lambda: None))
+    run = tmp_path / "run"
+    assert fit(tiny_fit_args(run, prepared / "manifest.csv", *FAST, "--tune", "true")) == 0
+    assert "learning rate None" in capsys.readouterr().out
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    configured = saved["model"]["optimizer"]["init_args"]["lr"]
+    assert saved["model"]["lr"] is None and configured == 0.003  # configs/dev.yaml's
+    groups = torch.load(run / "last.ckpt", weights_only=False)["optimizer_states"][0]
+    assert [g["initial_lr"] for g in groups["param_groups"]] == [configured, configured]
+
+
 def test_two_fits_started_in_the_same_second_get_their_own_run_folders(
     tmp_path, prepared, monkeypatch
 ):

@@ -9,6 +9,7 @@ starts, with the policy's own epoch-0 trainable set.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ import lightning.pytorch as pl
 
 from moths_framework.train.unfreeze import UnfreezePolicy
 
-__all__ = ["TuneResult", "largest_fraction", "policy_held_at_largest_fraction", "tune"]
+__all__ = [
+    "TuneResult",
+    "epochs_unbounded",
+    "largest_fraction",
+    "policy_held_at_largest_fraction",
+    "tune",
+]
 
 # Epochs looked at when a run has no max_epochs (Lightning then stops at 1000).
 _UNBOUNDED_EPOCHS = 1000
@@ -55,6 +62,28 @@ def policy_held_at_largest_fraction(trainer: pl.Trainer) -> Iterator[float]:
             del policy.fraction
 
 
+@contextmanager
+def epochs_unbounded(trainer: pl.Trainer) -> Iterator[None]:
+    """Within the block, ``trainer`` has no epoch limit and validates at no epoch's end.
+
+    Lightning's LR finder runs its steps as a fit that still stops at the run's
+    ``max_epochs`` (Lightning-AI/pytorch-lightning#16561, closed as won't fix): once the
+    batch size has grown to cover a small data set there is one batch per epoch, the
+    finder stops after ``max_epochs`` steps and has too few points for a suggestion. The
+    finder reads training losses only, so the validation each short epoch would end with
+    is skipped.
+    """
+    loop, every = trainer.fit_loop, trainer.check_val_every_n_epoch
+    max_epochs = loop.max_epochs
+    loop.max_epochs = -1  # Lightning's "no limit"
+    trainer.check_val_every_n_epoch = sys.maxsize
+    try:
+        yield
+    finally:
+        loop.max_epochs = max_epochs
+        trainer.check_val_every_n_epoch = every
+
+
 def tune(
     trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule
 ) -> TuneResult:
@@ -64,7 +93,8 @@ def tune(
     tuner = Tuner(trainer)
     with policy_held_at_largest_fraction(trainer) as fraction:
         size = tuner.scale_batch_size(model, datamodule=datamodule, mode="power")
-    finder = tuner.lr_find(model, datamodule=datamodule, attr_name="lr")
+    with epochs_unbounded(trainer):
+        finder = tuner.lr_find(model, datamodule=datamodule, attr_name="lr")
     lr = finder.suggestion() if finder is not None else None
     if lr is not None:
         model.lr = lr
