@@ -12,6 +12,7 @@ from moths_framework.export import onnx as onnx_export
 from moths_framework.export.int8 import _spatial_means_as_global_pools, quantize_int8
 from moths_framework.export.onnx import _calibration_order, export_onnx
 from moths_framework.inference import OnnxClassifier
+from moths_framework.inference.metadata import INPUT_NAME
 from moths_framework.model.checkpoint import read_weights
 
 
@@ -164,8 +165,20 @@ def test_bench_alternates_who_goes_first_and_words_the_result_line():
 
 
 def test_calibration_over_many_batches_keeps_every_batch(tiny_run, tmp_path):
-    # onnxruntime 1.32 loses collected ranges at CalibMaxIntermediateOutputs (4 batches here)
+    """The input's quantisation range is the min/max over every calibration batch: the
+    first batch alone holds the largest value and the last alone the smallest."""
+    # onnxruntime 1.32 loses collected ranges at CalibMaxIntermediateOutputs
     fp32 = export_onnx(tiny_run / "best.ckpt", tmp_path / "fp32.onnx").path
-    inputs = np.random.default_rng(0).normal(size=(64, 3, 32, 32)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(-1.0, 1.0, size=(64, 3, 32, 32)).astype(np.float32)  # 4+ batches
+    inputs[0, 0, 0, 0], inputs[-1, 0, 0, 0] = 30.0, -20.0
     proto = quantize_int8(fp32, tmp_path / "int8.onnx", inputs)
-    assert any(node.op_type == "QuantizeLinear" for node in proto.graph.node)
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    (quantize,) = [
+        n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == INPUT_NAME
+    ]
+    # uint8 min/max: the range [min(lo, 0), max(hi, 0)] spread over 255 steps
+    lo, hi = min(float(inputs.min()), 0.0), max(float(inputs.max()), 0.0)
+    assert (lo, hi) == (-20.0, 30.0)
+    assert float(constants[quantize.input[1]]) == pytest.approx((hi - lo) / 255, rel=1e-6)
+    assert int(constants[quantize.input[2]]) == round(-lo / ((hi - lo) / 255))  # 102

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import re
@@ -178,19 +179,46 @@ def test_matches_the_seed_on_a_dataset_sized_example(tmp_path):
         assert h.targets(species) == expected
 
 
-def test_moths_hierarchy_command_summarises_against_data(test_data, capsys):
+def _expected_summary(csv_path: Path, data: Path, min_samples: int) -> dict:
+    """From the files alone: classes per rank (Other included), images, kept, bundled."""
+    images = {
+        folder.name: sum(p.suffix.lower() in {".jpg", ".png"} for p in folder.iterdir())
+        for folder in data.iterdir()
+        if folder.is_dir()
+    }
+    with open(csv_path, newline="", encoding="utf-8") as file:
+        table = {row["speciesName"]: row for row in csv.DictReader(file, delimiter=";")}
+    kept = sorted(s for s, n in images.items() if n >= min_samples and s in table)
+    classes = {"species": len(kept) + 1}
+    classes |= {
+        rank: len({table[s][rank] for s in kept}) + 1 for rank in ("group", "family", "genus")
+    }
+    return {
+        "classes": classes,
+        "images": (sum(images.values()), sum(images[s] for s in kept)),
+        "bundled": sorted(set(images) - set(kept)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("min_samples", "bundled"),
+    [(5, ["Zygaena exulans"]), (13, ["Noctua pronuba", "Zygaena exulans"])],
+)  # Zygaena exulans is not in hierarchy.csv; Noctua pronuba has 10 images, Pammene rhediella 13
+def test_moths_hierarchy_command_summarises_against_data(test_data, capsys, min_samples, bundled):
+    csv_path, data = test_data / "hierarchy.csv", test_data / "source_b"
     code = hierarchy_cli.main(
-        [
-            str(test_data / "hierarchy.csv"),
-            "--data",
-            str(test_data / "source_b"),
-            "--min-samples",
-            "5",
-        ]
+        [str(csv_path), "--data", str(data), "--min-samples", str(min_samples)]
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "species" in out and "bundled into Other: Zygaena exulans" in out
+    expected = _expected_summary(csv_path, data, min_samples)
+    assert expected["bundled"] == bundled
+    printed = {rank: int(n) for rank, n in re.findall(r"^  (\w+) +(\d+)$", out, re.MULTILINE)}
+    assert printed == expected["classes"]
+    total, kept = expected["images"]
+    assert f"images: {total} ({kept} in species classes)" in out.splitlines()
+    assert f"bundled into Other: {', '.join(bundled)}" in out.splitlines()
+    assert "unknown" not in out  # hierarchy.csv names every rank of every species
     assert hierarchy_cli.main(["/nonexistent.csv"]) == 2
     assert "not found" in capsys.readouterr().err
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -13,14 +14,13 @@ from helpers.paths import TEST_DATA
 
 from moths_framework.cli.predict import main as predict
 from moths_framework.data.transforms import eval_transform
+from moths_framework.evaluate.folder_writer import PREDICTIONS_CSV
 from moths_framework.images import open_rgb
 from moths_framework.model.rebuild import load_classifier
 
-pytest.importorskip("moths_framework.evaluate.folder_writer")
-
 
 def read_rows(folder) -> list[dict[str, str]]:
-    with open(folder / "predictions.csv", newline="", encoding="utf-8") as file:
+    with open(folder / PREDICTIONS_CSV, newline="", encoding="utf-8") as file:
         return list(csv.DictReader(file))
 
 
@@ -82,7 +82,18 @@ def test_a_new_folder_is_predicted_whole_with_an_error_row_for_a_broken_image(
         logits, features = model.net.forward_with_features(x)
     np.testing.assert_allclose(outputs["logits_species"][good], logits[0][0].numpy(), atol=1e-4)
     np.testing.assert_allclose(outputs["features"][good], features[0].numpy(), atol=1e-4)
-    assert any((out / "images").rglob("*"))
+    # --images-by-prediction: one link per readable image, in its predicted species' folder
+    entries = list((out / "images").rglob("*"))
+    links = [p for p in entries if p.is_symlink()]
+    assert all(p.is_symlink() or p.is_dir() for p in entries)
+    readable = [r for r in rows if not r["error"]]
+    assert len(links) == len(readable) == len(images) - 1  # all but broken.jpg
+    link_of = {os.readlink(link): link for link in links}
+    for r in readable:
+        link = link_of[os.path.abspath(r["path"])]
+        assert link.parent == out / "images" / r["pred_species"], (link, r["pred_species"])
+        named = "correct " if r["pred_species"] == r["true_species"] else "wrong "
+        assert link.name.startswith(named + Path(r["path"]).stem) and link.is_file()
 
 
 def test_predict_without_a_checkpoint_is_one_line(tiny_run, capsys):
