@@ -20,6 +20,7 @@ from moths_framework.plugins import PluginError, PluginGroup, plugin_group
 __all__ = [
     "BACKBONE",
     "DATA_SOURCE",
+    "DETECTOR",
     "LABEL_HIERARCHY",
     "UNFREEZE_POLICY",
     "Template",
@@ -143,6 +144,69 @@ UNFREEZE_POLICY = Template(
 
             def fraction(self, epoch: int) -> float:
                 return 0.5 if epoch >= self.epoch else 0.0
+        ''',
+)
+
+DETECTOR = Template(
+    suffix="Detector",
+    code='''
+        from torch import nn
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.ops import MultiScaleRoIAlign
+
+        from moths_framework.model.detector import Detector
+        from moths_framework.preprocessing import DetectorPreprocessing
+
+
+        class {cls}(Detector):
+            """A small Faster R-CNN: frames of any size -> boxes, scores, labels."""
+
+            def __init__(
+                self,
+                width: int = 32,
+                min_side: int = 800,
+                max_side: int = 1333,
+                score_threshold: float = 0.5,
+                nms_iou: float = 0.5,
+                max_detections: int = 500,
+            ) -> None:
+                super().__init__(
+                    score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections
+                )
+                self.width = width
+                self._preprocessing = DetectorPreprocessing(min_side=min_side, max_side=max_side)
+
+            @property
+            def preprocessing(self) -> DetectorPreprocessing:
+                return self._preprocessing
+
+            def build(self, num_classes: int) -> nn.Module:
+                width = self.width
+                body = nn.Sequential(
+                    nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(),
+                    nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+                    nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+                )
+                body.out_channels = width
+                pre = self.preprocessing
+                return FasterRCNN(
+                    body,
+                    num_classes=num_classes + 1,  # and the background
+                    rpn_anchor_generator=AnchorGenerator(((16, 32, 64, 128),), ((0.5, 1.0, 2.0),)),
+                    box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+                    min_size=pre.min_side,
+                    max_size=pre.max_side,
+                    image_mean=list(pre.mean),
+                    image_std=list(pre.std),
+                    box_score_thresh=self.score_threshold,
+                    box_nms_thresh=self.nms_iou,
+                    box_detections_per_img=self.max_detections,
+                )
+
+            @classmethod
+            def small_example(cls) -> "{cls}":
+                return cls(width=8, min_side=128, max_side=160)
         ''',
 )
 

@@ -116,6 +116,13 @@ GROUPS: tuple[PluginGroup, ...] = (
         check="moths_framework.testing:check_unfreeze_policy",
         template="moths_framework.plugin_scaffold:UNFREEZE_POLICY",
     ),
+    PluginGroup(
+        name="detectors",
+        base="moths_framework.model.detector:Detector",
+        yaml_key="model.detector",
+        check="moths_framework.testing:check_detector",
+        template="moths_framework.plugin_scaffold:DETECTOR",
+    ),
 )
 
 

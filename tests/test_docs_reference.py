@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from moths_framework.evaluate.folder_writer import prediction_csv_columns
-from moths_framework.inference import metadata
+from moths_framework.inference import detector_metadata, metadata
 from moths_framework.plugins import GROUPS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +27,14 @@ def test_the_onnx_page_names_every_metadata_key():
     assert len(keys) >= 7
     inputs = [metadata.INPUT_NAME, metadata.FEATURES_OUTPUT]
     assert not _missing([*keys, *inputs], REFERENCE / "onnx-model.md")
+
+
+def test_the_onnx_page_names_every_detector_key_input_and_output():
+    names = [getattr(detector_metadata, n) for n in detector_metadata.__all__ if n.isupper()]
+    assert {"moths.classes", "moths.nms_iou", "images", "boxes", "labels"} <= set(names)
+    text = (REFERENCE / "onnx-model.md").read_text(encoding="utf-8")
+    detector_section = text[text.index("## Detector") :]
+    assert not [name for name in names if f"`{name}`" not in detector_section]
 
 
 def test_the_prediction_folder_page_names_every_column():

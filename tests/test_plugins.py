@@ -210,6 +210,12 @@ def test_each_group_row_resolves_and_its_yaml_key_is_where_the_configs_name_it()
         )
         assert isinstance(row.scaffold_template(), Template)
         assert plugins.plugin_group(row.entry_point_group) is row
+        if row.name == "detectors":  # a detector trains from configs of its own ...
+            detector_configs = sorted((REPO / "configs").glob("detector*.yaml"))
+            assert all(
+                "detector" in yaml.safe_load(p.read_text())["model"] for p in detector_configs
+            )
+            continue  # ... and the classifier configs name none
         for config in configs:
             node = config
             for part in row.yaml_key.split("."):
@@ -251,68 +257,68 @@ def test_each_listed_class_path_resolves_when_written_in_yaml(capsys):
         assert getattr(importlib.import_module(module), name) is loaded
 
 
-DETECTORS = '''
+TRACKERS = '''
 from moths_framework.plugin_scaffold import Template
 from moths_framework.testing.contract import build_plugin, require, run_clauses
 
 
-class Detector:
-    def boxes(self):
+class Tracker:
+    def tracks(self):
         raise NotImplementedError
 
 
-def check_detector(plugin, /, **init_args):
-    detector = build_plugin(plugin, "detectors", init_args)
-    clauses = {"boxes() is a list": lambda d: require(isinstance(d.boxes(), list), "not a list")}
-    run_clauses(detector, "detector", clauses)
+def check_tracker(plugin, /, **init_args):
+    tracker = build_plugin(plugin, "trackers", init_args)
+    clauses = {"tracks() is a list": lambda t: require(isinstance(t.tracks(), list), "not a list")}
+    run_clauses(tracker, "tracker", clauses)
 
 
-TEMPLATE = Template(suffix="Detector", code="""
-    from detectors_core import Detector
+TEMPLATE = Template(suffix="Tracker", code="""
+    from trackers_core import Tracker
 
 
-    class {cls}(Detector):
-        def boxes(self):
+    class {cls}(Tracker):
+        def tracks(self):
             return []
 """)
 
 
-class Yolo(Detector):
-    def boxes(self):
+class Sort(Tracker):
+    def tracks(self):
         return ()
 '''
 
 
-def test_a_fifth_group_is_one_row(site, monkeypatch, capsys):
-    _install(site, "detectors-core", "detectors_core", DETECTORS, {}, "other")
-    _install(site, "moths-plugin-yolo", "yolo", "from detectors_core import Yolo",
-             {"yolo": "yolo:Yolo"}, "moths_framework.detectors")  # fmt: skip
+def test_a_new_group_is_one_row(site, monkeypatch, capsys):
+    _install(site, "trackers-core", "trackers_core", TRACKERS, {}, "other")
+    _install(site, "moths-plugin-sort", "sort", "from trackers_core import Sort",
+             {"sort": "sort:Sort"}, "moths_framework.trackers")  # fmt: skip
     row = plugins.PluginGroup(
-        name="detectors",
-        base="detectors_core:Detector",
-        yaml_key="model.detector",
-        check="detectors_core:check_detector",
-        template="detectors_core:TEMPLATE",
+        name="trackers",
+        base="trackers_core:Tracker",
+        yaml_key="track.tracker",
+        check="trackers_core:check_tracker",
+        template="trackers_core:TEMPLATE",
     )
     monkeypatch.setattr(plugins, "GROUPS", (*plugins.GROUPS, row))
-    assert plugins.available("detectors")["yolo"].class_path == "yolo.Yolo"
+    assert plugins.available("trackers")["sort"].class_path == "sort.Sort"
     assert plugins_cli.main([]) == 0
     out = capsys.readouterr().out
-    assert "moths_framework.detectors (1), YAML key model.detector" in out
-    assert "yolo.Yolo" in out
-    with pytest.raises(ContractError, match=r"(?s)Yolo breaks 1 of 1 detector .*not a list"):
-        check_plugin("detectors", plugins.load("detectors", "yolo"))
+    assert "moths_framework.trackers (1), YAML key track.tracker" in out
+    assert "sort.Sort" in out
+    with pytest.raises(ContractError, match=r"(?s)Sort breaks 1 of 1 tracker .*not a list"):
+        check_plugin("trackers", plugins.load("trackers", "sort"))
 
     out = site / "new"
-    assert plugins_cli.main(["new", "boxes", "--group", "detectors", "--output", str(out)]) == 0
+    assert plugins_cli.main(["new", "iou", "--group", "trackers", "--output", str(out)]) == 0
     assert (
-        '[project.entry-points."moths_framework.detectors"]' in (out / "pyproject.toml").read_text()
+        '[project.entry-points."moths_framework.trackers"]' in (out / "pyproject.toml").read_text()
     )
-    test = (out / "tests" / "test_boxes.py").read_text()
-    assert "from detectors_core import check_detector" in test
-    assert "check_detector(BoxesDetector)" in test
+    test = (out / "tests" / "test_iou.py").read_text()
+    assert "from trackers_core import check_tracker" in test
+    assert "check_tracker(IouTracker)" in test
     monkeypatch.syspath_prepend(str(out))
-    check_plugin("detectors", importlib.import_module("moths_plugin_boxes").BoxesDetector)
+    check_plugin("trackers", importlib.import_module("moths_plugin_iou").IouTracker)
 
 
 def test_a_bad_class_path_under_a_plugin_key_lists_that_groups_plugins():

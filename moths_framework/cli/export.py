@@ -1,4 +1,5 @@
-"""``moths-export --onnx``: a checkpoint → one self-contained ONNX file."""
+"""``moths-export --onnx``: a checkpoint → one self-contained ONNX file (a classifier's
+or a detector's: the checkpoint says which)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def _positive(text: str) -> int:
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="moths-export",
-        description="Export a moths-fit checkpoint to ONNX, with labels, hierarchy and "
-        "preprocessing inside, checked for parity with PyTorch.",
+        description="Export a moths-fit checkpoint (classifier or detector) to ONNX, with "
+        "labels, hierarchy and preprocessing inside, checked for parity with PyTorch.",
     )
     parser.add_argument("--onnx", action="store_true", required=True, help="export to ONNX")
     parser.add_argument("--ckpt", required=True, help="checkpoint, e.g. runs/<time>/best.ckpt")
@@ -44,7 +45,7 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument(
         "--images",
         nargs="+",
-        help="images, folders or @list.txt files for the parity check "
+        help="images, folders or @list.txt files for the parity check (a detector's: frames) "
         "(default: validation images recorded in the checkpoint)",
     )
     parser.add_argument(
@@ -62,10 +63,14 @@ def main(args: list[str] | None = None) -> int:
     )
     opts = parser.parse_args(args)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from moths_framework.export.onnx import export_onnx  # torch is slow to import: after --help
+    # torch is slow to import: after --help
+    from moths_framework.export.onnx import export_onnx
+    from moths_framework.model.detector_checkpoint import checkpoint_task
 
     try:
         with trusting_checkpoints(opts.trust_checkpoint):
+            if checkpoint_task(opts.ckpt) == "detection":
+                return _export_detector(opts)
             result = export_onnx(
                 opts.ckpt,
                 opts.output,
@@ -85,4 +90,24 @@ def main(args: list[str] | None = None) -> int:
     print(f"  {result.parity}")
     if result.int8 is not None:
         print(f"  {result.int8}")
+    return 0
+
+
+def _export_detector(opts: argparse.Namespace) -> int:
+    """A detector's checkpoint: float32, no features, no calibration; else as a classifier's."""
+    from moths_framework.export.detector_onnx import export_detector_checkpoint
+
+    options = {
+        "--fp16": opts.fp16,
+        "--int8": opts.int8,
+        "--no-features": opts.no_features,
+        "--calibration": opts.calibration,
+    }
+    given = ", ".join(flag for flag, value in options.items() if value)
+    if given:
+        raise ExportError(f"{opts.ckpt} is a detector's checkpoint; for classifiers only: {given}")
+    images = collect_inputs(opts.images) if opts.images else None
+    result = export_detector_checkpoint(opts.ckpt, opts.output, images=images, force=opts.force)
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, detector)")
+    print(f"  {result.parity}")
     return 0

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -42,7 +43,7 @@ from moths_framework.model.lightning import MothsClassifier
 from moths_framework.model.rebuild import classifier_from_weights
 from moths_framework.output_folders import check_may_overwrite, record_written
 
-__all__ = ["ExportError", "ExportResult", "export_onnx"]
+__all__ = ["ExportError", "ExportResult", "export_onnx", "save_checked"]
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def export_onnx(
         proto = onnx.load(str(tmp))
         if fp16:
             proto = _to_fp16(proto)
-        _save_checked(proto, metadata, tmp)
+        save_checked(proto, metadata, tmp)
         batch = parity_images(parity_paths, model.preprocessing, limit=PARITY_IMAGES)
         report = check_parity(model, tmp, batch, tolerance=None if fp16 else tolerance)
         int8_report = None
@@ -237,8 +238,9 @@ def export_onnx(
     return ExportResult(output, report, output.stat().st_size, precision, int8_report)
 
 
-def _save_checked(proto: onnx.ModelProto, metadata: ModelMetadata, path: Path) -> None:
-    """Write ``proto`` with ``metadata`` to ``path``; ``onnx.checker`` (full check) must pass."""
+def save_checked(proto: onnx.ModelProto, metadata: ModelMetadata | Any, path: Path) -> None:
+    """Write ``proto`` with ``metadata`` (a classifier's or a detector's: anything with
+    ``to_props()``) to ``path``; ``onnx.checker`` (full check) must pass."""
     onnx.helper.set_model_props(proto, metadata.to_props())
     onnx.save(proto, str(path))
     try:
@@ -268,7 +270,7 @@ def _quantize_checked(
         proto = quantize_int8(fp32, quantized, inputs)
         report = check_int8_agreement(fp32, quantized, parity, model.ranks, len(inputs))
         card = {**metadata.model_card, "int8": _int8_card(report)}
-        _save_checked(proto, replace(metadata, model_card=card), quantized)
+        save_checked(proto, replace(metadata, model_card=card), quantized)
     return report
 
 

@@ -9,6 +9,10 @@ An exported model has
 - string ``metadata_props``: the keys of :class:`ModelMetadata` below;
   ``moths.calibration`` and ``moths.novelty`` only once ``moths-calibrate`` ran.
 
+A detector's file says ``moths.task = detection`` and follows another contract
+(:mod:`moths_framework.inference.detector_metadata`); a classifier's has no
+``moths.task`` (or ``classification``).
+
 No torch import: this module is read on production boxes.
 """
 
@@ -35,6 +39,7 @@ __all__ = [
     "PRECISION_KEY",
     "PRECISION_VALUES",
     "PREPROCESSING_KEY",
+    "TASK_KEY",
     "TEMPERATURE_KEY",
     "ModelFormatError",
     "ModelMetadata",
@@ -52,6 +57,8 @@ PRECISION_KEY = "moths.precision"  # how the weights are stored; older files: fp
 PRECISION_VALUES = ("fp32", "fp16", "int8")
 CALIBRATION_KEY = "moths.calibration"  # thresholds, roll-up method, tau, calibration report
 NOVELTY_KEY = "moths.novelty"  # the novelty detector's statistics (large: kept apart)
+TASK_KEY = "moths.task"  # "detection" for a detector; absent (or "classification"): a classifier
+CLASSIFICATION = "classification"
 _REQUIRED_KEYS = (FORMAT_KEY, HIERARCHY_KEY, PREPROCESSING_KEY, MODEL_CARD_KEY, TEMPERATURE_KEY)
 
 
@@ -152,6 +159,11 @@ class ModelMetadata:
             raise ModelFormatError(
                 f"{source} was not exported by moths-export: it has no moths.* metadata "
                 f"(expected keys {', '.join(_REQUIRED_KEYS)})"
+            )
+        task = props.get(TASK_KEY, CLASSIFICATION)
+        if task != CLASSIFICATION:
+            raise ModelFormatError(
+                f"{source} is a {task} model ({TASK_KEY} = {task}), not a classifier"
             )
         missing = [key for key in _REQUIRED_KEYS if key not in props]
         if missing:

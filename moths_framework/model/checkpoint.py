@@ -45,9 +45,11 @@ __all__ = [
     "StateDict",
     "checkpoint_hierarchy",
     "checkpoint_meta",
+    "load_safetensors",
     "read_checkpoint",
     "read_safetensors",
     "read_weights",
+    "save_safetensors",
     "write_safetensors",
 ]
 
@@ -117,9 +119,13 @@ def write_safetensors(state_dict: StateDict, meta: CheckpointMeta, path: str | P
     The validation image paths the metadata may list are dropped (they name
     someone's disk).
     """
+    return save_safetensors(state_dict, replace(meta, data=meta.training_data).to_dict(), path)
+
+
+def save_safetensors(state_dict: StateDict, stored: dict[str, Any], path: str | Path) -> Path:
+    """Write tensors and a metadata dictionary (JSON under :data:`SAFETENSORS_KEY`), atomically."""
     from safetensors.torch import save_file
 
-    stored = replace(meta, data=meta.training_data).to_dict()
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     # One header key: safetensors writes its metadata map in no fixed order, so a second
     # key would make rebuilds of the same model differ byte for byte (and by sha256).
@@ -132,6 +138,16 @@ def write_safetensors(state_dict: StateDict, meta: CheckpointMeta, path: str | P
 
 def read_safetensors(path: str | Path) -> tuple[StateDict, CheckpointMeta]:
     """The tensors and metadata of a zoo checkpoint; runs no code from the file.
+
+    Raises:
+        CheckpointError: missing, not a safetensors file, or one without moths metadata.
+    """
+    tensors, stored = load_safetensors(path)
+    return tensors, CheckpointMeta.from_dict(stored, path)
+
+
+def load_safetensors(path: str | Path) -> tuple[StateDict, dict[str, Any]]:
+    """The tensors and the metadata dictionary :func:`save_safetensors` wrote.
 
     Raises:
         CheckpointError: missing, not a safetensors file, or one without moths metadata.
@@ -154,7 +170,7 @@ def read_safetensors(path: str | Path) -> tuple[StateDict, CheckpointMeta]:
         stored = json.loads(header[SAFETENSORS_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: its {SAFETENSORS_KEY} metadata is not JSON: {err}") from err
-    return tensors, CheckpointMeta.from_dict(stored, path)
+    return tensors, stored
 
 
 def _existing(path: str | Path) -> Path:

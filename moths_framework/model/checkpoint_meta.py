@@ -135,6 +135,12 @@ class CheckpointMeta:
         """
         if not isinstance(stored, dict):
             raise CheckpointError(f"{source}: its '{CHECKPOINT_KEY}' entry is not a dictionary")
+        task = stored.get("task", "classification")
+        if task != "classification":  # a detector's (moths_framework.model.detector_checkpoint)
+            raise CheckpointError(
+                f"{source} is a {task} checkpoint ('{CHECKPOINT_KEY}.task' is {task!r}), "
+                "not a classifier's"
+            )
         missing = [key for key in _REQUIRED if key not in stored]
         if missing:
             raise CheckpointError(

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from moths_framework import plugins
-from moths_framework.model.backbone import Backbone
 from moths_framework.model.checkpoint import (
     CheckpointError,
     CheckpointMeta,
@@ -19,7 +15,7 @@ from moths_framework.model.checkpoint import (
     read_weights,
 )
 from moths_framework.model.lightning import MothsClassifier
-from moths_framework.model.trust import TRUST_HINT, checkpoints_trusted
+from moths_framework.model.trust import checked_plugin_class, checkpoints_trusted
 
 __all__ = [
     "check_model_fits",
@@ -53,32 +49,10 @@ def classifier_from_weights(state_dict: StateDict, meta: CheckpointMeta) -> Moth
 
 
 def _backbone_class(class_path: object) -> type:
-    """The class a checkpoint's backbone spec names.
-
-    Untrusted, it must be a registered backbone plugin (entry-point group
-    ``moths_framework.backbones``) or a :class:`Backbone` subclass: calling any
-    other class or function with the checkpoint's arguments (``subprocess.Popen``,
-    ``os.system``) would run whatever command the checkpoint's author chose.
-    """
-    if not isinstance(class_path, str) or not re.fullmatch(r"\w+(\.\w+)+", class_path):
-        raise CheckpointError(f"the checkpoint's backbone class_path {class_path!r} is not a class")
-    plugins.load_all()
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(
-            f"the checkpoint's backbone {class_path} is not installed: {err} "
-            "(install its plugin, e.g. pip install moths-plugin-timm)"
-        ) from err
-    registered = {info.value.replace(":", ".") for info in plugins.available("backbones").values()}
-    is_backbone = isinstance(cls, type) and issubclass(cls, Backbone)
-    if class_path in registered or is_backbone or checkpoints_trusted():
-        return cls
-    raise CheckpointError(
-        f"the checkpoint's backbone {class_path} is not a backbone plugin nor a Backbone "
-        f"subclass; building it could run its author's code: {TRUST_HINT}"
-    )
+    """The class a checkpoint's backbone spec names: a registered backbone plugin or a
+    :class:`Backbone` subclass, unless checkpoints are trusted."""
+    hint = "pip install moths-plugin-timm"
+    return checked_plugin_class(class_path, "backbones", "backbone", hint)
 
 
 def _build_backbone(spec: dict[str, Any]) -> torch.nn.Module:

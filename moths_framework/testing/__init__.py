@@ -29,6 +29,11 @@ from moths_framework.testing.backbones import (
 )
 from moths_framework.testing.contract import ContractError
 from moths_framework.testing.data_sources import DATA_SOURCE_CHECKS, check_data_source
+from moths_framework.testing.detectors import (
+    DETECTOR_CHECKS,
+    DetectorContractError,
+    check_detector,
+)
 from moths_framework.testing.label_hierarchies import (
     HIERARCHY_SOURCE_CHECKS,
     check_hierarchy_source,
@@ -41,12 +46,15 @@ from moths_framework.testing.unfreeze_policies import (
 __all__ = [
     "BACKBONE_CHECKS",
     "DATA_SOURCE_CHECKS",
+    "DETECTOR_CHECKS",
     "HIERARCHY_SOURCE_CHECKS",
     "UNFREEZE_POLICY_CHECKS",
     "BackboneContractError",
     "ContractError",
+    "DetectorContractError",
     "check_backbone",
     "check_data_source",
+    "check_detector",
     "check_hierarchy_source",
     "check_plugin",
     "check_unfreeze_policy",

@@ -79,12 +79,13 @@ def run_clauses(
     kind: str,
     clauses: Mapping[str, Callable[[Any], None]],
     error: type[ContractError] = ContractError,
+    name: str | None = None,
 ) -> None:
     """Run every clause on ``instance``; a clause fails by assertion or by crashing.
 
     Raises:
-        error: ``"<Class> breaks N of M <kind> contract clauses:"`` and one line
-            per failing clause.
+        error: ``"<name> breaks N of M <kind> contract clauses:"`` (``name``: the
+            instance's class by default) and one line per failing clause.
     """
     failures = []
     for clause, check in clauses.items():
@@ -95,6 +96,6 @@ def run_clauses(
             failures.append(f"  - {clause}: {reason}")
     if failures:
         raise error(
-            f"{type(instance).__qualname__} breaks {len(failures)} of {len(clauses)} {kind} "
-            "contract clauses:\n" + "\n".join(failures)
+            f"{name or type(instance).__qualname__} breaks {len(failures)} of {len(clauses)} "
+            f"{kind} contract clauses:\n" + "\n".join(failures)
         )
