@@ -1,12 +1,16 @@
-"""The core and every plugin as real distributions: built wheels, installed (not editable).
+"""The core and every plugin as real distributions, built as ``make dist`` builds them and
+installed (not editable).
 
-Slow. The wheels are built here (``python -m build --wheel --no-isolation``: no
-network) and installed with ``--no-deps --no-index`` into a fresh venv whose
-own site-packages holds only them. Third-party dependencies (torch,
+Slow, and needs the network: each project is built as ``make dist`` does,
+``python -m build --outdir dist PROJECT`` in isolation (a fresh build
+environment with setuptools from PyPI), which writes the sdist and then the
+wheel built from that sdist. The sdists are installed with ``--no-deps`` (pip
+builds each in isolation again; only setuptools is downloaded) into a fresh
+venv whose own site-packages holds only them. Third-party dependencies (torch,
 lightning, timm, ...) are not downloaded again: a folder of links to this
-venv's packages, with every moths distribution and editable hook left out,
-is put on the fresh venv's path, and ``pip check`` proves the wheels'
-declared requirements (``moths-framework[train]`` ranges included) are met.
+venv's packages, with every moths distribution and editable hook left out, is
+put on the fresh venv's path, and ``pip check`` proves the declared
+requirements (``moths-framework[train]`` ranges included) are met.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +29,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = sorted(p for p in (REPO / "plugins").iterdir() if (p / "pyproject.toml").is_file())
 _OURS = ("moths_framework", "moths_plugin", "__editable__", "_moths", "moths-")
+SCHEMA = "moths_framework/zoo/index.schema.json"  # package data every zoo index is checked with
 
 pytestmark = pytest.mark.slow
 
@@ -44,19 +51,24 @@ def _link_third_party(deps: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("dist")
-    dist = tmp / "dist"
+def dist(tmp_path_factory) -> Path:
+    """What ``make dist`` writes: an sdist and a wheel of the core and of every plugin."""
+    dist = tmp_path_factory.mktemp("dist") / "dist"
     for project in [REPO, *PLUGINS]:
-        build = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)]
-        _run(*build, str(project), cwd=tmp)
-    wheels = sorted(dist.glob("*.whl"))
-    assert len(wheels) == 1 + len(PLUGINS)
+        _run(sys.executable, "-m", "build", "--outdir", str(dist), str(project), cwd=dist.parent)
+    return dist
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(dist) -> Path:
+    tmp = dist.parent
+    sdists = sorted(dist.glob("*.tar.gz"))
+    assert len(sdists) == 1 + len(PLUGINS) == len(list(dist.glob("*.whl"))), sorted(dist.iterdir())
     venv = tmp / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", str(venv), cwd=tmp)
     python = venv / "bin" / "python"
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
-    _run(*pip, "install", "-q", "--no-deps", "--no-index", *map(str, wheels), cwd=tmp)
+    _run(*pip, "install", "-q", "--no-deps", *map(str, sdists), cwd=tmp)
     purelib = _run(
         str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp
     )
@@ -71,7 +83,18 @@ def _env() -> dict:
     return {**env, "WANDB_MODE": "disabled"}
 
 
-def test_the_wheels_install_and_load_from_the_fresh_venv(fresh_venv, tmp_path):
+def test_the_core_sdist_and_wheel_carry_the_package_data(dist):
+    (sdist,) = dist.glob("moths_framework-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = [name.split("/", 1)[1] for name in archive.getnames() if "/" in name]
+    assert SCHEMA in names, f"{sdist.name} lacks {SCHEMA}"
+    assert "pyproject.toml" in names
+    (wheel,) = dist.glob("moths_framework-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert SCHEMA in archive.namelist(), f"{wheel.name} (built from the sdist) lacks {SCHEMA}"
+
+
+def test_the_sdists_install_and_load_from_the_fresh_venv(fresh_venv, tmp_path):
     python = fresh_venv / "bin" / "python"
     where = _run(
         str(python),
@@ -100,3 +123,13 @@ def test_moths_fit_prints_the_dev_config_with_the_installed_plugins(fresh_venv, 
         backbone.strip().startswith("class_path: moths_plugin_timm.") and "TimmBackbone" in backbone
     )
     assert "name: resnet10t" in out
+
+
+def test_the_installed_package_checks_the_zoo_index_with_its_schema(fresh_venv, tmp_path):
+    python = fresh_venv / "bin" / "python"
+    where = "import importlib.resources as r; print(r.files('moths_framework.zoo'))"
+    package = Path(_run(str(python), "-c", where, cwd=tmp_path, env=_env()).strip())
+    assert str(package).startswith(str(fresh_venv)) and (package / "index.schema.json").is_file()
+    zoo = ["--index", str(REPO / "zoo"), "list"]
+    listed = _run(str(fresh_venv / "bin" / "moths-zoo"), *zoo, cwd=tmp_path, env=_env())
+    assert "nl-moths-demo" in listed, listed
