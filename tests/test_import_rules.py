@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
+from helpers.imports import imported_modules
 from helpers.paths import REPO
 
 from moths_framework.messages import one_line
 
 TESTS = REPO / "tests"
 PACKAGE = REPO / "moths_framework"
-
-
-def _imported_modules(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth of the file (absolute names)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
 
 
 def test_test_modules_import_shared_code_from_helpers_only():
@@ -32,7 +19,7 @@ def test_test_modules_import_shared_code_from_helpers_only():
     offenders = {
         f"{path.name} imports {module}"
         for path in [*TESTS.glob("*.py"), *TESTS.glob("helpers/*.py")]
-        for module in _imported_modules(path)
+        for module in imported_modules(path)
         if module.split(".")[0] in local | {"tests"}
     }
     assert not offenders, sorted(offenders)
@@ -44,7 +31,7 @@ def test_training_and_the_sweep_never_import_the_commands(package):
     offenders = {
         f"{path.relative_to(PACKAGE)} imports {module}"
         for path in (PACKAGE / package).glob("*.py")
-        for module in _imported_modules(path)
+        for module in imported_modules(path)
         if module == "moths_framework.cli" or module.startswith("moths_framework.cli.")
     }
     assert not offenders, sorted(offenders)

@@ -3,27 +3,16 @@ evaluate/ scores, and the checkpoint module sits below the LightningModule."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.imports import imported_modules
 
 PACKAGE = Path(__file__).resolve().parents[1] / "moths_framework"
 FORBIDDEN = ("torch", "lightning", "moths_framework.model", "moths_framework.export",
              "moths_framework.cli", "moths_framework.train", "moths_framework.data")  # fmt: skip
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth (a lazy import inside a function too)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
 
 
 @pytest.mark.parametrize("package", ["zoo", "inference", "evaluate"])
@@ -31,7 +20,7 @@ def test_torch_free_packages_import_no_torch_nor_the_training_side(package):
     offenders = sorted(
         f"{path.relative_to(PACKAGE)} imports {module}"
         for path in (PACKAGE / package).glob("*.py")
-        for module in _imports(path)
+        for module in imported_modules(path)
         if any(module == f or module.startswith(f"{f}.") for f in FORBIDDEN)
     )
     assert not offenders, offenders

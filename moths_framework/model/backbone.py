@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -11,6 +10,7 @@ from torch import nn
 
 from moths_framework.messages import first_few
 from moths_framework.model.param_order import parameters_by_first_use
+from moths_framework.model.spec import RecordsInitArgs
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["Backbone", "BackboneError", "load_weights_strictly"]
@@ -20,7 +20,7 @@ class BackboneError(ValueError):
     """A backbone cannot be built: unknown model name, bad weights file, ..."""
 
 
-class Backbone(nn.Module, ABC):
+class Backbone(RecordsInitArgs, nn.Module, ABC):
     """An image feature extractor: ``(N, 3, H, W)`` float tensor -> ``(N, num_features)``.
 
     An implementation must:
@@ -39,17 +39,6 @@ class Backbone(nn.Module, ABC):
     The constructor arguments are recorded (:meth:`spec`), so a checkpoint can
     rebuild the same backbone without its config file.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Backbone:
-        obj = super().__new__(cls)
-        try:
-            bound = inspect.signature(cls.__init__).bind(obj, *args, **kwargs)
-        except TypeError:  # copy/pickle call __new__ without the arguments
-            return obj
-        bound.apply_defaults()
-        init_args = {k: v for k, v in list(bound.arguments.items())[1:]}
-        object.__setattr__(obj, "_init_args", init_args)
-        return obj
 
     @property
     @abstractmethod
@@ -85,11 +74,7 @@ class Backbone(nn.Module, ABC):
 
     def spec(self) -> dict[str, Any]:
         """``class_path`` and ``init_args`` that rebuild this backbone (random weights)."""
-        cls = type(self)
-        init_args = dict(getattr(self, "_init_args", {}))
-        if "pretrained" in init_args:
-            init_args["pretrained"] = False  # the weights travel in the checkpoint
-        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+        return self._spec({"pretrained": False})
 
 
 def load_weights_strictly(model: nn.Module, state: dict[str, Any], source: str, what: str) -> None:

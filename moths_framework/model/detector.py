@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from abc import ABC, abstractmethod
 from typing import Any
 
 from torch import nn
 
+from moths_framework.model.spec import RecordsInitArgs
 from moths_framework.preprocessing import DetectorPreprocessing
 
 __all__ = ["POSTPROCESS_ATTRIBUTES", "WEIGHT_SOURCES", "Detector", "DetectorError"]
@@ -25,7 +25,7 @@ class DetectorError(ValueError):
     """A detector cannot be built: unknown model name, bad weights file, ..."""
 
 
-class Detector(ABC):
+class Detector(RecordsInitArgs, ABC):
     """Builds a torchvision-style detection model and says how it sees a frame.
 
     ``build(num_classes)`` returns an ``nn.Module`` that, in eval mode, takes a
@@ -50,16 +50,6 @@ class Detector(ABC):
     The constructor arguments are recorded (:meth:`spec`), so a checkpoint can
     rebuild the same detector without its config file.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Detector:
-        obj = super().__new__(cls)
-        try:
-            bound = inspect.signature(cls.__init__).bind(obj, *args, **kwargs)
-        except TypeError:  # copy/pickle call __new__ without the arguments
-            return obj
-        bound.apply_defaults()
-        object.__setattr__(obj, "_init_args", dict(list(bound.arguments.items())[1:]))
-        return obj
 
     def __init__(
         self, *, score_threshold: float = 0.5, nms_iou: float = 0.5, max_detections: int = 500
@@ -121,9 +111,4 @@ class Detector(ABC):
 
     def spec(self) -> dict[str, Any]:
         """``class_path`` and ``init_args`` that rebuild this detector (random weights)."""
-        cls = type(self)
-        init_args = dict(getattr(self, "_init_args", {}))
-        for name, value in WEIGHT_SOURCES.items():
-            if name in init_args:
-                init_args[name] = value  # the weights travel in the checkpoint
-        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+        return self._spec(WEIGHT_SOURCES)

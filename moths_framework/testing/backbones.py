@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,9 +12,9 @@ from moths_framework.messages import first_few
 from moths_framework.model.backbone import Backbone
 from moths_framework.preprocessing import Preprocessing
 from moths_framework.testing.contract import (
-    Clause,
     ContractError,
     build_plugin,
+    rebuilt_from_spec,
     require,
     run_clauses,
 )
@@ -149,18 +147,7 @@ def check_preprocessing_is_valid(backbone: Backbone) -> None:
 
 
 def check_spec_rebuilds_the_same_architecture(backbone: Backbone) -> None:
-    spec = backbone.spec()
-    try:
-        json.dumps(spec)  # travels inside checkpoints and ONNX metadata: plain data only
-    except TypeError as err:
-        raise Clause(f"spec() is not plain JSON data: {err}") from err
-    module_name, _, class_name = spec["class_path"].rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise Clause(f"spec() class_path {spec['class_path']!r} does not import: {err}") from err
-    rebuilt = cls(**spec["init_args"])
-    require(type(rebuilt) is type(backbone), f"spec() rebuilds a {type(rebuilt).__name__}")
+    rebuilt, spec = rebuilt_from_spec(backbone)
     shapes = [(n, tuple(p.shape)) for n, p in backbone.named_parameters()]
     rebuilt_shapes = [(n, tuple(p.shape)) for n, p in rebuilt.named_parameters()]
     require(rebuilt_shapes == shapes, "spec() rebuilds other parameter names or shapes")

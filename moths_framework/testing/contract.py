@@ -3,12 +3,14 @@ clauses, and one report with a line per failing clause."""
 
 from __future__ import annotations
 
+import importlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from moths_framework.plugins import plugin_group
 
-__all__ = ["Clause", "ContractError", "build_plugin", "require", "run_clauses"]
+__all__ = ["Clause", "ContractError", "build_plugin", "rebuilt_from_spec", "require", "run_clauses"]
 
 
 class ContractError(AssertionError):
@@ -99,3 +101,20 @@ def run_clauses(
             f"{name or type(instance).__qualname__} breaks {len(failures)} of {len(clauses)} "
             f"{kind} contract clauses:\n" + "\n".join(failures)
         )
+
+
+def rebuilt_from_spec(plugin: Any) -> tuple[Any, dict[str, Any]]:
+    """``plugin.spec()`` checked as plain JSON data, and a new object built from it."""
+    spec = plugin.spec()
+    try:
+        json.dumps(spec)  # travels inside checkpoints and ONNX metadata: plain data only
+    except TypeError as err:
+        raise Clause(f"spec() is not plain JSON data: {err}") from err
+    module_name, _, class_name = spec["class_path"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise Clause(f"spec() class_path {spec['class_path']!r} does not import: {err}") from err
+    rebuilt = cls(**spec["init_args"])
+    require(type(rebuilt) is type(plugin), f"spec() rebuilds a {type(rebuilt).__name__}")
+    return rebuilt, spec

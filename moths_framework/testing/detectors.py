@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +24,9 @@ from moths_framework.model.detection_graph import DetectionGraph
 from moths_framework.model.detector import Detector
 from moths_framework.preprocessing import DetectorPreprocessing
 from moths_framework.testing.contract import (
-    Clause,
     ContractError,
     build_plugin,
+    rebuilt_from_spec,
     require,
     run_clauses,
 )
@@ -219,18 +217,7 @@ def check_train_mode_returns_losses(subject: DetectorUnderTest) -> None:
 
 def check_spec_rebuilds_the_same_architecture(subject: DetectorUnderTest) -> None:
     detector = subject.detector
-    spec = detector.spec()
-    try:
-        json.dumps(spec)  # travels inside checkpoints and ONNX metadata: plain data only
-    except TypeError as err:
-        raise Clause(f"spec() is not plain JSON data: {err}") from err
-    module_name, _, class_name = spec["class_path"].rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise Clause(f"spec() class_path {spec['class_path']!r} does not import: {err}") from err
-    rebuilt = cls(**spec["init_args"])
-    require(type(rebuilt) is type(detector), f"spec() rebuilds a {type(rebuilt).__name__}")
+    rebuilt, spec = rebuilt_from_spec(detector)
     shapes = {k: tuple(v.shape) for k, v in subject.model.state_dict().items()}
     rebuilt_shapes = {k: tuple(v.shape) for k, v in rebuilt.build(NUM_CLASSES).state_dict().items()}
     require(rebuilt_shapes == shapes, "spec() rebuilds other weight names or shapes")
