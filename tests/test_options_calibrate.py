@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.paths import TEST_DATA
 
 from moths_framework.cli.calibrate import main as calibrate
 from moths_framework.model.checkpoint import checkpoint_meta, read_checkpoint
@@ -42,12 +41,16 @@ def test_target_precision_is_stored_and_a_higher_one_answers_less(
     assert answered[0] > answered[1]
 
 
-def test_config_names_the_data_to_calibrate_on(tiny_run: Path, tmp_path: Path) -> None:
+def test_config_names_the_data_to_calibrate_on(
+    tiny_run: Path, prepared: Path, tmp_path: Path
+) -> None:
     """The run's own config.yaml (beside the checkpoint) would calibrate on its 39
     validation images and report on its test split; this one names 24 other images."""
     folder = tmp_path / "calibration-set"
     for species in ("Aglais io", "Cydia pomonella", "Noctua pronuba", "Pieris rapae"):
-        images = sorted((TEST_DATA / "image_folder" / species).glob("*.jpg"))[:6]
+        # the session's prepared folder: test_data/image_folder exists only after make demo
+        images = sorted((prepared / "image_folder" / species).glob("*.jpg"))[:6]
+        assert len(images) == 6, species
         (folder / species).mkdir(parents=True)
         for image in images:
             shutil.copy(image, folder / species / image.name)
