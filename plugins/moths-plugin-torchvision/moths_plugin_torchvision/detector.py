@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from moths_framework.model.backbone import BackboneError, load_weights_strictly
 from moths_framework.model.detector import Detector, DetectorError
 from moths_framework.preprocessing import IMAGENET_MEAN, IMAGENET_STD, DetectorPreprocessing
+from moths_plugin_torchvision.tiny_detector import fasterrcnn_tiny
 
 __all__ = ["MODELS", "TorchvisionDetector"]
 
@@ -31,6 +33,7 @@ class _Model:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     frozen_when_pretrained: bool = False  # torchvision freezes BatchNorm when it loads weights
+    builder: Callable[..., nn.Module] | None = None  # not one of torchvision's (no weights)
 
 
 _FASTER = "roi_heads.box_predictor."
@@ -43,6 +46,7 @@ MODELS: dict[str, _Model] = {
     "ssdlite320_mobilenet_v3_large": _Model(
         "head.classification_head.", 320, 320, fixed=True, mean=(0.5,) * 3, std=(0.5,) * 3
     ),
+    "fasterrcnn_tiny": _Model(_FASTER, 320, 640, builder=fasterrcnn_tiny),
 }
 
 
@@ -53,7 +57,9 @@ class TorchvisionDetector(Detector):
         name: one of :data:`MODELS`: ``fasterrcnn_mobilenet_v3_large_fpn`` (AMI's
             desktop app), ``fasterrcnn_mobilenet_v3_large_320_fpn``,
             ``fasterrcnn_resnet50_fpn``, ``fasterrcnn_resnet50_fpn_v2``,
-            ``ssdlite320_mobilenet_v3_large``.
+            ``ssdlite320_mobilenet_v3_large``, or ``fasterrcnn_tiny`` (0.8 M
+            parameters, no pretrained weights: demos, tests, easy frames; see
+            :mod:`moths_plugin_torchvision.tiny_detector`).
         pretrained: load torchvision's COCO weights (downloaded, as torchvision
             does); the class layers are new, for your classes.
         pretrained_file: a local state dict of the same model instead (the file
@@ -93,6 +99,8 @@ class TorchvisionDetector(Detector):
             raise DetectorError("give pretrained or pretrained_file, not both")
         if pretrained_file is not None and not Path(pretrained_file).is_file():
             raise DetectorError(f"weights file {pretrained_file!r} for {name!r} not found")
+        if pretrained and self.arch.builder is not None:
+            raise DetectorError(f"{name} has no pretrained weights: train it from random ones")
         if self.arch.fixed and (min_side is not None or max_side is not None):
             raise DetectorError(f"{name} works at a fixed {self.arch.min_side} px: no min/max_side")
         self.pretrained = pretrained
@@ -129,10 +137,13 @@ class TorchvisionDetector(Detector):
             raise DetectorError(f"num_classes must be a positive integer, got {num_classes!r}")
         # Built without weights, then loaded: the same layers whatever the weights, so a
         # checkpoint's spec (pretrained off) rebuilds exactly what was trained.
-        model = models.get_model(
-            self.name, weights=None, weights_backbone=None, num_classes=num_classes + 1,
-            **self._builder_arguments(),
-        )  # fmt: skip
+        if self.arch.builder is not None:
+            model = self.arch.builder(num_classes=num_classes + 1, **self._builder_arguments())
+        else:
+            model = models.get_model(
+                self.name, weights=None, weights_backbone=None, num_classes=num_classes + 1,
+                **self._builder_arguments(),
+            )  # fmt: skip
         if self.frozen_batchnorm:
             _freeze_batchnorm(model)
         state, source = self._pretrained_state()

@@ -27,6 +27,7 @@ def test_follows_the_contract():
     [
         "fasterrcnn_mobilenet_v3_large_fpn",  # AMI's
         "ssdlite320_mobilenet_v3_large",
+        "fasterrcnn_tiny",
         pytest.param("fasterrcnn_resnet50_fpn", marks=pytest.mark.slow),  # 20-60 s each
         pytest.param("fasterrcnn_resnet50_fpn_v2", marks=pytest.mark.slow),
     ],
@@ -39,7 +40,7 @@ def test_every_model_is_checked():
     # a model added to MODELS needs a line above (the 320 one is the small example's)
     checked = {"fasterrcnn_mobilenet_v3_large_fpn", "ssdlite320_mobilenet_v3_large",
                "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
-               "fasterrcnn_mobilenet_v3_large_320_fpn"}  # fmt: skip
+               "fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_tiny"}  # fmt: skip
     assert set(MODELS) == checked
 
 
@@ -108,3 +109,10 @@ def test_pretrained_loads_torchvisions_coco_weights(monkeypatch):
     )
     head = "head.classification_head.module_list.0.1.weight"
     assert state[head].shape[0] == 6 * 3 and coco[head].shape[0] == 6 * 91  # anchors x classes
+
+
+def test_the_tiny_model_is_small_and_has_no_pretrained_weights():
+    model = TorchvisionDetector("fasterrcnn_tiny").build(1)
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000  # small enough to commit
+    with pytest.raises(DetectorError, match="no pretrained weights"):
+        TorchvisionDetector("fasterrcnn_tiny", pretrained=True)
