@@ -48,7 +48,9 @@ def _frames():
         _truth("c.jpg", [], []),
     ]
     predicted = [
-        _predicted("a.jpg", [[10.5, 20, 50, 60.25], [1, 2, 3, 4]], [1, 2], [0.9, 0.1]),
+        _predicted(
+            "a.jpg", [[10.5, 20, 50, 60.25], [1.2345678, 2, 3, 4]], [1, 2], [0.9, 0.123456789]
+        ),
         _predicted("b.jpg", [], [], []),
         _predicted("c.jpg", [], [], [], error="truncated frame"),
     ]
@@ -73,7 +75,7 @@ def test_csv_has_every_box_and_every_frame(tmp_path):
     with open(folder / "detections.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     assert [r["frame"] for r in rows] == ["a.jpg", "a.jpg", "b.jpg", "c.jpg"]
-    assert rows[0] | {} == {
+    assert rows[0] == {
         "frame": "a.jpg", "width": "640", "height": "480", "x1": "10.5", "y1": "20",
         "x2": "50", "y2": "60.25", "score": "0.9", "label": "1", "class": "moth",
         "kept": "true", "error": "",

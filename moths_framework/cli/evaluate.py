@@ -1,4 +1,5 @@
-"""``moths-evaluate``: metrics and a report from a prediction folder. Imports no torch."""
+"""``moths-evaluate``: metrics and a report from a prediction folder, a classifier's or a
+detector's. Imports no torch."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import argparse
 import sys
 import time
 
+from moths_framework.evaluate.detection_folder import (
+    DetectionFolderError,
+    is_detection_folder,
+    read_detection_folder,
+)
 from moths_framework.evaluate.folder_reader import PredictionFolder, PredictionFolderError
 from moths_framework.output_folders import OutputFolderError
 
 _PROG = "moths-evaluate"
+_CLASSES_PRINTED = 20
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description=(
             "Evaluate a folder written by moths-predict: metrics.json, confusion/<rank>.csv "
-            "and report.html. With two folders, compare B against A on their shared images."
+            "and report.html (a detector's folder: metrics.json, counts.csv and report.html). "
+            "With two classifier folders, compare B against A on their shared images."
         ),
     )
     parser.add_argument("folders", nargs="+", metavar="PRED_DIR", help="one folder, or A B")
@@ -60,6 +68,53 @@ def _evaluate(folder_path: str, output: str | None, report: bool) -> str:
     return "\n".join(lines)
 
 
+def _evaluate_detection(folder_path: str, output: str | None, report: bool) -> str:
+    from moths_framework.evaluate.detection_evaluation import evaluate_detection_folder
+    from moths_framework.evaluate.detection_outputs import write_detection_evaluation
+
+    started = time.perf_counter()
+    evaluation = evaluate_detection_folder(read_detection_folder(folder_path))
+    written = write_detection_evaluation(evaluation, output or folder_path, report=report)
+    coco, threshold = evaluation.coco, evaluation.folder.score_threshold
+    lines = [
+        f"{evaluation.frames} frames, {evaluation.errors} unreadable (left out)",
+        f"mAP@0.5 {coco.map50:.4f}  mAP@[.5:.95] {coco.map:.4f}",
+        f"at score >= {threshold:g}: precision {evaluation.precision:.4f}  recall "
+        f"{evaluation.recall:.4f} ({evaluation.kept_boxes} boxes kept, "
+        f"{evaluation.true_boxes} true, {evaluation.hits} hits at IoU 0.5)",
+        f"count per frame: mean absolute error {evaluation.count_mae:.3f}, "
+        f"mean error {evaluation.count_bias:+.3f} (predicted - true)",
+    ]
+    if len(evaluation.classes) > 1:
+        lines.append(
+            f"{'class':<24}{'true':>6}{'kept':>6}{'precision':>11}{'recall':>8}{'AP@0.5':>8}"
+        )
+        for c in evaluation.classes[:_CLASSES_PRINTED]:
+            lines.append(
+                f"{c.name[:23]:<24}{c.true_boxes:>6}{c.kept_boxes:>6}{c.precision:>11.4f}"
+                f"{c.recall:>8.4f}{c.ap50:>8.4f}"
+            )
+        if len(evaluation.classes) > _CLASSES_PRINTED:
+            lines.append(f"... {len(evaluation.classes) - _CLASSES_PRINTED} more in metrics.json")
+    lines.append(f"wrote {written} ({time.perf_counter() - started:.1f} s)")
+    return "\n".join(lines)
+
+
+def _check_same_task(first: str, second: str) -> None:
+    """Two detection folders, or a detection folder beside a classifier's, are refused."""
+    detection = [is_detection_folder(first), is_detection_folder(second)]
+    if all(detection):
+        raise DetectionFolderError(
+            "comparing two detection folders is not supported yet: evaluate each on its own"
+        )
+    if any(detection):
+        which, other = (first, second) if detection[0] else (second, first)
+        raise PredictionFolderError(
+            f"{which} is a detector's prediction folder and {other} a classifier's: "
+            "compare two classifier folders"
+        )
+
+
 def _compare(first: str, second: str) -> str:
     from moths_framework.evaluate.compare import compare_folders, format_comparison
 
@@ -72,8 +127,9 @@ def main(args: list[str] | None = None) -> int:
 
     Returns:
         0 on success, 2 on a usage error (missing or unreadable folder, more than
-        two folders, folders that share no image, a file in the way that
-        moths-evaluate did not write).
+        two folders, folders that share no image, two detection folders or a detection
+        folder and a classifier's to compare, a file in the way that moths-evaluate
+        did not write).
     """
     opts = _parser().parse_args(args)
     try:
@@ -84,10 +140,13 @@ def main(args: list[str] | None = None) -> int:
         if len(opts.folders) == 2:
             if opts.output or opts.no_report:
                 raise PredictionFolderError("--output and --no-report apply to one folder")
+            _check_same_task(*opts.folders)
             print(_compare(*opts.folders))
+        elif is_detection_folder(opts.folders[0]):
+            print(_evaluate_detection(opts.folders[0], opts.output, not opts.no_report))
         else:
             print(_evaluate(opts.folders[0], opts.output, not opts.no_report))
-    except (PredictionFolderError, OutputFolderError, OSError) as error:
+    except (PredictionFolderError, DetectionFolderError, OutputFolderError, OSError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -21,7 +21,7 @@ from moths_framework.evaluate.reliability import (
 )
 from moths_framework.inference.prediction import OTHER_PREDICTION
 
-__all__ = ["Evaluation", "RollUpRank", "evaluate_folder"]
+__all__ = ["Evaluation", "RollUpRank", "evaluate_folder", "nan_as_null"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Evaluation:
                 "classes": {c.name: c.to_dict() for c in metrics.classes},
             }
         any_curve = next(iter(self.coverage.values()))
-        return _finite(
+        return nan_as_null(
             {
                 "images": self.images,
                 "errors": self.errors,
@@ -157,12 +157,12 @@ def _answer_names(folder: PredictionFolder, answers: RolledUp) -> np.ndarray:
     return names
 
 
-def _finite(value):
+def nan_as_null(value):
     """``value`` with every NaN float replaced by ``None`` (JSON has no NaN)."""
     if isinstance(value, float):
         return None if math.isnan(value) else value
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: nan_as_null(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [nan_as_null(v) for v in value]
     return value

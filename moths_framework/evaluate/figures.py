@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from moths_framework.evaluate.reliability import CoverageCurve, Reliability  # noqa: E402
 
-__all__ = ["confusion_png", "coverage_png", "reliability_png"]
+__all__ = ["confusion_png", "coverage_png", "precision_recall_png", "reliability_png"]
 
 _DPI = 80
 _ANNOTATE_UP_TO = 25  # classes; beyond that the numbers are unreadable
@@ -103,6 +103,22 @@ def coverage_png(curves: Mapping[str, CoverageCurve], thresholds: Mapping[str, f
     left.legend()
     left.grid(alpha=0.3)
     right.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def precision_recall_png(
+    recall: np.ndarray, precision: np.ndarray, point: tuple[float, float], label: str
+) -> bytes:
+    """A precision-recall curve, with a dot at ``point`` (recall, precision) named ``label``."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(recall, precision, color="tab:blue", label="interpolated (COCO, 101 points)")
+    if all(np.isfinite(point)):
+        ax.plot(*point, "o", color="tab:red", label=label)
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
+    ax.set_title("precision against recall, IoU 0.5")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _png(fig)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import html
-from collections.abc import Iterable, Sequence
-
 from moths_framework.evaluate.confusion import family_matrices, family_rank, most_confused_classes
 from moths_framework.evaluate.evaluation import Evaluation
 from moths_framework.evaluate.figures import confusion_png, coverage_png, reliability_png
+from moths_framework.evaluate.html_parts import escape as _e
+from moths_framework.evaluate.html_parts import image as _img
+from moths_framework.evaluate.html_parts import number as _f
+from moths_framework.evaluate.html_parts import page
+from moths_framework.evaluate.html_parts import percent as _pct
+from moths_framework.evaluate.html_parts import table as _table
 from moths_framework.evaluate.metrics import RankMetrics, confused_pairs
 
 __all__ = ["render_report"]
@@ -16,16 +18,6 @@ __all__ = ["render_report"]
 HEATMAP_CLASSES = 60
 CLASS_TABLE_ROWS = 300
 PAIRS = 25
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em;
-       max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
-th { background: #f0f0f0; } td.name, th.name { text-align: left; }
-img { max-width: 100%; } .note { color: #666; font-size: 0.9em; }
-details { margin: 0.5em 0 1em; } summary { cursor: pointer; font-weight: bold; }
-"""
 
 
 def render_report(evaluation: Evaluation) -> str:
@@ -48,12 +40,7 @@ def render_report(evaluation: Evaluation) -> str:
     parts.append(_families(evaluation))
     parts.append(_other(evaluation))
     parts.append(_novelty(evaluation))
-    body = "\n".join(parts)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>moths-evaluate: {_e(folder.path.name)}</title><style>{_STYLE}</style>"
-        f"</head><body>\n{body}\n</body></html>\n"
-    )
+    return page(f"moths-evaluate: {folder.path.name}", "\n".join(parts))
 
 
 def _overview(evaluation: Evaluation) -> str:
@@ -230,46 +217,6 @@ def _share(value: float | None) -> str:
 
 def _top_items(counts: dict[str, int], k: int) -> str:
     return ", ".join(f"{name} ({n})" for name, n in list(counts.items())[:k])
-
-
-def _table(
-    header: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    names: int = 1,
-    title: str | None = None,
-    last_is_name: bool = False,
-) -> str:
-    """An HTML table; the first ``names`` columns (and optionally the last) align left."""
-
-    def cell(tag: str, i: int, value: object, width: int) -> str:
-        left = i < names or (last_is_name and i == width - 1)
-        return f"<{tag}{' class=name' if left else ''}>{value}</{tag}>"
-
-    width = len(header)
-    head = "".join(cell("th", i, _e(h), width) for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(cell("td", i, v, width) for i, v in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    caption = f"<h3>{_e(title)}</h3>" if title else ""
-    return f"{caption}<table><tr>{head}</tr>{body}</table>"
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<p><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></p>'
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _f(value: float) -> str:
-    return "–" if value != value else f"{value:.3f}"  # NaN != NaN
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def _mapping(values: dict[str, float]) -> str:
