@@ -7,8 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from helpers.paths import REPO
 
 from moths_framework.evaluate.detection_folder import (
+    DETECTION_CSV_COLUMNS,
+    DETECTION_JSON,
+    DETECTIONS_CSV,
+    DETECTIONS_JSON,
+    GROUND_TRUTH_JSON,
     FrameBoxes,
     is_detection_folder,
     read_detection_folder,
@@ -143,3 +149,10 @@ def test_frames_that_do_not_pair_up_are_refused(tmp_path):
         write_detection_folder(
             tmp_path / "p", CLASSES, truth, bad, score_threshold=0.5, metadata={}
         )
+
+
+def test_the_reference_page_names_every_file_and_column():
+    text = (REPO / "docs" / "reference" / "detection-folder.md").read_text(encoding="utf-8")
+    names = [*DETECTION_CSV_COLUMNS, DETECTIONS_CSV, DETECTIONS_JSON, GROUND_TRUTH_JSON]
+    names.append(DETECTION_JSON)
+    assert [name for name in names if f"`{name}`" not in text] == []

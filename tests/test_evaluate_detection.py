@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers.paths import REPO
 from helpers.prediction_folders import write_random_folder
 from PIL import Image
 
@@ -21,6 +22,7 @@ from moths_framework.evaluate.detection_folder import (
     read_detection_folder,
     write_detection_folder,
 )
+from moths_framework.evaluate.detection_outputs import counts_csv
 from moths_framework.evaluate.frame_drawings import PREDICTED_COLOUR, TRUE_COLOUR, frame_png
 
 CLASSES = ["moth", "beetle"]
@@ -313,3 +315,12 @@ def test_a_frame_of_two_hundred_moths_counts_every_box(tmp_path):
     predicted = [_frame("busy.jpg", boxes, [1] * 200, np.linspace(1, 0.5, 200), size=(400, 200))]
     result = _evaluate(_folder(tmp_path, truth, predicted))
     assert result.coco.map50 == pytest.approx(1.0) and result.recall == 1.0
+
+
+def test_the_reference_page_names_every_metric_and_counts_column(tmp_path):
+    result = _evaluate(_folder(tmp_path, *_perfect_frames()))
+    metrics = result.to_json()
+    keys = [*metrics, *metrics["per_class"]["moth"], *metrics["pr_curve_iou50"]]
+    columns = counts_csv(result).splitlines()[0].split(",")[:8]
+    text = (REPO / "docs" / "reference" / "detection-folder.md").read_text(encoding="utf-8")
+    assert [name for name in {*keys, *columns} if f"`{name}`" not in text] == []
