@@ -20,7 +20,7 @@ import contextlib
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -32,6 +32,7 @@ __all__ = [
     "IMAGE_FORMATS",
     "IMAGE_SUFFIXES",
     "DecodedImage",
+    "DraftSize",
     "ImageCheck",
     "ImageDecodeError",
     "ImageSource",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
+# A JPEG's reduced decoding size: fixed, or a function of the image's full (width, height),
+# EXIF orientation applied (a detector's working size depends on the frame's).
+DraftSize = tuple[int, int] | Callable[[int, int], tuple[int, int]]
 
 # The file suffixes (any case) that name an image: prepare, the data sources, moths-infer
 # and moths-export all tell image files from other files by them.
@@ -110,7 +114,7 @@ class DecodedImage(NamedTuple):
 def open_rgb(
     source: ImageSource,
     *,
-    draft_size: tuple[int, int] | None = None,
+    draft_size: DraftSize | None = None,
     max_pixels: int | None = None,
 ) -> Image.Image:
     """Decode an image file completely into an RGB image.
@@ -122,9 +126,10 @@ def open_rgb(
             a model; it is loaded if it was not, and otherwise left unchanged.
         draft_size: if given and the file is a JPEG, decode at the smallest
             1/2, 1/4 or 1/8 scale whose width and height are still at least
-            ``draft_size`` (after EXIF orientation). Other formats decode at
-            full size, and so does a PIL image (drafting would change the
-            caller's image).
+            ``draft_size`` (after EXIF orientation). ``draft_size`` may be a
+            function of the full ``(width, height)`` (after EXIF orientation)
+            returning it. Other formats decode at full size, and so does a PIL
+            image (drafting would change the caller's image).
         max_pixels: refuse an image of more pixels (``too-many-pixels``),
             counted from its header before anything is decoded. A JPEG over it
             first decodes at the largest 1/2, 1/4 or 1/8 scale that fits, so it
@@ -146,7 +151,7 @@ def open_rgb(
 def decode_rgb(
     source: ImageSource,
     *,
-    draft_size: tuple[int, int] | None = None,
+    draft_size: DraftSize | None = None,
     max_pixels: int | None = None,
 ) -> DecodedImage:
     """:func:`open_rgb`, also returning the file's full size and format."""
@@ -200,7 +205,7 @@ def _read_source(source: ImageSource) -> tuple[str, bytes | bytearray | memoryvi
 def _decode(
     data: bytes | bytearray | memoryview,
     name: str,
-    draft_size: tuple[int, int] | None,
+    draft_size: DraftSize | None,
     draft_mode: str = "RGB",
     max_pixels: int | None = None,
 ) -> DecodedImage:
@@ -218,7 +223,7 @@ def _decode(
 def _normalise(
     image: Image.Image,
     name: str,
-    draft_size: tuple[int, int] | None,
+    draft_size: DraftSize | None,
     *,
     in_place: bool,
     draft_mode: str = "RGB",
@@ -238,6 +243,8 @@ def _normalise(
         orientation = image.getexif().get(_ORIENTATION, 1)
         swapped = orientation in _SWAPS_AXES
         if draftable:
+            if callable(draft_size):
+                draft_size = draft_size(*((height, width) if swapped else (width, height)))
             if draft_size is not None and swapped:
                 draft_size = (draft_size[1], draft_size[0])
             target = draft_target(image.size, draft_size, max_pixels)

@@ -68,7 +68,8 @@ def _list(opts: argparse.Namespace) -> int:
             text = " ".join(str(e.data.get(k, "")) for k in ("id", "title", "region")).lower()
             if opts.filter.lower() in text:
                 size = sum(f.size for f in e.files) / 1e6
-                species = e.data["ranks"].get("species", "?")
+                # a detector has classes (moth, ...), not ranks of species
+                species = e.data["ranks"].get("species", "?") if "ranks" in e.data else "-"
                 rows.append(
                     (e.id, e.version, str(species), f"{size:.1f} MB", e.data.get("region", ""))
                 )

@@ -8,10 +8,18 @@ Imports no torch or Lightning, and nothing of ``model/``, ``data/``, ``export/``
 >>> from moths_framework.inference import OnnxClassifier
 >>> classifier = OnnxClassifier.from_file("model.onnx")          # doctest: +SKIP
 >>> [p.prediction for p in classifier.predict(["moth.jpg"])]      # doctest: +SKIP
+
+Trap frames: :class:`OnnxDetector` finds the moths, :class:`Pipeline` classifies each crop.
+
+>>> from moths_framework.inference import OnnxDetector, Pipeline
+>>> pipeline = Pipeline(OnnxDetector.from_file("det.onnx"), classifier)  # doctest: +SKIP
+>>> [len(f.detections) for f in pipeline.run(["frame.jpg"])]            # doctest: +SKIP
 """
 
 from moths_framework.inference.classifier import ImageInput, OnnxClassifier
+from moths_framework.inference.detector import Detection, OnnxDetector
 from moths_framework.inference.metadata import ModelFormatError, ModelMetadata
+from moths_framework.inference.pipeline import FrameDetection, FrameResult, Pipeline
 from moths_framework.inference.prediction import (
     DEFAULT_THRESHOLD,
     OTHER_PREDICTION,
@@ -22,10 +30,15 @@ from moths_framework.inference.species_list import SpeciesListError
 __all__ = [
     "DEFAULT_THRESHOLD",
     "OTHER_PREDICTION",
+    "Detection",
+    "FrameDetection",
+    "FrameResult",
     "ImageInput",
     "ModelFormatError",
     "ModelMetadata",
     "OnnxClassifier",
+    "OnnxDetector",
+    "Pipeline",
     "Prediction",
     "SpeciesListError",
 ]

@@ -11,24 +11,26 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-import numpy as np
 from PIL import Image
 
-from moths_framework.images import open_rgb
+from moths_framework.images import DraftSize, open_rgb
 
-__all__ = ["Decoded", "ImageInput", "decoded_batches"]
+__all__ = ["Decoded", "ImageInput", "decoded_batches", "prepared_ahead", "source_name"]
 
 ImageInput = str | os.PathLike | Image.Image
 _PREFETCH_BATCHES = 2  # batches decoded ahead of the model: enough to hide decoding
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Decoded(NamedTuple):
-    """One image: where it came from, and its model input or why there is none."""
+    """One image: where it came from, and its model input (what ``to_input`` made:
+    an array for a classifier) or why there is none."""
 
     source: str
-    array: np.ndarray | None
+    array: Any | None
     error: str | None
 
 
@@ -36,8 +38,8 @@ def decoded_batches(
     images: Iterable[ImageInput],
     batch_size: int,
     workers: int,
-    to_input: Callable[[Image.Image], np.ndarray],
-    draft_size: tuple[int, int] | None = None,
+    to_input: Callable[[Image.Image], Any],
+    draft_size: DraftSize | None = None,
 ) -> Iterator[list[Decoded]]:
     """Batches of ``batch_size`` images (the last may be shorter), in input order.
 
@@ -48,39 +50,56 @@ def decoded_batches(
         to_input: an RGB image -> the model input (the preprocessing).
         draft_size: passed to :func:`moths_framework.images.open_rgb` (fast JPEG decoding).
     """
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="moths-decode")
-    pending: deque[Future[Decoded]] = deque()
-    numbered = enumerate(images)
+
+    def decode(index: int, image: ImageInput) -> Decoded:
+        source = source_name(image, index)
+        try:
+            # PIL images take the same decode path as files (orientation, alpha, 16-bit).
+            return Decoded(source, to_input(open_rgb(image, draft_size=draft_size)), None)
+        except Exception as error:  # one bad image must not end a run of a million
+            return Decoded(source, None, str(error) or type(error).__name__)
+
     window = batch_size * (_PREFETCH_BATCHES + 1)
+    items = prepared_ahead(images, decode, workers, window)
+    try:
+        while batch := [item for _, item in zip(range(batch_size), items, strict=False)]:
+            yield batch
+    finally:
+        items.close()  # stops the decoding threads when the caller stops early
+
+
+def prepared_ahead(
+    items: Iterable[T], prepare: Callable[[int, T], R], workers: int, window: int
+) -> Iterator[R]:
+    """``prepare(index, item)`` of each item, in order, computed by ``workers`` threads at
+    most ``window`` items ahead of the consumer (which bounds the memory they hold).
+
+    ``prepare`` must not raise: turn a failure into a result. Closing the iterator
+    cancels what is queued and waits for the threads.
+    """
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="moths-decode")
+    pending: deque[Future[R]] = deque()
+    numbered = enumerate(items)
 
     def refill() -> None:
-        for index, image in numbered:
-            pending.append(pool.submit(_decode, index, image, to_input, draft_size))
+        for index, item in numbered:
+            pending.append(pool.submit(prepare, index, item))
             if len(pending) >= window:
                 return
 
     try:
         refill()
         while pending:
-            batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
-            refill()  # queue the next images before the model runs on this batch
-            yield batch
+            result = pending.popleft().result()
+            refill()  # queue the next items before the consumer works on this one
+            yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode(
-    index: int,
-    image: ImageInput,
-    to_input: Callable[[Image.Image], np.ndarray],
-    draft_size: tuple[int, int] | None,
-) -> Decoded:
+def source_name(image: ImageInput, index: int) -> str:
+    """What results call an input: a path as given, a PIL image's file name, or
+    ``<image N>`` for an image made in memory."""
     if isinstance(image, Image.Image):
-        source = getattr(image, "filename", "") or f"<image {index}>"
-    else:
-        source = os.fspath(image)
-    try:
-        # PIL images take the same decode path as files (orientation, alpha, 16-bit).
-        return Decoded(source, to_input(open_rgb(image, draft_size=draft_size)), None)
-    except Exception as error:  # one bad image must not end a run of a million
-        return Decoded(source, None, str(error) or type(error).__name__)
+        return getattr(image, "filename", "") or f"<image {index}>"
+    return os.fspath(image)

@@ -143,11 +143,15 @@ class DetectorMetadata:
         """
         task = props.get(TASK_KEY)
         if task != DETECTION:
-            what = (
-                "it has no moths.* metadata"
-                if not any(key.startswith("moths.") for key in props)
-                else f"{TASK_KEY} is {task or 'absent (a classifier)'}"
-            )
+            if not any(key.startswith("moths.") for key in props):
+                what = "it has no moths.* metadata"
+            elif task in (None, "classification"):
+                what = (
+                    f"{TASK_KEY} is {task or 'absent'}: it is a classifier; open it as one "
+                    "(OnnxClassifier, moths-infer --model)"
+                )
+            else:
+                what = f"{TASK_KEY} is {task}"
             raise ModelFormatError(f"{source} is not a moths-export detector: {what}")
         missing = [key for key in _REQUIRED_KEYS if key not in props]
         if missing:

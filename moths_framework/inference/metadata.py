@@ -162,8 +162,10 @@ class ModelMetadata:
             )
         task = props.get(TASK_KEY, CLASSIFICATION)
         if task != CLASSIFICATION:
+            hint = "; open it as a detector (OnnxDetector, moths-infer --detector)"
             raise ModelFormatError(
                 f"{source} is a {task} model ({TASK_KEY} = {task}), not a classifier"
+                + (hint if task == "detection" else "")
             )
         missing = [key for key in _REQUIRED_KEYS if key not in props]
         if missing:

@@ -39,15 +39,19 @@ def open_model_file(
     providers: str | Sequence[str] = "auto",
     num_threads: int | None = None,
     engine: EngineSettings | None = None,
+    task: str = zoo.CLASSIFICATION,
 ) -> tuple[ort.InferenceSession, str]:
     """An ONNX Runtime session on ``path`` (a file, or ``zoo:ID[@VERSION]``), and the file's path.
+
+    ``task`` (``classification`` or ``detection``): what a ``zoo:`` model must be.
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: unknown/unavailable provider, or a file ONNX Runtime cannot load.
-        ZooError: a ``zoo:`` name that cannot be resolved (a ValueError too).
+        ZooError: a ``zoo:`` name that cannot be resolved, or names a model of
+            another task (a ValueError too).
     """
-    path = zoo.resolve(path)  # zoo:ID[@VERSION] -> the verified cached file
+    path = zoo.resolve(path, task=task)  # zoo:ID[@VERSION] -> the verified cached file
     if not Path(path).is_file():
         raise FileNotFoundError(f"model file {os.fspath(path)} not found")
     session = open_session(path, resolve_providers(providers), num_threads, engine)

@@ -94,10 +94,14 @@ class EngineSettings:
             covers batches 1 to twice this.
         fp16: build an fp16 engine; ``None`` means "when the model's weights
             are fp16" (metadata ``moths.precision``).
+        shapes: the input shapes of the profile, (smallest, optimal, largest), for a
+            model whose input size varies (a detector's frames); ``None``: from
+            the model's fixed image size and ``batch_size``.
     """
 
     batch_size: int = 32
     fp16: bool | None = None
+    shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
 
 
 def open_session(
@@ -177,6 +181,7 @@ def tensorrt_options(
     batch_size: int,
     fp16: bool,
     gpu: str,
+    shapes: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """TensorRT provider options: explicit shape profiles and a cache no update can reuse.
 
@@ -193,10 +198,14 @@ def tensorrt_options(
         batch_size: the batch the engine is optimised for.
         fp16: let TensorRT run layers in fp16.
         gpu: the GPU's name, part of the cache key.
+        shapes: (smallest, optimal, largest) input shapes instead of those made of
+            ``chw`` and ``batch_size`` (a detector's frames vary in size).
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    shape = "x".join(str(int(d)) for d in chw)
+    if shapes is None:
+        shapes = tuple((n, *chw) for n in (1, batch_size, 2 * batch_size))
+    smallest, optimal, largest = ("x".join(str(int(d)) for d in s) for s in shapes)
     key = f"{_file_hash(model_path)[:16]}-{re.sub(r'[^A-Za-z0-9]+', '-', gpu).strip('-').lower()}"
     cache = os.fspath(model_path.parent / f"{model_path.stem}.trt_cache" / key)
     return {
@@ -205,9 +214,9 @@ def tensorrt_options(
         "trt_timing_cache_enable": True,
         "trt_timing_cache_path": cache,
         "trt_fp16_enable": fp16,
-        "trt_profile_min_shapes": f"{input_name}:1x{shape}",
-        "trt_profile_opt_shapes": f"{input_name}:{batch_size}x{shape}",
-        "trt_profile_max_shapes": f"{input_name}:{2 * batch_size}x{shape}",
+        "trt_profile_min_shapes": f"{input_name}:{smallest}",
+        "trt_profile_opt_shapes": f"{input_name}:{optimal}",
+        "trt_profile_max_shapes": f"{input_name}:{largest}",
     }
 
 
@@ -219,7 +228,9 @@ def _tensorrt_for(path: Path, engine: EngineSettings) -> dict[str, Any]:
     image = probe.get_inputs()[0]
     precision = probe.get_modelmeta().custom_metadata_map.get("moths.precision", "fp32")
     fp16 = engine.fp16 if engine.fp16 is not None else precision == "fp16"
-    return tensorrt_options(path, image.name, image.shape[1:], engine.batch_size, fp16, _gpu())
+    return tensorrt_options(
+        path, image.name, image.shape[1:], engine.batch_size, fp16, _gpu(), engine.shapes
+    )
 
 
 def _file_hash(path: Path) -> str:

@@ -5,17 +5,23 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 from moths_framework.atomic_files import replaced_atomically
 from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.inference.prediction import Prediction
 
-__all__ = ["PredictionWriter", "prediction_columns", "prediction_json", "prediction_record"]
+__all__ = [
+    "PredictionWriter",
+    "RecordWriter",
+    "prediction_columns",
+    "prediction_json",
+    "prediction_record",
+]
 
 
 NOVELTY_COLUMNS = ("novelty_score", "novel")
@@ -67,48 +73,54 @@ def prediction_json(
     return record
 
 
-class PredictionWriter:
-    """Write predictions to ``path``: JSON Lines when it ends in ``.jsonl``, else CSV.
+class RecordWriter:
+    """Write flat records to ``path``: JSON Lines when it ends in ``.jsonl``, else CSV
+    with ``columns``.
 
     Rows go to a temporary file next to ``path`` that replaces it only when the
     ``with`` block ends without an exception, so a crashed run never leaves a
     half-written output (nor destroys the previous one); its name is unique
     (:func:`~moths_framework.atomic_files.replaced_atomically`), so a temporary
-    file a killed run left behind never stops a later one. JSON Lines records
-    also carry ``top_k``: rank -> ``[{"name", "prob"}, ...]``. With ``novelty``
-    the rows carry ``novelty_score`` and ``novel``.
+    file a killed run left behind never stops a later one. CSV cells: empty for
+    ``None``, ``true``/``false``, floats with 6 decimals unless ``csv_formats``
+    gives a column its own format (``"{:.2f}"``), text spreadsheet-safe.
     """
 
     def __init__(
-        self, path: str | os.PathLike, ranks: Sequence[str], novelty: bool = False
+        self,
+        path: str | os.PathLike,
+        columns: Sequence[str],
+        csv_formats: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.ranks = tuple(ranks)
-        self.novelty = novelty
+        self.columns = list(columns)
+        self.csv_formats = dict(csv_formats or {})
         self.jsonl = self.path.suffix.lower() == ".jsonl"
         self._file: TextIO | None = None
         self._csv: csv.DictWriter | None = None
         self._stack = ExitStack()
 
-    def __enter__(self) -> PredictionWriter:
+    def __enter__(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             temporary = stack.enter_context(replaced_atomically(self.path))
             self._file = stack.enter_context(open(temporary, "w", encoding="utf-8", newline=""))
             self._stack = stack.pop_all()
         if not self.jsonl:
-            self._csv = csv.DictWriter(self._file, prediction_columns(self.ranks, self.novelty))
+            self._csv = csv.DictWriter(self._file, self.columns)
             self._csv.writeheader()
         return self
 
-    def write(self, prediction: Prediction) -> None:
-        """Append one prediction."""
+    def write_record(self, record: Mapping[str, Any]) -> None:
+        """Append one record: a CSV row of :attr:`columns`, or one JSON line as given."""
         if self.jsonl:
-            record = prediction_json(prediction, self.ranks, self.novelty)
             self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        else:
-            record = prediction_record(prediction, self.ranks, self.novelty)
-            self._csv.writerow({key: _csv_value(value) for key, value in record.items()})
+            return
+        row = {}
+        for key in self.columns:
+            value, form = record.get(key), self.csv_formats.get(key)
+            row[key] = form.format(value) if form and value is not None else _csv_value(value)
+        self._csv.writerow(row)
 
     def __exit__(
         self,
@@ -125,6 +137,28 @@ class PredictionWriter:
                 self._stack.__exit__(type(failure), failure, failure.__traceback__)
                 raise
         self._stack.__exit__(kind, error, trace)
+
+
+class PredictionWriter(RecordWriter):
+    """Write predictions to ``path``: JSON Lines when it ends in ``.jsonl``, else CSV
+    (:func:`prediction_columns`), atomically (see :class:`RecordWriter`). JSON Lines
+    records also carry ``top_k``: rank -> ``[{"name", "prob"}, ...]``. With
+    ``novelty`` the rows carry ``novelty_score`` and ``novel``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, ranks: Sequence[str], novelty: bool = False
+    ) -> None:
+        super().__init__(path, prediction_columns(ranks, novelty))
+        self.ranks = tuple(ranks)
+        self.novelty = novelty
+
+    def write(self, prediction: Prediction) -> None:
+        """Append one prediction."""
+        if self.jsonl:
+            self.write_record(prediction_json(prediction, self.ranks, self.novelty))
+        else:
+            self.write_record(prediction_record(prediction, self.ranks, self.novelty))
 
 
 def _rounded(record: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from moths_framework.zoo.errors import (
     ZooOfflineError,
 )
 from moths_framework.zoo.index import (
+    CLASSIFICATION,
+    DETECTION,
     ZooEntry,
     ZooFile,
     ZooIndex,
@@ -39,6 +41,8 @@ from moths_framework.zoo.schema import validate_index
 from moths_framework.zoo.transport import allowing_insecure_http, insecure_http_allowed
 
 __all__ = [
+    "CLASSIFICATION",
+    "DETECTION",
     "PREFIX",
     "ZooChecksumError",
     "ZooEntry",
@@ -88,21 +92,29 @@ def pull(ref: str, indexes: list[str] | None = None, progress: bool = False) -> 
 
 
 def resolve(
-    name: str | Path, role: str = "onnx", indexes: list[str] | None = None, progress: bool = False
+    name: str | Path,
+    role: str = "onnx",
+    indexes: list[str] | None = None,
+    progress: bool = False,
+    task: str | None = None,
 ) -> Path:
     """A local path for a model name: ``zoo:ID[@V]`` is fetched and verified, a path is kept.
 
     Args:
         name: ``zoo:ID[@VERSION]`` or a file path.
         role: which file of a zoo model: ``onnx`` or ``checkpoint``.
+        task: ``classification`` or ``detection``: the zoo model must do that
+            (checked before anything is fetched); ``None``: any.
 
     Raises:
-        ZooError: the zoo reference cannot be resolved or fetched (one line), or
-            its checkpoint is not ``.safetensors``.
+        ZooError: the zoo reference cannot be resolved or fetched (one line), it
+            names a model of another task, or its checkpoint is not ``.safetensors``.
     """
     if not is_zoo_ref(name):
         return Path(name)
     entry = find(str(name), indexes)
+    if task is not None and entry.task != task:
+        raise ZooError(f"zoo model {entry.ref} is a {entry.task} model, not a {task} model")
     file = entry.file(role)
     if role == "checkpoint" and not file.name.endswith(".safetensors"):
         raise ZooError(

@@ -29,6 +29,8 @@ from moths_framework.zoo.schema import validate_index
 from moths_framework.zoo.transport import check_transport
 
 __all__ = [
+    "CLASSIFICATION",
+    "DETECTION",
     "INDEX_ENV",
     "OFFLINE_ENV",
     "SCHEMA_VERSION",
@@ -47,6 +49,7 @@ SCHEMA_VERSION = 1
 INDEX_ENV = "MOTHS_ZOO_INDEX"
 OFFLINE_ENV = "MOTHS_OFFLINE"
 ROLES = ("onnx", "checkpoint")
+CLASSIFICATION, DETECTION = "classification", "detection"  # an entry's task
 # The project's own index, when running from a checkout (the demo model lives there).
 _CHECKOUT_INDEX = Path(__file__).resolve().parents[2] / "zoo" / "index.json"
 
@@ -90,6 +93,11 @@ class ZooEntry:
     def ref(self) -> str:
         """``id@version``."""
         return f"{self.id}@{self.version}"
+
+    @property
+    def task(self) -> str:
+        """``classification`` (a species classifier; entries without ``task``) or ``detection``."""
+        return self.data.get("task", CLASSIFICATION)
 
     @property
     def files(self) -> list[ZooFile]:

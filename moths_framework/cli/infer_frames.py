@@ -1,0 +1,124 @@
+"""``moths-infer --detector``: trap frames to ``detections.csv``, one row per detection.
+
+Parses nothing itself (:mod:`.infer_options` does); sets up a
+:class:`~moths_framework.inference.Pipeline` from the options, runs it over the
+frames and writes the rows (and, with ``--crops``, the crops). Imports no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from moths_framework.cli.infer_options import (
+    PROG,
+    check_numbers,
+    check_output,
+    input_paths,
+    open_classifier,
+)
+from moths_framework.inference import FrameResult, OnnxDetector, Pipeline
+from moths_framework.inference.crop_folder import CropFolder
+from moths_framework.inference.detection_writer import DetectionWriter
+from moths_framework.output_folders import record_written
+from moths_framework.zoo.transport import allowing_insecure_http
+
+__all__ = ["run"]
+
+
+@dataclass
+class _Counts:
+    frames: int = 0  # searched
+    errors: int = 0
+    detections: int = 0
+    empty: int = 0  # searched, nothing found
+
+    def add(self, frame: FrameResult) -> None:
+        if not frame.ok:
+            self.errors += 1
+            return
+        self.frames += 1
+        self.detections += len(frame.detections)
+        self.empty += not frame.detections
+
+
+def run(opts: argparse.Namespace) -> int:
+    """Run ``moths-infer --detector``; the exit code (0: a frame was searched, 1: none
+    could be, 2: a usage error)."""
+    try:
+        with allowing_insecure_http(opts.allow_insecure_http):
+            pipeline, paths, crops = _load(opts)
+    except (OSError, ValueError) as error:  # ModelFormatError, ZooError are ValueErrors
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    started, counts = time.perf_counter(), _Counts()
+    classifier = pipeline.classifier
+    ranks = classifier.hierarchy.ranks if classifier else None
+    novelty = classifier is not None and classifier.novelty is not None
+    with DetectionWriter(opts.output, ranks, novelty) as writer, crops or nullcontext():
+        frames = tqdm(
+            pipeline.run(paths),
+            total=len(paths),
+            unit="frame",
+            file=sys.stderr,
+            disable=opts.no_progress,
+        )
+        for number, frame in enumerate(frames, start=1):
+            files = [
+                crops.save(found.crop, number, frame.source, k)
+                for k, found in enumerate(frame.detections, start=1)
+            ] if crops else []  # fmt: skip
+            writer.write(frame, files)
+            counts.add(frame)
+    output = Path(opts.output)
+    record_written(output.parent, [output.name], PROG)
+    print(_summary(counts, len(paths), pipeline, time.perf_counter() - started, opts.output))
+    return 0 if counts.frames else 1
+
+
+def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | None]:
+    """The pipeline, the frames and the crop folder; ValueError/OSError for usage errors."""
+    check_numbers(opts)
+    if opts.crop_margin is not None and opts.crop_margin < 0:
+        raise ValueError(f"--crop-margin must be >= 0 pixels, got {opts.crop_margin}")
+    if opts.max_detections is not None and opts.max_detections < 1:
+        raise ValueError(f"--max-detections must be at least 1, got {opts.max_detections}")
+    if opts.min_score is not None and not 0 <= opts.min_score <= 1:
+        raise ValueError(f"--min-score must be in [0, 1], got {opts.min_score}")
+    check_output(opts)  # OutputFolderError: a ValueError
+    crops = CropFolder(opts.crops, PROG) if opts.crops is not None else None
+    paths = input_paths(opts)
+    detector = OnnxDetector.from_file(
+        opts.detector,
+        opts.providers,
+        min_score=opts.min_score,
+        max_detections=opts.max_detections,
+        num_threads=opts.threads,
+    )
+    classifier = open_classifier(opts) if opts.model is not None else None
+    pipeline = Pipeline(
+        detector,
+        classifier,
+        crop_margin=opts.crop_margin or 0,
+        top_k=opts.top_k,
+        batch_size=opts.batch_size,
+        keep_crops=crops is not None,
+    )
+    return pipeline, paths, crops
+
+
+def _summary(counts: _Counts, total: int, pipeline: Pipeline, seconds: float, output: str) -> str:
+    errors = f"{counts.errors} error{'s' * (counts.errors != 1)}"
+    found = f"{counts.detections} detection{'s' * (counts.detections != 1)}"
+    what = "classified" if pipeline.classifier is not None else "found"
+    return (
+        f"{PROG}: {counts.frames} of {total} frames searched, {errors}; {found} {what} "
+        f"({counts.empty} frame{'s' * (counts.empty != 1)} with none), on "
+        f"{pipeline.detector.provider}, {total / max(seconds, 1e-9):.1f} frames/s; wrote {output}"
+    )
