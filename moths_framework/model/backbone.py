@@ -13,7 +13,11 @@ from moths_framework.model.param_order import parameters_by_first_use
 from moths_framework.model.spec import RecordsInitArgs
 from moths_framework.preprocessing import Preprocessing
 
-__all__ = ["Backbone", "BackboneError", "load_weights_strictly"]
+__all__ = ["WEIGHT_SOURCES", "Backbone", "BackboneError", "load_weights_strictly"]
+
+# Constructor arguments that name weights to load, with the value that loads none:
+# a checkpoint carries the trained weights, so its spec never asks for them again.
+WEIGHT_SOURCES = {"pretrained": False, "pretrained_file": None}
 
 
 class BackboneError(ValueError):
@@ -34,7 +38,9 @@ class Backbone(RecordsInitArgs, nn.Module, ABC):
     - provide :meth:`small_example`, so the contract test in ``tests/`` runs on
       it the moment the plugin is installed;
     - accept ``pretrained`` as ``False``, ``True`` (the library's download) or a
-      local weights file path, so offline machines can train.
+      local weights file path, so offline machines can train; a plugin may also take
+      ``pretrained_file`` (a local weights file, read with
+      :mod:`moths_framework.model.weights_file`).
 
     The constructor arguments are recorded (:meth:`spec`), so a checkpoint can
     rebuild the same backbone without its config file.
@@ -74,7 +80,7 @@ class Backbone(RecordsInitArgs, nn.Module, ABC):
 
     def spec(self) -> dict[str, Any]:
         """``class_path`` and ``init_args`` that rebuild this backbone (random weights)."""
-        return self._spec({"pretrained": False})
+        return self._spec(WEIGHT_SOURCES)
 
 
 def load_weights_strictly(model: nn.Module, state: dict[str, Any], source: str, what: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from moths_framework.model.backbone import WEIGHT_SOURCES
 from moths_framework.model.checkpoint import (
     CheckpointError,
     CheckpointMeta,
@@ -60,13 +61,13 @@ def _build_backbone(spec: dict[str, Any]) -> torch.nn.Module:
         raise CheckpointError(f"the checkpoint's backbone spec {spec!r} is not a dictionary")
     cls = _backbone_class(spec.get("class_path"))
     init_args = dict(spec.get("init_args") or {})
-    if "pretrained" in init_args and not checkpoints_trusted():
-        init_args["pretrained"] = False  # the checkpoint has the weights: read no other file
+    if not checkpoints_trusted():  # the checkpoint has the weights: read no other file
+        init_args.update({k: v for k, v in WEIGHT_SOURCES.items() if k in init_args})
     return cls(**init_args)
 
 
 def _backbone_text(spec: dict[str, Any]) -> str:
-    args = {k: v for k, v in spec.get("init_args", {}).items() if k != "pretrained"}
+    args = {k: v for k, v in spec.get("init_args", {}).items() if k not in WEIGHT_SOURCES}
     return f"{spec['class_path']}({', '.join(f'{k}={v!r}' for k, v in sorted(args.items()))})"
 
 

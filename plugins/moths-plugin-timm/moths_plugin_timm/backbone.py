@@ -9,10 +9,11 @@ from typing import Any
 
 import timm
 import torch
-from timm.models import load_state_dict, parse_model_name
+from timm.models import parse_model_name
 from torch import nn
 
 from moths_framework.model.backbone import Backbone, BackboneError, load_weights_strictly
+from moths_framework.model.weights_file import read_weights_file
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["TimmBackbone", "timm_preprocessing"]
@@ -29,19 +30,37 @@ class TimmBackbone(Backbone):
         name: a timm model name, optionally with a pretrained tag
             (``efficientnet_b0``, ``resnet50.a1_in1k``); see ``timm.list_models()``.
         pretrained: ``False`` for random weights, ``True`` for timm's download, or
-            the path of a local weights file (``.safetensors``, ``.pth``, ``.bin``:
-            a timm state dict, classifier included or not) for offline machines.
+            the path of a local weights file (as ``pretrained_file``).
         drop_path_rate: stochastic-depth rate, for models that support it.
+        pretrained_file: a local weights file, for offline machines: the model's
+            state dict (``.safetensors``; ``.pth``/``.pt``/``.bin``, read with
+            ``torch.load(weights_only=True)``), its classifier included or not.
+            Under other names than timm's, a ``.pth`` holding the same tensors in
+            timm's order is paired by order and shape (see
+            :mod:`moths_framework.model.weights_file`).
+            The classifier's weights are never loaded: the heads are the framework's.
 
     Raises:
         BackboneError: unknown model name (close matches are suggested), a
-            weights file that is missing or does not fit, a failed download, or
-            ``drop_path_rate`` on a model without stochastic depth.
+            weights file that is missing, unreadable or does not fit (naming the
+            first tensor that does not), both ``pretrained`` and
+            ``pretrained_file``, a failed download, or ``drop_path_rate`` on a
+            model without stochastic depth.
     """
 
-    def __init__(self, name: str, pretrained: bool | str = False, drop_path_rate: float = 0.0):
+    def __init__(
+        self,
+        name: str,
+        pretrained: bool | str = False,
+        drop_path_rate: float = 0.0,
+        pretrained_file: str | None = None,
+    ):
         super().__init__()
-        self.model = _create_model(name, pretrained, drop_path_rate)
+        if pretrained is not False and pretrained_file is not None:
+            raise BackboneError("give pretrained or pretrained_file, not both")
+        self.model = _create_model(
+            name, pretrained if pretrained_file is None else pretrained_file, drop_path_rate
+        )
         self._preprocessing = timm_preprocessing(self.model.pretrained_cfg)
 
     @property
@@ -114,7 +133,7 @@ def _create_model(name: str, pretrained: bool | str, drop_path_rate: float) -> n
     except Exception as err:  # downloads and model builders fail in many ways
         raise BackboneError(_build_failure(name, pretrained, drop_path_rate, err)) from err
     if weights is not None:
-        _load_weights(model, weights, name)
+        _load_weights(model, weights, name, kwargs)
     return model
 
 
@@ -125,23 +144,33 @@ def _build_failure(name: str, pretrained: bool | str, drop_path_rate: float, err
     if pretrained is True:
         return (
             f"could not get pretrained weights for timm model {name!r} ({cause}); "
-            "on an offline machine set pretrained to a local weights file"
+            "on an offline machine set pretrained_file to a local weights file"
         )
     return f"cannot build timm model {name!r}: {cause}"
 
 
-def _load_weights(model: nn.Module, path: Path, name: str) -> None:
-    """Load a local timm state dict strictly, the classifier excepted.
+def _load_weights(model: nn.Module, path: Path, name: str, kwargs: dict[str, Any]) -> None:
+    """Load a local weights file strictly, the classifier excepted.
 
     timm's own ``pretrained_cfg_overlay=dict(file=...)`` route loads non-strictly
     whenever ``num_classes`` differs from the weights' (always, with 0), so a
     file of the wrong model would load nothing and say nothing.
     """
-    try:
-        state = load_state_dict(str(path))
-    except Exception as err:  # torch.load / safetensors raise many types
-        raise BackboneError(f"cannot read weights file {str(path)!r}: {err}") from err
     heads = model.pretrained_cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
-    state = {k: v for k, v in state.items() if not any(k.startswith(f"{h}.") for h in heads)}
-    load_weights_strictly(model, state, str(path), f"timm model {name!r}")
+    architecture = _architecture(name, kwargs)
+    head = {k for k in architecture if any(k.startswith(f"{h}.") for h in heads)}
+    what = f"timm model {name!r}"
+    state = read_weights_file(path, architecture, head, what)
+    load_weights_strictly(model, state, str(path), what)
+
+
+def _architecture(name: str, kwargs: dict[str, Any]) -> dict[str, torch.Size]:
+    """The shapes of the whole model's state dict, classifier included, in order.
+
+    Built on the meta device: no memory, no initialisation.
+    """
+    kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
+    with torch.device("meta"):
+        whole = timm.create_model(name, **kwargs)
+    return {k: v.shape for k, v in whole.state_dict().items()}
