@@ -21,7 +21,7 @@ import numpy as np
 from moths_framework.evaluate.box_matching import match_frame
 from moths_framework.evaluate.coco_map import MAX_DETECTIONS, CocoAP, coco_average_precision
 from moths_framework.evaluate.detection_folder import DetectionFolder
-from moths_framework.evaluate.evaluation import nan_as_null
+from moths_framework.evaluate.json_numbers import nan_as_null
 
 __all__ = [
     "IOU_THRESHOLD",

@@ -307,33 +307,32 @@ def _read_json(path: Path) -> Any:
 
 
 def _truth_from_coco(path: Path, n_classes: int) -> list[FrameBoxes]:
+    """The frames of ``ground_truth.json`` in its order, their boxes grouped with numpy
+    (a folder may hold millions of boxes)."""
     coco = _read_json(path)
     try:
         images = coco["images"]
-        ids = [int(image["id"]) for image in images]
-        boxes: dict[int, list] = {i: [] for i in ids}
-        labels: dict[int, list] = {i: [] for i in ids}
-        for annotation in coco["annotations"]:
-            x, y, w, h = (float(v) for v in annotation["bbox"])
-            boxes[int(annotation["image_id"])].append([x, y, x + w, y + h])
-            labels[int(annotation["image_id"])].append(int(annotation["category_id"]))
-        frames = [
-            FrameBoxes(
-                path=str(image["file_name"]),
-                width=int(image["width"]),
-                height=int(image["height"]),
-                boxes=np.asarray(boxes[i], dtype=np.float32).reshape(-1, 4),
-                labels=np.asarray(labels[i], dtype=np.int64),
-            )
-            for i, image in zip(ids, images, strict=True)
-        ]
+        ids = np.array([int(image["id"]) for image in images], dtype=np.int64)
+        annotations = coco["annotations"]
+        image_of = np.array([int(a["image_id"]) for a in annotations], dtype=np.int64)
+        labels = np.array([int(a["category_id"]) for a in annotations], dtype=np.int64)
+        xywh = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
+        sizes = [(str(i["file_name"]), int(i["width"]), int(i["height"])) for i in images]
     except (KeyError, TypeError, ValueError) as error:
         raise DetectionFolderError(f"{path}: not a COCO dataset of frames ({error!r})") from None
-    if ids != list(range(1, len(ids) + 1)):
+    if not np.array_equal(ids, np.arange(1, len(ids) + 1)):
         raise DetectionFolderError(f"{path}: image ids are not 1..{len(ids)} in order")
-    if any(len(f.labels) and (f.labels.min() < 1 or f.labels.max() > n_classes) for f in frames):
+    if len(image_of) and (image_of.min() < 1 or image_of.max() > len(ids)):
+        raise DetectionFolderError(f"{path}: an annotation of an image that is not listed")
+    if len(labels) and (labels.min() < 1 or labels.max() > n_classes):
         raise DetectionFolderError(f"{path}: a category_id outside 1..{n_classes}")
-    return frames
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+    order = np.argsort(image_of, kind="stable")
+    starts = np.searchsorted(image_of[order], np.arange(1, len(ids) + 2))
+    return [
+        FrameBoxes(name, width, height, boxes[order[a:b]], labels[order[a:b]])
+        for (name, width, height), a, b in zip(sizes, starts[:-1], starts[1:], strict=True)
+    ]
 
 
 def _predicted_from_csv(
@@ -343,43 +342,50 @@ def _predicted_from_csv(
     consecutive; a frame without boxes has one row with empty box cells)."""
     try:
         with open(path, encoding="utf-8", newline="") as file:
-            reader = csv.DictReader(file)
-            if tuple(reader.fieldnames or ()) != DETECTION_CSV_COLUMNS:
+            reader = csv.reader(file)
+            if tuple(next(reader, ())) != DETECTION_CSV_COLUMNS:
                 raise DetectionFolderError(
                     f"{path}: columns are not {', '.join(DETECTION_CSV_COLUMNS)}"
                 )
-            rows = list(reader)
+            rows = [row for row in reader if row]
     except (UnicodeDecodeError, csv.Error) as error:
         raise DetectionFolderError(f"{path}: unreadable ({error})") from None
+    if any(len(row) != len(DETECTION_CSV_COLUMNS) for row in rows):
+        raise DetectionFolderError(f"{path}: a row without {len(DETECTION_CSV_COLUMNS)} cells")
+    boxed = np.array([row[3] != "" for row in rows], dtype=bool)
+    try:  # x1 y1 x2 y2 score, and label, of the rows that hold a box
+        numbers = np.array([row[3:8] for row in rows if row[3]], dtype=np.float64).reshape(-1, 5)
+        labels = np.array([int(row[8]) for row in rows if row[3]], dtype=np.int64)
+    except ValueError as error:
+        raise DetectionFolderError(f"{path}: a box cell that is not a number ({error})") from None
+    if len(labels) and (labels.min() < 1 or labels.max() > n_classes):
+        raise DetectionFolderError(f"{path}: a label outside 1..{n_classes}")
+    box_index = np.cumsum(boxed) - boxed  # per row: how many boxes came before it
     frames, start = [], 0
     for number, frame in enumerate(truth, start=1):
         end = start
-        while end < len(rows) and from_spreadsheet_safe(rows[end]["frame"]) == frame.path:
+        while end < len(rows) and from_spreadsheet_safe(rows[end][0]) == frame.path:
             end += 1
         if end == start:
             raise DetectionFolderError(
                 f"{path}: no row for frame {number} ({frame.path}); every frame has at least one"
             )
-        frames.append(_frame_from_rows(path, frame, rows[start:end], n_classes))
+        first = int(box_index[start])
+        last = first + int(boxed[start:end].sum())
+        frames.append(
+            FrameBoxes(
+                frame.path,
+                frame.width,
+                frame.height,
+                numbers[first:last, :4].astype(np.float32),
+                labels[first:last],
+                numbers[first:last, 4].astype(np.float32),
+                from_spreadsheet_safe(rows[start][11]),
+            )
+        )
         start = end
     if start != len(rows):
         raise DetectionFolderError(
             f"{path}: {len(rows) - start} rows after the last frame of {GROUND_TRUTH_JSON}"
         )
     return frames
-
-
-def _frame_from_rows(path: Path, frame: FrameBoxes, rows: list[dict], n_classes: int) -> FrameBoxes:
-    error = from_spreadsheet_safe(rows[0]["error"])
-    boxed = [row for row in rows if row["x1"] != ""]
-    try:
-        boxes = np.asarray(
-            [[float(row[c]) for c in ("x1", "y1", "x2", "y2")] for row in boxed], dtype=np.float32
-        ).reshape(-1, 4)
-        scores = np.asarray([float(row["score"]) for row in boxed], dtype=np.float32)
-        labels = np.asarray([int(row["label"]) for row in boxed], dtype=np.int64)
-    except ValueError as error_:
-        raise DetectionFolderError(f"{path}: frame {frame.path}: {error_}") from None
-    if len(labels) and (labels.min() < 1 or labels.max() > n_classes):
-        raise DetectionFolderError(f"{path}: frame {frame.path}: a label outside 1..{n_classes}")
-    return FrameBoxes(frame.path, frame.width, frame.height, boxes, labels, scores, error)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from moths_framework.evaluate.answers import RolledUp, rolled_up_answers
 from moths_framework.evaluate.folder_reader import PredictionFolder, RankOutputs
+from moths_framework.evaluate.json_numbers import nan_as_null
 from moths_framework.evaluate.metrics import RankMetrics, rank_metrics
 from moths_framework.evaluate.novelty_auroc import NoveltySummary, summarise_novelty
 from moths_framework.evaluate.other_class import OtherSummary, summarise_other
@@ -21,7 +21,7 @@ from moths_framework.evaluate.reliability import (
 )
 from moths_framework.inference.prediction import OTHER_PREDICTION
 
-__all__ = ["Evaluation", "RollUpRank", "evaluate_folder", "nan_as_null"]
+__all__ = ["Evaluation", "RollUpRank", "evaluate_folder"]
 
 
 @dataclass(frozen=True)
@@ -155,14 +155,3 @@ def _answer_names(folder: PredictionFolder, answers: RolledUp) -> np.ndarray:
         rows = answers.rank == i
         names[rows] = classes[index[rows]]
     return names
-
-
-def nan_as_null(value):
-    """``value`` with every NaN float replaced by ``None`` (JSON has no NaN)."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {k: nan_as_null(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [nan_as_null(v) for v in value]
-    return value

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moths_framework.atomic_files import write_text_atomically
 from moths_framework.evaluate.confusion import confusion_csv
-from moths_framework.evaluate.evaluation import Evaluation
 from moths_framework.hierarchy import check_rank_name
 from moths_framework.output_folders import check_may_overwrite, record_written
+
+if TYPE_CHECKING:  # the evaluation imports scikit-learn; a detector's evaluation needs none
+    from moths_framework.evaluate.evaluation import Evaluation
 
 __all__ = ["METRICS_JSON", "REPORT_HTML", "write_evaluation"]
 
