@@ -291,9 +291,35 @@ def test_mixing_a_detection_and_a_classifier_folder_is_one_clear_error(tmp_path,
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0
     assert "is a detector's prediction folder" in error and str(detection) in error
-    other = _folder(tmp_path, *_perfect_frames(), name="pred2")
-    assert main([str(detection), str(other)]) == 2
-    assert "comparing two detection folders is not supported" in capsys.readouterr().err
+
+
+def test_two_detection_folders_compare_on_the_frames_both_read(tmp_path, capsys):
+    truth, predicted = _perfect_frames()
+    extra = _frame("only_a.jpg", TRUE_B, [1, 1])
+    found = _frame("only_a.jpg", TRUE_B, [1, 1], [0.9, 0.9])
+    first = _folder(tmp_path, [*truth, extra], [*predicted, found], name="a")
+    # B misses frame a's beetle (kept boxes 2 of 3) and cannot read b.jpg
+    predicted[0] = _frame("a.jpg", TRUE_A[:2], [1, 1], [0.9, 0.8])
+    predicted[1] = _frame("b.jpg", [], [], [], error="truncated")
+    second = _folder(tmp_path, truth, predicted, name="b")
+    assert main([str(first), str(second)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # read in both: a.jpg and empty.jpg (b.jpg broken in B, broken.jpg in both)
+    assert "4 shared frames (2 unreadable in A or B, left out); 1 only in A, 0 only in B" in lines
+    # A finds 3 of 3 true boxes, B 2 of 3, both at precision 1; count errors 0, 0 and -1, 0
+    assert "recall at the threshold       1.0000    0.6667   -0.3333" in lines
+    assert "precision at the threshold    1.0000    1.0000   +0.0000" in lines
+    assert "count MAE per frame           0.0000    0.5000   +0.5000" in lines
+    assert "frames whose count B got closer: 0, further: 1" in lines  # empty.jpg: as close
+
+
+def test_folders_of_other_true_boxes_are_not_compared(tmp_path, capsys):
+    truth, predicted = _perfect_frames()
+    first = _folder(tmp_path, truth, predicted, name="a")
+    truth[0] = _frame("a.jpg", TRUE_A[:2], [1, 1])
+    second = _folder(tmp_path, truth, predicted, name="b")
+    assert main([str(first), str(second)]) == 2
+    assert "a.jpg has other true boxes" in capsys.readouterr().err
 
 
 def test_a_file_moths_evaluate_did_not_write_stops_it(tmp_path, capsys):

@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Evaluate a folder written by moths-predict: metrics.json, confusion/<rank>.csv "
             "and report.html (a detector's folder: metrics.json, counts.csv and report.html). "
-            "With two classifier folders, compare B against A on their shared images."
+            "With two folders, compare B against A on their shared images or frames."
         ),
     )
     parser.add_argument("folders", nargs="+", metavar="PRED_DIR", help="one folder, or A B")
@@ -100,22 +100,27 @@ def _evaluate_detection(folder_path: str, output: str | None, report: bool) -> s
     return "\n".join(lines)
 
 
-def _check_same_task(first: str, second: str) -> None:
-    """Two detection folders, or a detection folder beside a classifier's, are refused."""
+def _compare(first: str, second: str) -> str:
+    """B against A: two classifier folders, or two detection folders; not one of each."""
     detection = [is_detection_folder(first), is_detection_folder(second)]
     if all(detection):
-        raise DetectionFolderError(
-            "comparing two detection folders is not supported yet: evaluate each on its own"
+        from moths_framework.evaluate.detection_compare import (
+            compare_detection_folders,
+            format_detection_comparison,
         )
+
+        folders = read_detection_folder(first), read_detection_folder(second)
+        return format_detection_comparison(compare_detection_folders(*folders))
     if any(detection):
         which, other = (first, second) if detection[0] else (second, first)
         raise PredictionFolderError(
             f"{which} is a detector's prediction folder and {other} a classifier's: "
-            "compare two classifier folders"
+            "compare two folders of the same kind"
         )
+    return _compare_classifiers(first, second)
 
 
-def _compare(first: str, second: str) -> str:
+def _compare_classifiers(first: str, second: str) -> str:
     from moths_framework.evaluate.compare import compare_folders, format_comparison
 
     comparison = compare_folders(PredictionFolder.load(first), PredictionFolder.load(second))
@@ -127,9 +132,8 @@ def main(args: list[str] | None = None) -> int:
 
     Returns:
         0 on success, 2 on a usage error (missing or unreadable folder, more than
-        two folders, folders that share no image, two detection folders or a detection
-        folder and a classifier's to compare, a file in the way that moths-evaluate
-        did not write).
+        two folders, folders that share no image, a detection folder and a
+        classifier's to compare, a file in the way that moths-evaluate did not write).
     """
     opts = _parser().parse_args(args)
     try:
@@ -140,7 +144,6 @@ def main(args: list[str] | None = None) -> int:
         if len(opts.folders) == 2:
             if opts.output or opts.no_report:
                 raise PredictionFolderError("--output and --no-report apply to one folder")
-            _check_same_task(*opts.folders)
             print(_compare(*opts.folders))
         elif is_detection_folder(opts.folders[0]):
             print(_evaluate_detection(opts.folders[0], opts.output, not opts.no_report))
