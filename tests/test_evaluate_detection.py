@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers.browser import render
 from helpers.paths import REPO
 from helpers.prediction_folders import write_random_folder
 from PIL import Image
@@ -350,3 +351,21 @@ def test_the_reference_page_names_every_metric_and_counts_column(tmp_path):
     columns = counts_csv(result).splitlines()[0].split(",")[:8]
     text = (REPO / "docs" / "reference" / "detection-folder.md").read_text(encoding="utf-8")
     assert [name for name in {*keys, *columns} if f"`{name}`" not in text] == []
+
+
+@pytest.mark.needs_real_parts
+def test_report_renders_in_headless_chromium(tmp_path, browser):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    truth, predicted = [], []
+    for i in range(3):
+        path = str(frames / f"{i}.png")
+        Image.new("RGB", (200, 100), (200, 190, 170)).save(path)
+        truth.append(_frame(path, TRUE_A, [1, 1, 2]))
+        predicted.append(_frame(path, TRUE_A[i:], [1, 1, 2][i:], [0.9, 0.8, 0.7][i:]))
+    folder = _folder(tmp_path, truth, predicted)
+    assert main([str(folder)]) == 0
+    page = render(browser, (folder / "report.html").as_uri())
+    assert page.problems() == []
+    assert page.images == 1 + 3  # the PR curve and each frame, decoded
+    assert "Precision and recall" in page.text and "Example frames" in page.text
