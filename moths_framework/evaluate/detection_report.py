@@ -72,7 +72,8 @@ def _overview(evaluation: DetectionEvaluation) -> str:
     )
     text = (
         f"<p>{evaluation.frames} frames, {evaluation.errors} could not be read (left out of "
-        f"every number below). {len(folder.classes)} classes; score threshold "
+        f"every number below). {len(folder.classes)} "
+        f"{'class' if len(folder.classes) == 1 else 'classes'}; score threshold "
         f"{folder.score_threshold:g}.{' ' + described + '.' if described else ''}</p>"
     )
     if evaluation.errors:
