@@ -242,7 +242,7 @@ def _engine(path: str | os.PathLike) -> EngineSettings:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    probe = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    probe = ort.InferenceSession(os.fspath(path), options, providers=[("CPUExecutionProvider", {})])
     props = probe.get_modelmeta().custom_metadata_map
     pre = DetectorMetadata.from_props(props, os.fspath(path)).preprocessing
     if pre.fixed_size is not None:
