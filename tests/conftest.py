@@ -94,6 +94,15 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def serve_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model moths-serve's tests serve, ``<dir>/tiny-moths.onnx``: the tiny backbone
+    on a checklist of 2,700 species, four ranks (``helpers.checklist_model``)."""
+    from helpers.checklist_model import export_checklist_model  # torch: only when asked
+
+    return export_checklist_model(tmp_path_factory.mktemp("serve") / "tiny-moths.onnx")
+
+
 @pytest.fixture(scope="module")
 def host() -> Iterator[ImageHost]:
     """A loopback image server per test module; ``host.add(path, data)`` returns its URL."""

@@ -16,14 +16,20 @@ def test_serve_bench_runs_and_ends_with_its_result_lines(
     serve = load_bench("serve")
     # timm's smallest EfficientNet instead of efficientnet_b0: the same code, a quick export
     monkeypatch.setattr(serve.infer, "BACKBONE", "test_efficientnet")
-    serve.main(["--images", "4", "--per-request", "2", "--rounds", "1", "--threads", "1",
-                "--max-batch", "4"])  # fmt: skip
+    serve.main(["--images", "4", "--species", "30", "--per-request", "2", "--rounds", "1",
+                "--threads", "1", "--max-batch", "4"])  # fmt: skip
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"offline \(moths-infer\): \d+\.\d img/s", lines[-4])
     for clients, line in zip((1, 8, 32), lines[-3:], strict=True):
-        assert re.fullmatch(rf"serve: c={clients} \d+\.\d img/s, p99 \d+ ms, \d+% of offline", line)
-    assert "test_efficientnet, 4 images 640x480, 2 per request, 1 threads, max batch 4" in (
-        "\n".join(lines)
+        assert re.fullmatch(
+            rf"serve: c={clients} \d+\.\d img/s, p99 \d+ ms, \d+% of offline, "
+            r"CPU per image \d+\.\d ms vs \d+\.\d ms offline \(30 classes\)",
+            line,
+        )
+    # 30 species in 10 genera, 1 family, 1 group, and Other at each rank: 31 + 2 + 2 + 11
+    assert (
+        "test_efficientnet, 30 species (46 classes on 4 ranks), 4 images 640x480, 2 per request, "
+        "1 threads, max batch 4" in "\n".join(lines)
     )
 
 

@@ -27,9 +27,10 @@ from helpers.antenna_schemas import (
     antenna_request,
     parses_unchanged,
 )
+from helpers.checklist_model import CHECKLIST
 from helpers.image_host import ImageHost
 from helpers.image_samples import jpeg, png_bytes, png_header_only
-from helpers.onnx_models import HIERARCHY, export_model, metadata, tiny_net
+from helpers.onnx_models import export_model, metadata, tiny_net
 from helpers.running_server import Running, running
 from PIL import Image
 
@@ -38,13 +39,13 @@ from moths_framework.inference.writers import prediction_json
 from moths_framework.serve import ServeOptions, create_app, load_served_model
 from moths_framework.serve.served import file_sha256
 
-# --- the server under test (model_file and host are conftest's) ---
+# --- the server under test (serve_model_file and host are conftest's) ---
 
 
 @pytest.fixture(scope="module")
-def server(model_file: Path) -> Iterator[Running]:
+def server(serve_model_file: Path) -> Iterator[Running]:
     options = ServeOptions(fetch_timeout=0.5, max_wait_ms=2, max_batch=8)
-    with running(create_app([load_served_model(model_file)], options)) as live:
+    with running(create_app([load_served_model(serve_model_file)], options)) as live:
         yield live
 
 
@@ -58,24 +59,24 @@ def test_health_endpoints(server: Running) -> None:
 
 
 def test_info_lists_whole_image_then_one_classifier_per_rank(
-    server: Running, model_file: Path
+    server: Running, serve_model_file: Path
 ) -> None:
     info = parses_unchanged(ProcessingServiceInfoResponse, httpx.get(f"{server.url}/info").json())
     (pipeline,) = info.pipelines
     assert pipeline.slug == "tiny-moths" and pipeline.stages == []
-    version = int(file_sha256(model_file)[:7], 16)
+    version = int(file_sha256(serve_model_file)[:7], 16)
     assert pipeline.version == version
     detector, *classifiers = pipeline.algorithms
     assert (detector.name, detector.key, detector.task_type, detector.version) == (
         "Whole image", "whole-image", "localization", 1
     )  # fmt: skip
-    assert [a.task_type for a in classifiers] == ["classification"] * len(HIERARCHY.ranks)
+    assert [a.task_type for a in classifiers] == ["classification"] * len(CHECKLIST.ranks)
     assert len({a.key for a in pipeline.algorithms}) == len(pipeline.algorithms)
     expected_rank = {"species": "SPECIES", "group": "UNKNOWN", "family": "FAMILY", "genus": "GENUS"}
-    for rank, algorithm in zip(HIERARCHY.ranks, classifiers, strict=True):
+    for rank, algorithm in zip(CHECKLIST.ranks, classifiers, strict=True):
         assert algorithm.version == version and algorithm.version_name
         cmap = algorithm.category_map
-        labels = HIERARCHY.classes(rank)
+        labels = CHECKLIST.classes(rank)
         assert cmap.labels == labels
         assert [d["index"] for d in cmap.data] == list(range(len(labels)))
         assert [d["label"] for d in cmap.data] == labels
@@ -84,9 +85,11 @@ def test_info_lists_whole_image_then_one_classifier_per_rank(
         assert set(ranks[1:]) == {expected_rank[rank]}
 
 
-def test_version_changes_with_the_model_file(tmp_path: Path, model_file: Path) -> None:
-    other = export_model(tiny_net(), tmp_path / "tiny-moths.onnx", metadata({"species": 2.0}))
-    first, second = load_served_model(model_file), load_served_model(other)
+def test_version_changes_with_the_model_file(tmp_path: Path, serve_model_file: Path) -> None:
+    other = export_model(
+        tiny_net(CHECKLIST), tmp_path / "tiny-moths.onnx", metadata({"species": 2.0}, CHECKLIST)
+    )
+    first, second = load_served_model(serve_model_file), load_served_model(other)
     assert first.slug == second.slug and first.version != second.version
 
 
@@ -108,16 +111,16 @@ def test_process_matches_onnx_classifier(server: Running, host: ImageHost, tmp_p
     for i, data in enumerate(datas):
         paths.append(tmp_path / f"{i}.img")
         paths[-1].write_bytes(data)
-    expected = classifier.predict(paths, top_k=100)
+    expected = classifier.predict(paths, top_k=max(CHECKLIST.num_classes().values()))
     for detection, data, prediction in zip(result.detections, datas, expected, strict=True):
         width, height = Image.open(io.BytesIO(data)).size
         assert detection.bbox == BoundingBox(x1=0, y1=0, x2=width, y2=height)
         assert detection.algorithm == AlgorithmReference(name="Whole image", key="whole-image")
         assert detection.crop_image_url is None
         logits = classifier.logits(classifier.preprocess(Image.open(io.BytesIO(data)))[None])
-        by_rank = dict(zip(HIERARCHY.ranks, detection.classifications, strict=True))
+        by_rank = dict(zip(CHECKLIST.ranks, detection.classifications, strict=True))
         for rank, classification in by_rank.items():
-            labels = HIERARCHY.classes(rank)
+            labels = CHECKLIST.classes(rank)
             assert classification.classification == prediction.top1(rank)[0]
             assert classification.labels is None
             assert classification.terminal == (rank == "species")
@@ -196,7 +199,7 @@ def _expected_records(classifier: OnnxClassifier, datas: list[bytes], tmp_path: 
     for i, data in enumerate(datas):
         paths.append(tmp_path / f"v1-{i}.png")
         paths[-1].write_bytes(data)
-    records = [prediction_json(p, HIERARCHY.ranks) for p in classifier.predict(paths, top_k=3)]
+    records = [prediction_json(p, CHECKLIST.ranks) for p in classifier.predict(paths, top_k=3)]
     for record in records:
         del record["path"]
     return records
@@ -229,13 +232,14 @@ def test_v1_classify_json_equals_moths_infer_records(
 def test_v1_classify_multipart_with_options(server: Running, tmp_path: Path) -> None:
     datas = [png_bytes(13), png_bytes(14)]
     files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(datas)]
-    form = {"top_k": "2", "thresholds": "species=0.0", "species_list": ["Aus alpha", "Cus delta"]}
+    listed = CHECKLIST.classes("species")[1:3]
+    form = {"top_k": "2", "thresholds": "species=0.0", "species_list": listed}
     response = httpx.post(f"{server.url}/v1/classify", files=files, data=form)
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["path"] for r in results] == ["0.png", "1.png"]
     for result in results:
-        assert result["species"] in ("Other", "Aus alpha", "Cus delta")
+        assert result["species"] in ("Other", *listed)
         assert result["prediction_rank"] == "species" and result["confident"] is True
         assert len(result["top_k"]["species"]) == 2
     unknown = httpx.post(
@@ -253,24 +257,24 @@ def test_v1_classify_multipart_with_options(server: Running, tmp_path: Path) -> 
         assert bad.status_code == 422 and message in bad.json()["detail"], bad.text
 
 
-def test_v1_models_describes_the_model(server: Running, model_file: Path) -> None:
+def test_v1_models_describes_the_model(server: Running, serve_model_file: Path) -> None:
     (info,) = httpx.get(f"{server.url}/v1/models").json()["models"]
-    assert info["slug"] == "tiny-moths" and info["sha256"] == file_sha256(model_file)
-    assert info["ranks"] == list(HIERARCHY.ranks)
-    assert info["classes"]["genus"] == HIERARCHY.classes("genus")
-    assert info["thresholds"] == dict.fromkeys(HIERARCHY.ranks, 0.5)
-    assert info["calibration"] == {"temperature": dict.fromkeys(HIERARCHY.ranks, 1.0)}
+    assert info["slug"] == "tiny-moths" and info["sha256"] == file_sha256(serve_model_file)
+    assert info["ranks"] == list(CHECKLIST.ranks)
+    assert info["classes"]["genus"] == CHECKLIST.classes("genus")
+    assert info["thresholds"] == dict.fromkeys(CHECKLIST.ranks, 0.5)
+    assert info["calibration"] == {"temperature": dict.fromkeys(CHECKLIST.ranks, 1.0)}
     assert info["card"] == {"backbone": "tiny"}
 
 
 # --- auth and limits ---
 
 
-def test_token_required_except_health(model_file: Path, host: ImageHost) -> None:
+def test_token_required_except_health(serve_model_file: Path, host: ImageHost) -> None:
     options = ServeOptions(token="s3cret-token", max_body_bytes=4096)
     url = host.add("/auth/a.png", png_bytes(15))
     body = {"pipeline": "tiny-moths", "source_images": [{"id": "1", "url": url}]}
-    with running(create_app([load_served_model(model_file)], options)) as live:
+    with running(create_app([load_served_model(serve_model_file)], options)) as live:
         assert httpx.get(f"{live.url}/livez").status_code == 200
         assert httpx.get(f"{live.url}/readyz").status_code == 200
         for path in ("/info", "/v1/models", "/docs"):

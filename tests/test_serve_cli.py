@@ -47,7 +47,7 @@ def test_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_limits_reach_uvicorn_and_the_service(
-    model_file: Path,
+    serve_model_file: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import uvicorn
@@ -62,7 +62,7 @@ def test_limits_reach_uvicorn_and_the_service(
             started["ran"] = True
 
     monkeypatch.setattr(uvicorn, "Server", Server)
-    args = ["--model", str(model_file), "--limit-concurrency", "7", "--max-json-mb", "0.5",
+    args = ["--model", str(serve_model_file), "--limit-concurrency", "7", "--max-json-mb", "0.5",
             "--max-pixels", "1000", "--deny-private-networks",
             "--fetch-per-request", "3"]  # fmt: skip
     assert main(args) == 0 and started["ran"]

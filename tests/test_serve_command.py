@@ -41,14 +41,14 @@ class Command:
 
 
 @pytest.fixture(scope="module")
-def command(model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Command]:
+def command(serve_model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Command]:
     folder = tmp_path_factory.mktemp("command")
-    second = shutil.copy(model_file, folder / "second-moths.onnx")
+    second = shutil.copy(serve_model_file, folder / "second-moths.onnx")
     (folder / "token").write_text(TOKEN + "\n")
     port = _free_port()
     script = Path(sys.executable).with_name("moths-serve")
     args = [
-        str(script), "--model", str(model_file), "--model", str(second),
+        str(script), "--model", str(serve_model_file), "--model", str(second),
         "--host", "127.0.0.1", "--port", str(port), "--allow-hosts", "127.0.0.1",
         "--token-file", str(folder / "token"), "--max-body-mb", "1", "--max-image-mb", "0.05",
         "--fetch-timeout", "5", "--providers", "cpu", "--threads", "1",

@@ -44,7 +44,7 @@ schemathesis.openapi.format("uri", HOSTILE_URLS)
 
 
 @pytest.fixture(scope="module")
-def live(model_file: Path) -> Iterator[Running]:
+def live(serve_model_file: Path) -> Iterator[Running]:
     options = ServeOptions(
         allow_hosts=["127.0.0.1"],
         deny_private_networks=True,
@@ -53,7 +53,7 @@ def live(model_file: Path) -> Iterator[Running]:
         max_json_bytes=2**20,
         max_body_bytes=2**20,
     )
-    with running(create_app([load_served_model(model_file)], options)) as server:
+    with running(create_app([load_served_model(serve_model_file)], options)) as server:
         yield server
 
 

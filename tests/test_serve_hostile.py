@@ -34,8 +34,8 @@ _REF = re.compile(r"\(ref [0-9a-f]+\)")
 
 
 @pytest.fixture
-def model(model_file: Path) -> Path:
-    return model_file
+def model(serve_model_file: Path) -> Path:
+    return serve_model_file
 
 
 def _process(images: list[tuple[str, str]], pipeline: str = "tiny-moths") -> dict:

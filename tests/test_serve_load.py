@@ -26,11 +26,11 @@ def _process(pipeline: str, images: list[tuple[str, str]]) -> dict:
 
 
 def test_concurrent_clients_get_their_own_images_exactly_once(
-    model_file: Path,
+    serve_model_file: Path,
     host: ImageHost,
 ) -> None:
     urls = [host.add(f"/load/{i}.png", png_bytes(100 + i)) for i in range(DISTINCT_IMAGES)]
-    served = load_served_model(model_file)
+    served = load_served_model(serve_model_file)
     expected = {}  # image index -> species scores the model gives it alone
     for index in range(DISTINCT_IMAGES):
         image = Image.open(io.BytesIO(host.files[f"/load/{index}.png"]))
@@ -90,10 +90,10 @@ def _wait_until(condition, seconds: float = 10.0) -> None:  # noqa: ANN001
         time.sleep(0.01)
 
 
-def test_full_server_answers_503_with_retry_after(model_file: Path, host: ImageHost) -> None:
+def test_full_server_answers_503_with_retry_after(serve_model_file: Path, host: ImageHost) -> None:
     slow = [(str(i), host.add(f"/full/{i}.png", png_bytes(i), delay=1.0)) for i in range(2)]
     options = ServeOptions(max_in_flight=2, fetch_timeout=5)
-    with running(create_app([load_served_model(model_file)], options)) as live:
+    with running(create_app([load_served_model(serve_model_file)], options)) as live:
         thread, first = _in_background(f"{live.url}/process", _process("tiny-moths", slow))
         _wait_until(lambda: live.engine.admission.in_flight == 2)
         refused = httpx.post(f"{live.url}/process", json=_process("tiny-moths", slow[:1]))
@@ -108,21 +108,21 @@ def test_full_server_answers_503_with_retry_after(model_file: Path, host: ImageH
         assert httpx.get(f"{live.url}/readyz").status_code == 200
 
 
-def test_slow_request_answers_504(model_file: Path, host: ImageHost) -> None:
+def test_slow_request_answers_504(serve_model_file: Path, host: ImageHost) -> None:
     url = host.add("/timeout/a.png", png_bytes(1), delay=2.0)
     options = ServeOptions(request_timeout=0.3, fetch_timeout=5)
-    with running(create_app([load_served_model(model_file)], options)) as live:
+    with running(create_app([load_served_model(serve_model_file)], options)) as live:
         response = httpx.post(f"{live.url}/process", json=_process("tiny-moths", [("1", url)]))
         assert response.status_code == 504 and "over 0.3 s" in response.text
         assert live.engine.admission.in_flight == 0
 
 
 def test_graceful_shutdown_finishes_requests_in_flight(
-    model_file: Path,
+    serve_model_file: Path,
     host: ImageHost,
 ) -> None:
     url = host.add("/shutdown/a.png", png_bytes(2), delay=0.8)
-    server = Running(create_app([load_served_model(model_file)], ServeOptions())).start()
+    server = Running(create_app([load_served_model(serve_model_file)], ServeOptions())).start()
     thread, result = _in_background(f"{server.url}/process", _process("tiny-moths", [("9", url)]))
     _wait_until(lambda: server.engine.admission.in_flight == 1)
     server.stop()  # what SIGTERM does: stop accepting, let requests in flight finish
@@ -133,8 +133,8 @@ def test_graceful_shutdown_finishes_requests_in_flight(
     assert not server.thread.is_alive()
 
 
-def test_readyz_is_503_while_models_warm_up(model_file: Path, host: ImageHost) -> None:
-    served = load_served_model(model_file)
+def test_readyz_is_503_while_models_warm_up(serve_model_file: Path, host: ImageHost) -> None:
+    served = load_served_model(serve_model_file)
     release = threading.Event()
     run = served.classifier.model_outputs
 

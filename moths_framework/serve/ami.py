@@ -9,7 +9,9 @@ classification algorithm per rank. Only the species rank is ``terminal``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,15 +19,11 @@ from moths_framework.hierarchy import OTHER
 from moths_framework.serve.schemas_ami import (
     AlgorithmCategoryMapResponse,
     AlgorithmConfigResponse,
-    AlgorithmReference,
-    BoundingBox,
-    ClassificationResponse,
-    DetectionResponse,
     PipelineConfigResponse,
 )
 from moths_framework.serve.served import ServedModel
 
-__all__ = ["WHOLE_IMAGE", "detection", "pipeline_config", "taxon_rank"]
+__all__ = ["WHOLE_IMAGE", "ClassifiedImage", "detections", "pipeline_config", "taxon_rank"]
 
 WHOLE_IMAGE = AlgorithmConfigResponse(
     name="Whole image",
@@ -34,11 +32,29 @@ WHOLE_IMAGE = AlgorithmConfigResponse(
     version=1,
     description="The whole image as one detection: the classifiers see the full frame.",
 )
+_WHOLE_IMAGE_REFERENCE = {"name": WHOLE_IMAGE.name, "key": WHOLE_IMAGE.key}
 TERMINAL_RANK = "species"
 # Antenna's TaxonRank names; our other ranks (the seed's "group") are UNKNOWN there.
 _ANTENNA_RANKS = frozenset(
     "KINGDOM PHYLUM CLASS ORDER SUPERFAMILY FAMILY SUBFAMILY TRIBE SUBTRIBE GENUS SPECIES".split()
 )
+
+
+@dataclass(frozen=True)
+class ClassifiedImage:
+    """What the model gave one image.
+
+    Attributes:
+        id: the request's id of the image.
+        size: (width, height) of the decoded image.
+        logits: rank -> this image's raw logits (one row).
+        seconds: the model's time for this image (its share of the batch).
+    """
+
+    id: str
+    size: tuple[int, int]
+    logits: Mapping[str, np.ndarray]
+    seconds: float
 
 
 def taxon_rank(rank: str, label: str) -> str:
@@ -92,49 +108,48 @@ def pipeline_config(model: ServedModel) -> PipelineConfigResponse:
     )
 
 
-def detection(
-    model: ServedModel,
-    image_id: str,
-    size: tuple[int, int],
-    logits: Mapping[str, np.ndarray],
-    seconds_per_image: float,
-) -> DetectionResponse:
-    """The one detection of an image: its whole frame, with one classification per rank.
+def detections(model: ServedModel, images: Sequence[ClassifiedImage]) -> list[dict[str, Any]]:
+    """The detections of a request's classified images, as ``DetectionResponse`` JSON objects.
 
-    Args:
-        logits: rank -> this image's raw logits (one row).
-        size: (width, height) of the decoded image.
-        seconds_per_image: the model's time for this image (its share of the batch).
+    One per image: its whole frame, with one classification per rank. Scores
+    and logits stay float32 numpy arrays for :func:`.json_body.render`; the
+    probabilities of all the request's images are computed at once.
     """
+    if not images:
+        return []
     now = datetime.datetime.now(datetime.timezone.utc)
-    rows = {rank: row[np.newaxis] for rank, row in logits.items()}
-    probs = model.classifier.probabilities_from_logits(rows)
-    classifications = []
-    for rank, row in logits.items():
-        scores = probs[rank][0]
-        classifications.append(
-            ClassificationResponse(
-                classification=model.classifier.hierarchy.classes(rank)[int(np.argmax(scores))],
-                labels=None,
-                scores=scores.tolist(),
-                logits=row.astype(float).tolist(),
-                inference_time=seconds_per_image,
-                algorithm=_reference(model.name, rank, algorithm_key(model, rank)),
-                terminal=rank == TERMINAL_RANK,
-                timestamp=now,
-            )
-        )
-    width, height = size
-    return DetectionResponse(
-        source_image_id=image_id,
-        bbox=BoundingBox(x1=0, y1=0, x2=width, y2=height),
-        inference_time=0.0,
-        algorithm=AlgorithmReference(name=WHOLE_IMAGE.name, key=WHOLE_IMAGE.key),
-        timestamp=now,
-        crop_image_url=None,
-        classifications=classifications,
-    )
-
-
-def _reference(model_name: str, rank: str, key: str) -> AlgorithmReference:
-    return AlgorithmReference(name=f"{model_name} ({rank})", key=key)
+    ranks = model.classifier.hierarchy.ranks
+    logits = {rank: np.stack([image.logits[rank] for image in images]) for rank in ranks}
+    probs = model.classifier.probabilities_from_logits(logits)
+    per_rank = []
+    for rank in ranks:
+        classes = model.classifier.hierarchy.classes(rank)
+        top = np.argmax(probs[rank], axis=1)
+        # float32, the model's precision: shortest text that reads back bit for bit
+        scores = probs[rank].astype(np.float32)
+        reference = {"name": f"{model.name} ({rank})", "key": algorithm_key(model, rank)}
+        per_rank.append((rank, [classes[i] for i in top], scores, logits[rank], reference))
+    return [
+        {
+            "source_image_id": image.id,
+            "bbox": {"x1": 0.0, "y1": 0.0, "x2": float(image.size[0]), "y2": float(image.size[1])},
+            "inference_time": 0.0,
+            "algorithm": _WHOLE_IMAGE_REFERENCE,
+            "timestamp": now,
+            "crop_image_url": None,
+            "classifications": [
+                {
+                    "classification": names[row],
+                    "labels": None,
+                    "scores": scores[row],
+                    "logits": rank_logits[row],
+                    "inference_time": image.seconds,
+                    "algorithm": reference,
+                    "terminal": rank == TERMINAL_RANK,
+                    "timestamp": now,
+                }
+                for rank, names, scores, rank_logits, reference in per_rank
+            ],
+        }
+        for row, image in enumerate(images)
+    ]

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from moths_framework.serve import ami, v1
 from moths_framework.serve.auth import BearerAuth
@@ -24,7 +24,6 @@ from moths_framework.serve.bodies import (
     too_many_images,
 )
 from moths_framework.serve.engine import (
-    ImageOutcome,
     ImageRequest,
     NotReady,
     Overloaded,
@@ -33,13 +32,12 @@ from moths_framework.serve.engine import (
     ServeOptions,
     UnknownModel,
 )
+from moths_framework.serve.json_body import FastJSONResponse
 from moths_framework.serve.limits import BodyLimit, ByteBudget
 from moths_framework.serve.openapi import CLASSIFY_BODY, PROCESS_BODY, install_openapi
 from moths_framework.serve.schemas_ami import (
-    PipelineResultsError,
     PipelineResultsResponse,
     ProcessingServiceInfoResponse,
-    SourceImageResponse,
 )
 from moths_framework.serve.schemas_v1 import ClassifyResponse, ModelsResponse
 from moths_framework.serve.served import ServedModel
@@ -67,6 +65,12 @@ def create_app(
         description="Moth species classifiers (whole image), served by moths-serve",
         pipelines=[ami.pipeline_config(m) for m in models],
     )
+    info_body = info.model_dump_json().encode()  # every label of every rank: rendered once
+    process_route = {
+        "tags": ["services"],
+        "openapi_extra": PROCESS_BODY,
+        "response_model": PipelineResultsResponse,
+    }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,14 +105,14 @@ def create_app(
             return JSONResponse({"status": list(engine.models)})
         return JSONResponse({"status": []}, status_code=503)
 
-    @app.get("/info", tags=["services"])
-    async def service_info() -> ProcessingServiceInfoResponse:
-        return info
+    @app.get("/info", tags=["services"], response_model=ProcessingServiceInfoResponse)
+    async def service_info() -> Response:
+        return FastJSONResponse(info_body)
 
-    @app.post("/pipeline/process/", deprecated=True, tags=["services"], openapi_extra=PROCESS_BODY)
-    @app.post("/process", tags=["services"], openapi_extra=PROCESS_BODY)
-    @app.post("/process/", tags=["services"], openapi_extra=PROCESS_BODY)
-    async def process(request: Request) -> PipelineResultsResponse:
+    @app.post("/pipeline/process/", deprecated=True, **process_route)
+    @app.post("/process", **process_route)
+    @app.post("/process/", **process_route)
+    async def process(request: Request) -> Response:
         """Classify the source images of an AMI pipeline request (one detection per image)."""
         started = time.perf_counter()
         data = await read_pipeline_request(request, options.max_in_flight)
@@ -117,17 +121,25 @@ def create_app(
         _check_count(len(unique), options)
         requests = [ImageRequest(id=image.id, url=image.url) for image in unique]
         outcomes = await engine.classify(model.slug, requests)
-        return PipelineResultsResponse(
-            pipeline=model.slug,
-            algorithms={},
-            total_time=time.perf_counter() - started,
-            source_images=[SourceImageResponse(id=i.id, url=i.url) for i in unique],
-            detections=[_detection(model, o) for o in outcomes if o.error is None],
-            errors=[
-                PipelineResultsError(error=o.error, image_id=o.image.id)
-                for o in outcomes
-                if o.error is not None
-            ],
+        classified = [
+            ami.ClassifiedImage(o.image.id, o.size, o.result.logits, o.result.seconds_per_image)
+            for o in outcomes
+            if o.error is None
+        ]
+        # The wire object of PipelineResultsResponse, rendered by orjson (see json_body).
+        return FastJSONResponse(
+            {
+                "pipeline": model.slug,
+                "algorithms": {},
+                "total_time": time.perf_counter() - started,
+                "source_images": [{"id": i.id, "url": i.url} for i in unique],
+                "detections": ami.detections(model, classified),
+                "errors": [
+                    {"error": o.error, "image_id": o.image.id}
+                    for o in outcomes
+                    if o.error is not None
+                ],
+            }
         )
 
     @app.post("/v1/classify", tags=["v1"], openapi_extra=CLASSIFY_BODY)
@@ -150,13 +162,6 @@ def create_app(
         return ModelsResponse(models=[v1.model_info(m) for m in models])
 
     return app
-
-
-def _detection(model: ServedModel, outcome: ImageOutcome):  # noqa: ANN202 (schema type)
-    result = outcome.result
-    return ami.detection(
-        model, outcome.image.id, outcome.size, result.logits, result.seconds_per_image
-    )
 
 
 def _check_count(count: int, options: ServeOptions) -> None:

@@ -33,21 +33,23 @@ PREPROCESSING = Preprocessing(input_size=(32, 32), crop_pct=0.875)
 class _Heads(nn.Module):
     """A feature extractor and one linear head per rank; returns logits per rank, features."""
 
-    def __init__(self, features: nn.Module, width: int) -> None:
+    def __init__(
+        self, features: nn.Module, width: int, hierarchy: LabelHierarchy = HIERARCHY
+    ) -> None:
         super().__init__()
         self.features = features
-        counts = HIERARCHY.num_classes()
-        self.heads = nn.ModuleList(nn.Linear(width, counts[r]) for r in HIERARCHY.ranks)
+        counts = hierarchy.num_classes()
+        self.heads = nn.ModuleList(nn.Linear(width, counts[r]) for r in hierarchy.ranks)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.features(image)
         return (*(head(features) for head in self.heads), features)
 
 
-def tiny_net() -> nn.Module:
+def tiny_net(hierarchy: LabelHierarchy = HIERARCHY) -> nn.Module:
     torch.manual_seed(0)
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
-    return _Heads(nn.Sequential(conv, nn.Flatten()), 8).eval()
+    return _Heads(nn.Sequential(conv, nn.Flatten()), 8, hierarchy).eval()
 
 
 class _Zero(nn.Module):
@@ -67,7 +69,8 @@ def constant_net(logits: dict[str, list[float]]) -> nn.Module:
 
 def export_model(net: nn.Module, path: Path, metadata: ModelMetadata | None = None) -> Path:
     """Export like moths-export: input ``image``, one output per rank, metadata props."""
-    outputs = [*HIERARCHY.ranks, "features"]
+    ranks = metadata.hierarchy.ranks if metadata is not None else HIERARCHY.ranks
+    outputs = [*ranks, "features"]
     torch.onnx.export(
         net, torch.zeros(2, 3, *PREPROCESSING.input_size), str(path), dynamo=False,
         opset_version=17, input_names=["image"], output_names=outputs,
@@ -80,8 +83,10 @@ def export_model(net: nn.Module, path: Path, metadata: ModelMetadata | None = No
     return path
 
 
-def metadata(temperature: dict[str, float] | None = None) -> ModelMetadata:
-    return ModelMetadata(HIERARCHY, PREPROCESSING, {"backbone": "tiny"}, temperature or {})
+def metadata(
+    temperature: dict[str, float] | None = None, hierarchy: LabelHierarchy = HIERARCHY
+) -> ModelMetadata:
+    return ModelMetadata(hierarchy, PREPROCESSING, {"backbone": "tiny"}, temperature or {})
 
 
 def save_image(path: Path, width: int = 40, height: int = 30, seed: int = 0) -> Path:
