@@ -8,7 +8,8 @@ which resizes the frame per the preprocessing, runs the model (which normalises
 inside) and maps its boxes back. It is traced with the TorchScript exporter at
 opset 17 (``dynamo=False``: torchvision's detection models are tested for export
 that way), with NMS and ``max_detections`` inside and no score cut, which the
-reader applies.
+reader applies; multi-level RoI pooling merges its levels with a ``Gather``
+(:mod:`~moths_framework.export.roi_merge`), not torchvision's slow scatter.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from moths_framework.export.detector_parity import (
     synthetic_frames,
 )
 from moths_framework.export.onnx import EXPORTER, OPSET, save_checked
+from moths_framework.export.roi_merge import gathered_roi_levels
 from moths_framework.inference.detector_metadata import (
     BOXES_OUTPUT,
     DETECTOR_INPUT,
@@ -85,7 +87,7 @@ def trace_detector(graph: DetectionGraph, path: str | Path, frame: torch.Tensor)
     try:
         # The tracer warns about every Python number the detection code reads from a
         # tensor (pages of text): the parity check, not the warnings, says if it worked.
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), gathered_roi_levels():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 graph,
