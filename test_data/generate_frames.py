@@ -6,6 +6,8 @@ from the crops of ``source_a/`` and ``source_b/`` on generated sheets:
 * frames 1-24: 320x240, 0 to 12 moths each, 29 to 60 pixels long;
 * frame 25: no moth at all (a negative);
 * frame 26: 60 small moths (14 to 19 pixels long), none overlapping another;
+* frames 27-88: as frames 1-24 (more frames for the detector to train and be tested on:
+  ``configs/detector-dev.yaml`` splits them 61 / 13 / 14);
 * ``instances.json`` (COCO): one category ``moth``; each box names its species in
   ``attributes.species`` and the crop it came from in ``attributes.crop``.
 
@@ -33,6 +35,8 @@ USUAL = SynthSettings(
 )
 EMPTY = replace(USUAL, frames=1, density=(0, 0))
 CROWDED = replace(USUAL, frames=1, density=(60, 60), moth_size=(0.06, 0.08), max_iou=0.0)
+MORE = replace(USUAL, frames=62)  # after the first 26, which stay as they were
+TOTAL = USUAL.frames + EMPTY.frames + CROWDED.frames + MORE.frames
 
 
 def main() -> None:
@@ -41,10 +45,11 @@ def main() -> None:
         synthesize(USUAL, pool),
         synthesize(EMPTY, pool, first_index=USUAL.frames),
         synthesize(CROWDED, pool, first_index=USUAL.frames + 1),
+        synthesize(MORE, pool, first_index=USUAL.frames + 2),
     )
     info = {"description": "test_data frames, made by test_data/generate_frames.py"}
     written = write_coco_frames(
-        OUT, frames, ["moth"], command=COMMAND, info=info, total=26, progress=False
+        OUT, frames, ["moth"], command=COMMAND, info=info, total=TOTAL, progress=False
     )
     size = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {written.frames} frames with {written.moths} moths to {OUT} ({size} bytes)")

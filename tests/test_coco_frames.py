@@ -239,10 +239,10 @@ def _frames_module(**options) -> FrameDataModule:
 def test_the_datamodule_reads_test_data_frames_and_batches_them_as_lists():
     data = _frames_module(batch_size=4)
     assert data.classes == ("moth",) and data.num_classes == 2
-    assert len(data.frames) == 26 and sum(not f.boxes for f in data.frames) >= 2
+    assert len(data.frames) == 88 and sum(not f.boxes for f in data.frames) >= 2
     data.setup("fit")
     split = data.split
-    assert sorted(split.train + split.val + split.test) == list(range(26)) and split.val
+    assert sorted(split.train + split.val + split.test) == list(range(88)) and split.val
     images, targets, skipped = next(iter(data.train_dataloader()))
     assert len(images) == len(targets) == 4 and skipped == 0
     assert all(i.shape == (3, 240, 320) for i in images)
