@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.onnx_detectors import (
     fraction_detector,
     grid_detector,
@@ -64,14 +65,31 @@ def test_the_graph_gets_the_frame_at_its_working_size(tmp_path, preprocessing, f
     assert box == pytest.approx((0, 0, 10 * frame[0] / seen[0], 10 * frame[1] / seen[1]))
 
 
-def test_a_large_jpeg_is_drafted_for_the_detector_and_kept_whole_for_crops(tmp_path) -> None:
+def test_a_large_jpeg_is_kept_whole_for_crops_fast_decoded_or_not(tmp_path) -> None:
     frame = save_frame(tmp_path / "big.jpg", paint_cells(sheet(2048, 1536), [(3, 4)]))
+    path = grid_detector(tmp_path / "g.onnx")
+    inputs = []
+    for fast_decode in (False, True):
+        detector = OnnxDetector.from_file(path, fast_decode=fast_decode)
+        loaded = detector.load(str(frame), keep_image=True)
+        assert loaded.size == (2048, 1536) and loaded.image.size == (2048, 1536)
+        assert loaded.input.shape == (1, 3, 120, 160) and loaded.input.dtype == np.float32
+        (found,) = detector.detect(str(frame))
+        assert found.box == pytest.approx((3 * 102.4, 4 * 153.6, 4 * 102.4, 5 * 153.6))
+        inputs.append(loaded.input)
+    assert not np.array_equal(*inputs)  # fast: decoded at 1/8 scale (256 x 192), then resized
+
+
+@pytest.mark.parametrize("size", [(2048, 1536), (333, 251), (100, 75)])
+def test_the_reader_resizes_a_frame_as_the_graph_does(tmp_path, size) -> None:
+    pixels = np.random.default_rng(size[0]).integers(0, 256, (size[1], size[0], 3), np.uint8)
     detector = OnnxDetector.from_file(grid_detector(tmp_path / "g.onnx"))
-    loaded = detector.load(str(frame), keep_image=True)
-    assert loaded.size == (2048, 1536) and loaded.image.size == (2048, 1536)
-    assert loaded.input.shape == (1, 3, 120, 160) and loaded.input.dtype == np.float32
-    (found,) = detector.detect(str(frame))
-    assert found.box == pytest.approx((3 * 102.4, 4 * 153.6, 4 * 102.4, 5 * 153.6))
+    ours = detector.model_input(Image.fromarray(pixels))[0]
+    # the oracle: what the exported graph does, torch's bilinear resize of the whole frame
+    frame = torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255
+    graphs = F.interpolate(frame, size=ours.shape[1:], mode="bilinear", align_corners=False)[0]
+    difference = np.abs(ours - graphs.numpy()) * 255  # in grey levels
+    assert difference.max() <= 1.5 and difference.mean() <= 0.6  # Pillow rounds down
 
 
 def test_min_score_and_max_detections_cut_best_first(tmp_path: Path) -> None:
@@ -156,14 +174,15 @@ def test_an_exported_torchvision_detector_runs_as_pytorch_runs_it(exported, tmp_
             assert (np.abs(scores[twins] - d.score) <= 1e-4).any(), d
 
 
-def test_an_exported_detector_maps_boxes_of_a_larger_frame_back(exported, tmp_path) -> None:
-    path, _ = exported
+def test_an_exported_detector_on_a_larger_frame_finds_pytorchs_boxes(exported) -> None:
+    path, graph = exported
     detector = OnnxDetector.from_file(path, "cpu", min_score=0.0)
-    large = Image.fromarray(_frame(0, (480, 384)))  # three times the working size
-    found = detector.detect(large)
-    # what the graph gives on the frame shrunk to its working size, three times as large
-    small = detector.detect(large.resize((160, 128), Image.Resampling.BILINEAR))
-    assert len(found) == len(small) > 5 and max(d.box[2] for d in found) > 160
-    np.testing.assert_allclose([d.box for d in found], [np.multiply(d.box, 3) for d in small],
-                               rtol=1e-6, atol=1e-3)  # fmt: skip
-    assert [d.score for d in found] == [d.score for d in small]
+    pixels = _frame(0, (480, 384))  # three times the working size: the reader shrinks it
+    found = detector.detect(Image.fromarray(pixels))
+    with torch.no_grad():  # the oracle: PyTorch's graph on the whole frame, resizing it itself
+        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float()[None] / 255
+        boxes, scores, _ = (t.numpy() for t in graph(x))
+    assert len(found) == len(boxes) > 5 and max(d.box[2] for d in found) > 160
+    for d in found:  # within a grey level of the graph's pixels: boxes within 1.5 px of its own
+        twins = np.abs(boxes - d.box).max(1) <= 1.5
+        assert (np.abs(scores[twins] - d.score) <= 2e-3).any(), d

@@ -100,6 +100,7 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
         min_score=opts.min_score,
         max_detections=opts.max_detections,
         num_threads=opts.threads,
+        fast_decode=opts.fast_decode,
     )
     classifier = open_classifier(opts) if opts.model is not None else None
     pipeline = Pipeline(

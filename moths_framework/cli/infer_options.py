@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads")
     p.add_argument(
         "--fast-decode", action="store_true", help="decode JPEGs at reduced scale: faster, not "
-        "bit-equal (images; a detector always decodes frames at the scale it needs)",
+        "bit-equal (with --detector: the detector's input; crops stay full resolution)",
     )  # fmt: skip
     p.add_argument(
         "--fp16-engine",

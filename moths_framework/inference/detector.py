@@ -2,13 +2,15 @@
 
 The file follows :mod:`moths_framework.inference.detector_metadata`: a frame in,
 boxes, scores and labels out, no score cut inside. The graph resizes the frame
-to the size its preprocessing states (shorter side ``min_side``, longer at most
-``max_side``) before the model sees it; the reader does that resize first, with
-Pillow (antialiased bilinear, as the frame data module's ``max_side`` does when
-training), so the graph's own resize keeps the size and a huge frame never
-becomes a full-size float array (an 8000x6000 frame would be 576 MB). JPEG
-frames decode at the smallest of 1/2, 1/4 or 1/8 scale that still covers that
-size. Boxes come back in the frame's pixels, EXIF orientation applied. No torch.
+to the working size its preprocessing states (shorter side ``min_side``, longer
+at most ``max_side``) before the model sees it. The reader does that resize
+first, the way the graph does it (bilinear at pixel centres, no antialiasing:
+Pillow's affine transform, within 1.5 grey levels of the graph's own, 0.5 on
+average: it rounds down), so the graph keeps the size, its boxes are those PyTorch gives on the
+whole frame, and a huge frame never becomes a full-size float array (an
+8000x6000 frame would be 576 MB). ``fast_decode`` decodes a JPEG at the smallest
+of 1/2, 1/4 or 1/8 scale that still covers the working size instead: faster,
+not equal. Boxes come back in the frame's pixels, EXIF orientation applied. No torch.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from moths_framework.inference.providers import TENSORRT, EngineSettings, resolv
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-__all__ = ["Detection", "LoadedFrame", "OnnxDetector"]
+__all__ = ["Detection", "LoadedFrame", "OnnxDetector", "resized_as_the_graph"]
 
 _OUTPUTS = [BOXES_OUTPUT, SCORES_OUTPUT, LABELS_OUTPUT]
 _SMALLEST_SIDE = 16  # of a frame's working size, in TensorRT's shape profile
@@ -81,6 +83,9 @@ class OnnxDetector:
             ``moths.score_threshold``.
         max_detections: keep at most this many boxes a frame (the best); default
             and upper bound: the file's ``moths.max_detections``.
+        fast_decode: decode JPEG frames at reduced scale for the detector (the
+            crops still come from the full frame): faster when the working size is
+            at most half the frame's, not equal to the graph's own resize.
 
     Raises:
         ModelFormatError: not a detector file (a classifier's is named as such), or
@@ -95,6 +100,7 @@ class OnnxDetector:
         *,
         min_score: float | None = None,
         max_detections: int | None = None,
+        fast_decode: bool = False,
     ) -> None:
         props = session.get_modelmeta().custom_metadata_map
         self.metadata = DetectorMetadata.from_props(props, source)
@@ -108,6 +114,7 @@ class OnnxDetector:
         if isinstance(most, bool) or not isinstance(most, int) or most < 1:
             raise ValueError(f"max_detections must be an integer >= 1, got {most!r}")
         self.max_detections = min(most, self.metadata.max_detections)
+        self.fast_decode = fast_decode
 
     @classmethod
     def from_file(
@@ -118,6 +125,7 @@ class OnnxDetector:
         min_score: float | None = None,
         max_detections: int | None = None,
         num_threads: int | None = None,
+        fast_decode: bool = False,
     ) -> OnnxDetector:
         """Open a detector exported by ``moths-export``.
 
@@ -127,7 +135,7 @@ class OnnxDetector:
             providers: as :meth:`OnnxClassifier.from_file`: ``"auto"`` (TensorRT,
                 CUDA, CPU: the first available; a GPU provider that fails to start
                 falls back), or names.
-            min_score, max_detections: see the class.
+            min_score, max_detections, fast_decode: see the class.
             num_threads: ONNX Runtime intra-op threads; default one per physical core.
 
         Raises:
@@ -139,7 +147,13 @@ class OnnxDetector:
         local = zoo.resolve(path, task=zoo.DETECTION)
         engine = _engine(local) if TENSORRT in resolve_providers(providers) else None
         session, source = open_model_file(local, providers, num_threads, engine, zoo.DETECTION)
-        return cls(session, source, min_score=min_score, max_detections=max_detections)
+        return cls(
+            session,
+            source,
+            min_score=min_score,
+            max_detections=max_detections,
+            fast_decode=fast_decode,
+        )
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -168,14 +182,15 @@ class OnnxDetector:
     def load(self, image: ImageInput, keep_image: bool = False) -> LoadedFrame:
         """Decode a frame (EXIF orientation applied) into the detector's input.
 
-        A JPEG decodes at reduced scale when that still covers the working size;
-        with ``keep_image`` the full-resolution frame is kept too (decoded a second
-        time, in full, when the first decode was reduced).
+        With ``fast_decode`` a JPEG decodes at reduced scale when that still covers
+        the working size. With ``keep_image`` the full-resolution frame is kept too
+        (decoded a second time, in full, when the first decode was reduced).
 
         Raises:
             ImageDecodeError: the file cannot be decoded (a ValueError).
         """
-        decoded = decode_rgb(image, draft_size=self.working_size)
+        draft = self.working_size if self.fast_decode else None
+        decoded = decode_rgb(image, draft_size=draft)
         full = None
         if keep_image:
             drafted = decoded.image.size != decoded.full_size
@@ -191,7 +206,7 @@ class OnnxDetector:
         when ``image`` is a reduced decode of it (the working size follows the frame)."""
         size = self.working_size(*(frame_size or image.size))
         if image.size != size:
-            image = image.resize(size, Image.Resampling.BILINEAR)
+            image = resized_as_the_graph(image, size)
         x = np.asarray(image).transpose(2, 0, 1).astype(np.float32)
         x /= np.float32(255)
         return x[None]
@@ -218,6 +233,19 @@ class OnnxDetector:
                 f"{self.source} returned label {label}; its classes are 1..{len(self.classes)}"
             )
         return self.classes[label - 1]
+
+
+def resized_as_the_graph(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image`` resized to ``size`` ``(width, height)`` as the exported graph resizes a
+    frame (``torch.nn.functional.interpolate``, bilinear, ``align_corners=False``, no
+    antialiasing; ONNX ``Resize``): each output pixel samples the input at its centre
+    mapped back, ``(x + 0.5) * in / out - 0.5``, from the four nearest pixels. Pillow's
+    affine transform samples that way; it rounds down to whole grey levels (within 1.5
+    of the graph's values, 0.5 on average)."""
+    sx, sy = image.width / size[0], image.height / size[1]
+    return image.transform(
+        size, Image.Transform.AFFINE, (sx, 0, 0, 0, sy, 0), resample=Image.Resampling.BILINEAR
+    )
 
 
 def _check_signature(session: ort.InferenceSession, source: str) -> None:

@@ -1,9 +1,10 @@
 """``Pipeline``: trap frames through a detector, then each box's crop through a classifier.
 
-Each frame is decoded once, EXIF orientation applied (a JPEG whose reduced decode
-covers the detector's working size is decoded a second time, in full, for the
-crops), in a thread one frame ahead of the models: at most two frames are held
-in memory at full resolution, however many frames a night has. The detector
+Each frame is decoded once, EXIF orientation applied (with the detector's
+``fast_decode``, a JPEG decoded at reduced scale for the detector is decoded a
+second time, in full, for the crops), in a thread one frame ahead of the models:
+at most two frames are held in memory at full resolution, however many frames a
+night has. The detector
 finds the boxes; each box, widened by a margin and clamped to the frame, is cut
 from the full-resolution frame; :class:`OnnxClassifier` classifies the crops in
 batches, with its own preprocessing and roll-up. A frame that cannot be decoded
