@@ -11,6 +11,7 @@ from pathlib import Path
 
 from moths_framework.evaluate.folder_writer import prediction_csv_columns
 from moths_framework.inference import detector_metadata, metadata
+from moths_framework.inference.detection_writer import detection_columns
 from moths_framework.plugins import GROUPS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,12 @@ def test_the_onnx_page_names_every_detector_key_input_and_output():
 def test_the_prediction_folder_page_names_every_column():
     columns = prediction_csv_columns(["<rank>"], novelty=True)
     assert not _missing(columns, REFERENCE / "prediction-folder.md")
+
+
+def test_the_detections_page_names_every_column():
+    columns = detection_columns(["<rank>"], novelty=True)
+    assert "detection_score" in columns and "crop" in columns
+    assert not _missing(columns, REFERENCE / "detections-csv.md")
 
 
 def test_the_zoo_index_page_names_every_field():
