@@ -199,9 +199,15 @@ def _yaml_at(key: str, value: object) -> str:
 
 
 def test_each_group_row_resolves_and_its_yaml_key_is_where_the_configs_name_it():
-    configs = [
-        yaml.safe_load((REPO / "configs" / n).read_text()) for n in ("dev.yaml", "default.yaml")
-    ]
+    def read(names):
+        return [yaml.safe_load((REPO / "configs" / n).read_text()) for n in names]
+
+    classifier_configs = read(["dev.yaml", "default.yaml"])
+    # A detector trains from configs of its own, which name no classifier part, and back.
+    detector_configs = read(sorted(p.name for p in (REPO / "configs").glob("detector*.yaml")))
+    assert detector_configs
+    assert not any("detector" in c["model"] for c in classifier_configs)
+    assert not any("backbone" in c["model"] or "unfreeze" in c for c in detector_configs)
     for row in plugins.GROUPS:
         assert row.entry_point_group == f"moths_framework.{row.name}"
         assert isinstance(row.base_class(), type)
@@ -210,12 +216,7 @@ def test_each_group_row_resolves_and_its_yaml_key_is_where_the_configs_name_it()
         )
         assert isinstance(row.scaffold_template(), Template)
         assert plugins.plugin_group(row.entry_point_group) is row
-        if row.name == "detectors":  # a detector trains from configs of its own ...
-            detector_configs = sorted((REPO / "configs").glob("detector*.yaml"))
-            assert all(
-                "detector" in yaml.safe_load(p.read_text())["model"] for p in detector_configs
-            )
-            continue  # ... and the classifier configs name none
+        configs = detector_configs if row.name == "detectors" else classifier_configs
         for config in configs:
             node = config
             for part in row.yaml_key.split("."):

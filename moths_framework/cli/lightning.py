@@ -2,7 +2,8 @@
 moths-validate, moths-test, moths-predict and moths-calibrate.
 
 :func:`run_command` loads the plugins, builds the command's
-:class:`~moths_framework.train.cli.MothsCLI` and runs it; a mistake the user can
+:class:`~moths_framework.train.cli.MothsCLI` (or, for a detector's config, its
+:class:`~moths_framework.train.detector_cli.DetectorCLI`) and runs it; a mistake the user can
 cause (a bad config, a missing file, an unknown class) is printed as one line,
 exit code 2, no traceback.
 """
@@ -17,15 +18,19 @@ from collections.abc import Callable
 from jsonargparse import ArgumentError
 
 from moths_framework import plugins
+from moths_framework.data.coco import CocoError
 from moths_framework.data.datamodule import TransformError
+from moths_framework.data.frame_dataset import FrameSizeError
 from moths_framework.data.sources import DataSourceError
 from moths_framework.hierarchy import HierarchyError
 from moths_framework.model.backbone import BackboneError
 from moths_framework.model.checkpoint import CheckpointError
+from moths_framework.model.detector import DetectorError
 from moths_framework.model.trust import TRUST_FLAG, trusting_checkpoints
 from moths_framework.model.warm_start import WarmStartError
 from moths_framework.output_folders import OutputFolderError
 from moths_framework.train.cli import MothsCLI, run_entry_point
+from moths_framework.train.task import ConfigTaskError, build_cli
 from moths_framework.zoo.transport import INSECURE_FLAG, allowing_insecure_http
 
 __all__ = ["USER_ERRORS", "run_command"]
@@ -34,7 +39,11 @@ __all__ = ["USER_ERRORS", "run_command"]
 USER_ERRORS = (
     BackboneError,
     CheckpointError,
+    CocoError,
+    ConfigTaskError,
     DataSourceError,
+    DetectorError,
+    FrameSizeError,
     HierarchyError,
     plugins.PluginError,
     FileNotFoundError,
@@ -99,7 +108,7 @@ def run_command(
     try:
         plugins.load_all()
         with trusting_checkpoints(trust), allowing_insecure_http(insecure):
-            cli = MothsCLI(command, args)
+            cli = build_cli(command, args)
             (run or run_entry_point)(cli)
     except USER_ERRORS as err:
         print(f"moths-{command}: error: {err}", file=sys.stderr)

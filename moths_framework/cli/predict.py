@@ -4,8 +4,11 @@
 [--data.source ...] [--output DIR] [--images-by-prediction true]`` writes
 ``predictions.csv``, ``outputs.npz`` and ``hierarchy.json`` (see
 :func:`moths_framework.evaluate.folder_writer.write_prediction_folder`) to
-``RUN/predictions/<split>/`` by default. The model runs on the checkpoint's
-own label hierarchy; an image that cannot be read keeps its row, with ``error``.
+``RUN/predictions/<split>/`` by default. The model runs on the checkpoint's own
+label hierarchy; an image that cannot be read keeps its row, with ``error``.
+On a detector's run it writes a detection folder instead
+(:mod:`moths_framework.evaluate.detection_folder`): every box the detector finds,
+down to a score of 0.001, with the true boxes beside them.
 An existing folder is replaced only when it is empty or a prediction folder
 ``moths-predict`` wrote, holding nothing else (see :mod:`moths_framework.output_folders`).
 """
@@ -19,6 +22,7 @@ from moths_framework.model.checkpoint import CheckpointError, checkpoint_meta
 from moths_framework.model.predict import gather_outputs
 from moths_framework.model.trust import lightning_load_options
 from moths_framework.train.cli import MothsCLI
+from moths_framework.train.detector_cli import DetectorCLI
 
 
 def default_split(cli: MothsCLI) -> str:
@@ -30,6 +34,9 @@ def default_split(cli: MothsCLI) -> str:
 
 def run_predict(cli: MothsCLI) -> None:
     """Predict the chosen split and write the prediction folder; prints where."""
+    if isinstance(cli, DetectorCLI):
+        run_detector_predict(cli)
+        return
     from moths_framework.calibrate.settings import inference_settings
     from moths_framework.evaluate.folder_writer import (
         PREDICTION_FOLDER_MAKER,
@@ -72,6 +79,44 @@ def run_predict(cli: MothsCLI) -> None:
     print(
         f"moths-predict: {len(indices)} images of split {split!r} ({failed} could not be read); "
         f"wrote {out}"
+    )
+
+
+def run_detector_predict(cli: DetectorCLI) -> None:
+    """Run a detector over the chosen split, every box scoring at least
+    :data:`~moths_framework.model.detector_lightning.EVAL_SCORE_CUT` kept, and write the
+    detection folder (:mod:`moths_framework.evaluate.detection_folder`); prints where."""
+    from moths_framework.evaluate.detection_folder import write_detection_folder
+    from moths_framework.evaluate.folder_writer import PREDICTION_FOLDER_MAKER
+    from moths_framework.model.detector_predict import frame_predictions
+    from moths_framework.output_folders import check_replaceable_folder
+
+    assert cli.detector_meta is not None
+    if cli.trainer.world_size > 1:
+        raise CheckpointError("moths-predict runs in one process: use --trainer.devices 1")
+    data, meta = cli.datamodule, cli.detector_meta
+    trained_on = meta.data.get("source")
+    split = cli.config.get("split") or ("test" if trained_on == str(data.coco.path) else "all")
+    data.predict_phase = split
+    ckpt = Path(cli.config.ckpt_path)
+    out = Path(cli.config.get("output") or ckpt.parent / "predictions" / split)
+    check_replaceable_folder(out, PREDICTION_FOLDER_MAKER)  # before the run, not after it
+    load = lightning_load_options(cli.trainer.predict)
+    batches = cli.trainer.predict(cli.model, datamodule=data, ckpt_path=str(ckpt), **load)
+    indices = data.indices(split)
+    truth, predicted = frame_predictions(
+        batches or [], [data.frames[i] for i in indices], [data.labels[i] for i in indices]
+    )
+    write_detection_folder(
+        out, meta.classes, truth, predicted,
+        score_threshold=meta.score_threshold,
+        metadata={"checkpoint": str(ckpt), "split": split, "detector": meta.detector},
+    )  # fmt: skip
+    failed = sum(bool(p.error) for p in predicted)
+    kept = sum(int((p.scores >= meta.score_threshold).sum()) for p in predicted if len(p.scores))
+    print(
+        f"moths-predict: {len(indices)} frames of split {split!r} ({failed} could not be read), "
+        f"{kept} boxes scoring at least {meta.score_threshold:g}; wrote {out}"
     )
 
 

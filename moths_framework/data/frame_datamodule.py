@@ -6,7 +6,7 @@ import csv
 import hashlib
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,6 +145,27 @@ class FrameDataModule(pl.LightningDataModule):
     def num_classes(self) -> int:
         """Classes including the background (label 0): what torchvision's detectors take."""
         return len(self.classes) + 1
+
+    def use_classes(self, classes: Sequence[str]) -> None:
+        """Label the boxes for a model of ``classes`` (label k names ``classes[k - 1]``):
+        a trained detector's, when its frames list their categories in another order.
+
+        Raises:
+            CocoError: a box is of a class that is not among ``classes``.
+        """
+        classes = tuple(classes)
+        if classes == self.classes:
+            return
+        used = {self.classes[label - 1] for labels in self.labels for label in labels}
+        unknown = sorted(used - set(classes))
+        if unknown:
+            raise CocoError(
+                f"{self.coco.path}: boxes of {', '.join(map(repr, unknown))}, a class the "
+                f"model was not trained for (its classes: {', '.join(map(repr, classes))})"
+            )
+        label = {name: classes.index(name) + 1 for name in used}
+        self.labels = [tuple(label[self.classes[k - 1]] for k in labels) for labels in self.labels]
+        self.classes = classes
 
     def identities(self) -> list[str]:
         """What the split hashes for each frame (see ``split_by``)."""

@@ -32,7 +32,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.hierarchy import LabelHierarchy
-from moths_framework.model.checkpoint import CheckpointError, checkpoint_hierarchy, read_checkpoint
+from moths_framework.inference.detector_metadata import DETECTION
+from moths_framework.model.checkpoint import (
+    CHECKPOINT_KEY,
+    CheckpointError,
+    checkpoint_hierarchy,
+    read_checkpoint,
+)
 from moths_framework.model.lightning import MothsClassifier
 from moths_framework.model.rebuild import check_model_fits
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP, lightning_load_options
@@ -87,14 +93,23 @@ class RunConfigSaver(SaveConfigCallback):
 
 
 class MothsCLI(LightningCLI):
-    """LightningCLI with the moths wiring: plugins, hierarchy link, unfreeze policy, run dir."""
+    """LightningCLI with the moths wiring: plugins, hierarchy link, unfreeze policy, run dir.
+
+    It builds a classifier; :class:`~moths_framework.train.detector_cli.DetectorCLI`
+    is the same CLI for a detector (:func:`moths_framework.train.task.build_cli` picks).
+    """
+
+    MODEL: type = MothsClassifier
+    DATA: type = MothsDataModule
+    #: What ``best.ckpt`` is best by: a logged metric and whether lower or higher is better.
+    BEST_BY: tuple[str, Literal["min", "max"]] = ("val/loss", "min")
 
     def __init__(self, command: str, args: list[str] | None) -> None:
         self.command = command
         self.checkpoint: dict[str, Any] | None = None
         super().__init__(
-            MothsClassifier,
-            MothsDataModule,
+            self.MODEL,
+            self.DATA,
             save_config_callback=RunConfigSaver if command == "fit" else None,
             seed_everything_default=42,
             run=False,
@@ -114,6 +129,11 @@ class MothsCLI(LightningCLI):
         parser.link_arguments(
             "data", "model.hierarchy", self._model_hierarchy, apply_on="instantiate"
         )
+        self.add_run_arguments(parser)
+
+    def add_run_arguments(self, parser: LightningArgumentParser) -> None:
+        """The options of a run whatever its model: ``--ckpt_path``, ``--tune``, and
+        moths-predict's ``--split``, ``--output`` and ``--images-by-prediction``."""
         parser.add_argument(
             "--ckpt_path",
             type=str | None,
@@ -151,6 +171,11 @@ class MothsCLI(LightningCLI):
         ckpt = self.config.get("ckpt_path")
         if ckpt:
             self.checkpoint = read_checkpoint(ckpt)
+            if self.checkpoint[CHECKPOINT_KEY].get("task") == DETECTION:
+                raise CheckpointError(
+                    f"{ckpt} is a detector's checkpoint and the config a classifier's: "
+                    "give the config of its run (RUN/config.yaml names model.detector)"
+                )
         elif self.command == "predict":
             raise CheckpointError("moths-predict needs a trained model: --ckpt_path RUN/best.ckpt")
         self._set_run_dir()
@@ -198,14 +223,14 @@ class MothsCLI(LightningCLI):
             kwargs["callbacks"] = [self._best_and_last(trainer["default_root_dir"]), *given]
         return super().instantiate_trainer(**kwargs)
 
-    @staticmethod
-    def _best_and_last(run_dir: str) -> ModelCheckpoint:
-        """``best.ckpt`` (lowest val/loss) and ``last.ckpt`` in the run directory."""
+    def _best_and_last(self, run_dir: str) -> ModelCheckpoint:
+        """``best.ckpt`` (best by :attr:`BEST_BY`) and ``last.ckpt`` in the run directory."""
+        monitor, mode = self.BEST_BY
         return ModelCheckpoint(
             dirpath=run_dir,
             filename="best",
-            monitor="val/loss",
-            mode="min",
+            monitor=monitor,
+            mode=mode,
             save_last=True,
             auto_insert_metric_name=False,
             enable_version_counter=False,
