@@ -22,10 +22,15 @@ Each round records wall-clock img/s and img/s per CPU-second of this process
 result compares medians; the per-round spread is printed above it.
 ``--levels`` first compares ONNX Runtime's graph optimisation levels.
 
+Last, on a trained network (``int8_imagenet.py``): EfficientNet-Lite0 with its
+ImageNet weights, top-1 agreement of int8 with float32 over 216 natural photos
+and crops of them (``--no-speed``: this part only).
+
 Run: ``.venv/bin/python bench/int8.py [--backbones efficientnet_b0 resnet50]
-[--images 96] [--calibration 64] [--rounds 7] [--threads N] [--levels]``.
-Result lines, one model-only and one end-to-end per backbone:
+[--images 96] [--calibration 64] [--rounds 7] [--threads N] [--levels] [--no-speed]``.
+Result lines, one model-only and one end-to-end per backbone, then the agreement:
 ``int8: X img/s vs fp32 Y img/s, N.NNx, top-1 agreement P% (model only, NAME, T threads)``
+``int8 agreement: X% top-1 on N natural images (efficientnet_lite0, ImageNet weights)``
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import infer
+import int8_imagenet
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -223,6 +229,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=7, help="alternations of fp32 and int8")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ORT threads")
     parser.add_argument("--levels", action="store_true", help="compare graph optimisation levels")
+    parser.add_argument(
+        "--no-speed", action="store_true", help="only the ImageNet agreement, no timings"
+    )
     args = parser.parse_args(argv)
     if min(args.images, args.calibration, args.rounds, args.threads) < 1:
         parser.error("--images, --calibration, --rounds and --threads must be >= 1")
@@ -234,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     lines = []
     with tempfile.TemporaryDirectory(prefix="moths-bench-int8-") as name:
+        if args.no_speed:
+            args.backbones = []
         tmp = Path(name)
         paths = infer.write_images(tmp / "images", args.images + args.calibration)
         timed, calibration = paths[: args.images], paths[args.images :]
@@ -248,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
                 compare_levels(fp32, int8, batch, args)
             lines.append(model_only(fp32, int8, batch, args, what))
             lines.append(end_to_end(fp32, int8, timed, args, what))
+    lines.append(int8_imagenet.imagenet_agreement(args.calibration, args.threads))
     print(*lines, sep="\n")
 
 

@@ -99,3 +99,28 @@ def test_infer_sweep_keeps_each_settings_best_pass_and_alternates(monkeypatch) -
     runs = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
     assert infer.sweep(runs, rounds=2, images=8) == {"a": 4.0, "b": 8.0}
     assert calls == ["a", "b", "b", "a"]
+
+
+def test_natural_photos_come_installed_and_make_over_200_views(monkeypatch, tmp_path):
+    """bench/int8.py's ImageNet agreement: scikit-learn's and scikit-image's sample photos,
+    read from their wheels (a fetch fails here), twelve views each, mirrored in pairs."""
+    skimage_fetchers = pytest.importorskip("skimage.data._fetchers", reason="the bench extra")
+
+    class NoDownloads:
+        abspath = tmp_path  # an empty cache: only the files inside the wheel are found
+
+        def fetch(self, name: str) -> str:
+            raise AssertionError(f"scikit-image tried to download {name}")
+
+    monkeypatch.setattr(skimage_fetchers, "_image_fetcher", NoDownloads())
+    natural = load_bench("natural_photos")
+    photos = natural.natural_photos()
+    views = natural.views(photos)
+    assert len(photos) == 18 and len(views) == 12 * len(photos) >= 200
+    assert len({name for name, _ in views}) == len(views)
+    named = dict(views)
+    whole, mirrored = named["chelsea/whole"], named["chelsea/whole/flip"]
+    assert whole.size == photos["chelsea"].size == (451, 300)
+    assert mirrored.getpixel((0, 0)) == whole.getpixel((450, 0))
+    assert named["chelsea/crop2"].size == (338, 225)  # 3/4 of each side, top left
+    assert named["chelsea/crop2"].getpixel((0, 0)) == whole.getpixel((0, 0))
