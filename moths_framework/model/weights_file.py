@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 from collections.abc import Mapping, Set
 from pathlib import Path
 
 import torch
 
-from moths_framework.messages import first_few
+from moths_framework.messages import first_few, one_line
 from moths_framework.model.backbone import BackboneError
 
 __all__ = ["match_state_dict", "read_state_dict", "read_weights_file"]
@@ -70,14 +71,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise BackboneError(f"cannot read weights file {str(path)!r}: {err}") from err
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise BackboneError(
-            f"weights file {str(path)!r} holds objects other than tensors, which are not "
-            "loaded (torch.load with weights_only=True refused them); save the model's "
-            "state_dict() instead"
-        ) from err
     except Exception as err:  # unpickling raises many types
-        raise BackboneError(f"cannot read weights file {str(path)!r}: {err}") from err
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if isinstance(err, pickle.UnpicklingError) and refused:
+            raise BackboneError(
+                f"weights file {str(path)!r} holds objects other than tensors "
+                f"({refused.group(1)}), which are never loaded (torch.load with "
+                "weights_only=True refused them); save the model's state_dict() instead"
+            ) from err
+        raise BackboneError(f"cannot read weights file {str(path)!r}: {one_line(err)}") from err
     for key in _NESTED:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 from torchvision import models
 
 from moths_framework.model.backbone import Backbone, BackboneError, load_weights_strictly
+from moths_framework.model.weights_file import read_weights_file
 from moths_framework.preprocessing import Preprocessing
 
 __all__ = ["TorchvisionBackbone", "torchvision_preprocessing"]
@@ -29,18 +29,29 @@ class TorchvisionBackbone(Backbone):
             (``efficientnet_b7``, ``resnet50``, ``vit_b_16``, ...).
         pretrained: ``False`` for random weights, ``True`` for the model's
             DEFAULT weights (torchvision's download), or the path of a local
-            state dict file (the full model's, classifier included or not) for
-            offline machines.
+            weights file (as ``pretrained_file``).
+        pretrained_file: a local weights file, for offline machines: the model's
+            state dict (``.safetensors``; ``.pth``/``.pt``, read with
+            ``torch.load(weights_only=True)``), its classifier included or not.
+            Under other names than torchvision's, a ``.pth`` holding the same
+            tensors in torchvision's order is paired by order and shape (see
+            :mod:`moths_framework.model.weights_file`). The classifier's weights
+            are never loaded: the heads are the framework's.
 
     Raises:
         BackboneError: unknown or unsupported model name (close matches are
-            suggested), a weights file that is missing or does not fit, or a
-            failed download.
+            suggested), a weights file that is missing, unreadable or does not
+            fit, both ``pretrained`` and ``pretrained_file``, or a failed download.
     """
 
-    def __init__(self, name: str, pretrained: bool | str = False):
+    def __init__(
+        self, name: str, pretrained: bool | str = False, pretrained_file: str | None = None
+    ):
         super().__init__()
-        self.model, self._num_features = _create_model(name, pretrained)
+        if pretrained is not False and pretrained_file is not None:
+            raise BackboneError("give pretrained or pretrained_file, not both")
+        weights = pretrained if pretrained_file is None else pretrained_file
+        self.model, self._num_features = _create_model(name, weights)
         self._preprocessing = torchvision_preprocessing(name)
 
     @property
@@ -99,8 +110,8 @@ def _create_model(name: str, pretrained: bool | str) -> tuple[nn.Module, int]:
             ) from err
         raise BackboneError(
             f"could not get pretrained weights for torchvision model {name!r} "
-            f"({type(err).__name__}: {err}); on an offline machine set pretrained to a local "
-            "weights file"
+            f"({type(err).__name__}: {err}); on an offline machine set pretrained_file to a "
+            "local weights file"
         ) from err
     removed = _remove_auxiliary_heads(model)
     head, num_features = _remove_classifier(model, name)
@@ -163,12 +174,17 @@ def _remove_auxiliary_heads(model: nn.Module) -> tuple[str, ...]:
 
 
 def _load_weights(model: nn.Module, path: Path, name: str, skip: tuple[str, ...]) -> None:
-    """Load a local state dict strictly, except the keys under the removed heads ``skip``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling raises many types
-        raise BackboneError(f"cannot read weights file {str(path)!r}: {err}") from err
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise BackboneError(f"weights file {str(path)!r} is not a state dict (name -> tensor)")
-    state = {k: v for k, v in state.items() if not any(k.startswith(f"{s}.") for s in skip)}
-    load_weights_strictly(model, state, str(path), f"torchvision model {name!r}")
+    """Load a local weights file strictly, except the tensors of the removed heads ``skip``."""
+    architecture = _architecture(name)
+    head = {k for k in architecture if any(k.startswith(f"{s}.") for s in skip)}
+    what = f"torchvision model {name!r}"
+    state = read_weights_file(path, architecture, head, what)
+    load_weights_strictly(model, state, str(path), what)
+
+
+def _architecture(name: str) -> dict[str, torch.Size]:
+    """The shapes of the whole model's state dict, heads included, in order (meta device:
+    no memory, no initialisation)."""
+    with torch.device("meta"):
+        whole = models.get_model(name, weights=None, **_architecture_kwargs(name))
+    return {k: v.shape for k, v in whole.state_dict().items()}
