@@ -13,7 +13,7 @@ from typing import Any
 
 from moths_framework.hierarchy import LabelHierarchy
 
-__all__ = ["model_card"]
+__all__ = ["detector_card", "model_card"]
 
 
 def model_card(entry: dict[str, Any], hierarchy: LabelHierarchy) -> str:
@@ -51,6 +51,50 @@ def model_card(entry: dict[str, Any], hierarchy: LabelHierarchy) -> str:
         "## Limits\n",
         *(f"- {limit}" for limit in _limits(entry)),
         "",
+        *_files_and_license(entry),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def detector_card(entry: dict[str, Any]) -> str:
+    """Markdown for one detector's zoo entry (``task: detection``)."""
+    ref = f"{entry['id']}@{entry['version']}"
+    parts = [
+        f"# {entry['id']} {entry['version']}\n",
+        f"{entry.get('description') or entry.get('title') or ''}\n",
+        "## Use\n",
+        "A detector: it finds the moths in a trap frame; a classifier then names each one.\n",
+        "```console",
+        f"moths-zoo pull {ref}",
+        f"moths-infer --detector zoo:{ref} --model CLASSIFIER.onnx frames/ --output detections.csv",
+        "```\n",
+        "## Intended use and region\n",
+        f"- Region / checklist: {entry.get('region') or 'not stated'}",
+        f"- Intended use: {entry.get('intended_use') or 'not stated'}\n",
+        "## Classes\n",
+        ", ".join(f"`{name}`" for name in entry["classes"]) + "\n",
+        "## Detector\n",
+        "```json",
+        json.dumps(entry.get("detector", {}), indent=2, sort_keys=True),
+        "```\n",
+        "## Training data\n",
+        _table(entry.get("training_data", {})),
+        "## Metrics (validation split)\n",
+        _table(entry.get("metrics", {})),
+        "## Preprocessing\n",
+        "```json",
+        json.dumps(entry.get("preprocessing", {}), indent=2, sort_keys=True),
+        "```\n",
+        "## Limits\n",
+        *(f"- {limit}" for limit in entry.get("limits", [])),
+        "",
+        *_files_and_license(entry),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _files_and_license(entry: dict[str, Any]) -> list[str]:
+    return [
         "## Files\n",
         "| role | file | size | sha256 |",
         "|---|---|---|---|",
@@ -67,7 +111,6 @@ def model_card(entry: dict[str, Any], hierarchy: LabelHierarchy) -> str:
         entry.get("citation") or "no citation given",
         "```",
     ]
-    return "\n".join(parts) + "\n"
 
 
 def _classes(hierarchy: LabelHierarchy) -> str:

@@ -31,8 +31,9 @@ from filelock import FileLock, Timeout
 
 from moths_framework import __version__
 from moths_framework.atomic_files import replaced_atomically, write_bytes_atomically
-from moths_framework.export.model_card import model_card
-from moths_framework.inference.metadata import ModelMetadata
+from moths_framework.export.model_card import detector_card, model_card
+from moths_framework.inference.detector_metadata import DETECTION, DetectorMetadata
+from moths_framework.inference.metadata import TASK_KEY, ModelMetadata
 from moths_framework.zoo.errors import ZooError
 from moths_framework.zoo.index import SCHEMA_VERSION, version_key
 from moths_framework.zoo.schema import check_name, validate_index
@@ -47,8 +48,9 @@ _DATE_TIME = re.compile(
 )
 
 
-def read_onnx_metadata(path: Path) -> ModelMetadata:
-    """The moths metadata of an exported model (ONNX Runtime reads it; no torch)."""
+def read_onnx_metadata(path: Path) -> ModelMetadata | DetectorMetadata:
+    """The moths metadata of an exported classifier or detector (ONNX Runtime reads it;
+    no torch)."""
     import onnxruntime as ort
 
     if not path.is_file():
@@ -57,15 +59,23 @@ def read_onnx_metadata(path: Path) -> ModelMetadata:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises its own exception types for a bad file
         raise ZooError(f"{path} is not an ONNX model ONNX Runtime can load: {err}") from err
-    return ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+    props = session.get_modelmeta().custom_metadata_map
+    if props.get(TASK_KEY) == DETECTION:
+        return DetectorMetadata.from_props(props, str(path))
+    return ModelMetadata.from_props(props, str(path))
 
 
-def _checkpoint_file(checkpoint: Path, staged: Path) -> None:
+def _checkpoint_file(checkpoint: Path, staged: Path, detector: bool) -> None:
     """Write ``staged``: a ``.safetensors`` zoo checkpoint copied, or a Lightning ``.ckpt``
     converted (no pickle kept; reading the ``.ckpt`` follows ``--trust-checkpoint``)."""
     if not checkpoint.is_file():
         raise ZooError(f"checkpoint {checkpoint} not found")
     # torch only now: moths-zoo add without --checkpoint needs none
+    if detector:
+        from moths_framework.model.detector_checkpoint import copy_as_safetensors
+
+        copy_as_safetensors(checkpoint, staged)  # raises when it is not a detector's
+        return
     from moths_framework.model.checkpoint import read_weights, write_safetensors
 
     state_dict, meta = read_weights(checkpoint)  # raises when it is not a moths checkpoint
@@ -85,9 +95,29 @@ def _file_entry(role: str, path: Path, index_dir: Path) -> dict[str, Any]:
     }
 
 
-def _entry(meta: ModelMetadata, info: ModelInfo, files: list[dict[str, Any]]) -> dict[str, Any]:
+def _entry(
+    meta: ModelMetadata | DetectorMetadata, info: ModelInfo, files: list[dict[str, Any]]
+) -> dict[str, Any]:
     card = meta.model_card
-    temperature = meta.temperature
+    if isinstance(meta, DetectorMetadata):
+        what: dict[str, Any] = {
+            "task": DETECTION,
+            "detector": card.get("detector", {}),
+            "classes": list(meta.classes),
+            "preprocessing": json.loads(meta.preprocessing.to_json()),
+        }
+    else:
+        temperature = meta.temperature
+        what = {
+            "backbone": card.get("backbone", {}),
+            "ranks": meta.hierarchy.num_classes(),
+            "preprocessing": json.loads(meta.preprocessing.to_json()),
+            "calibration": {
+                "calibrated": any(t != 1.0 for t in temperature.values()),
+                "temperature": temperature,
+            },
+        }
+    metrics = card.get("validation_metrics", {})
     return {
         "id": info["id"],
         "version": info["version"],
@@ -95,14 +125,8 @@ def _entry(meta: ModelMetadata, info: ModelInfo, files: list[dict[str, Any]]) ->
         "description": info.get("description") or "",
         "intended_use": info.get("intended_use") or "",
         "files": files,
-        "backbone": card.get("backbone", {}),
-        "ranks": meta.hierarchy.num_classes(),
-        "preprocessing": json.loads(meta.preprocessing.to_json()),
-        "calibration": {
-            "calibrated": any(t != 1.0 for t in temperature.values()),
-            "temperature": temperature,
-        },
-        "metrics": card.get("validation_metrics", {}),
+        **what,
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         "training_data": card.get("training_data", {}),
         "license": info.get("license") or "",
         "citation": info.get("citation") or "",
@@ -185,7 +209,12 @@ def _place(staged: Path, name: str, written: list[Path]) -> Path:
 
 
 def _write_files(
-    onnx_path: Path, checkpoint: Path | None, out: Path, index_dir: Path, written: list[Path]
+    onnx_path: Path,
+    checkpoint: Path | None,
+    detector: bool,
+    out: Path,
+    index_dir: Path,
+    written: list[Path],
 ) -> list[dict[str, Any]]:
     """The entry's files written in ``out``, new ones beside (never over) what is there;
     returns their index ``files``."""
@@ -195,7 +224,7 @@ def _write_files(
     files = [_file_entry("onnx", _place(staged, "model.onnx", written), index_dir)]
     if checkpoint is not None:
         staged = _staging(out, "model.safetensors", written)
-        _checkpoint_file(checkpoint, staged)
+        _checkpoint_file(checkpoint, staged, detector)
         placed = _place(staged, "model.safetensors", written)
         files.append(_file_entry("checkpoint", placed, index_dir))
     return files
@@ -229,7 +258,8 @@ def add_model(
     so a replaced entry's old files stay until someone removes them.
 
     Args:
-        onnx_path: a model exported by ``moths-export``.
+        onnx_path: a classifier or a detector exported by ``moths-export`` (a
+            detector's entry has ``task: detection`` and its ``classes``).
         index_dir: the index folder (created when missing).
         info: ``id`` and ``version`` (required); ``title``, ``description``,
             ``intended_use``, ``license``, ``citation``, ``region``, ``limits``,
@@ -261,10 +291,14 @@ def add_model(
         out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         try:
-            entry = _entry(meta, info, _write_files(onnx_path, checkpoint, out, index_dir, written))
+            detector = isinstance(meta, DetectorMetadata)
+            files = _write_files(onnx_path, checkpoint, detector, out, index_dir, written)
+            entry = _entry(meta, info, files)
             newest = _with_entry(index, entry)
             validate_index(index, str(path))
-            card = model_card(entry, meta.hierarchy) if newest else None
+            card = None
+            if newest:
+                card = detector_card(entry) if detector else model_card(entry, meta.hierarchy)
             text = json.dumps(index, indent=2, ensure_ascii=False) + "\n"
             write_bytes_atomically(path, text.encode("utf-8"))
         except BaseException:

@@ -43,6 +43,7 @@ __all__ = [
     "STATE_PREFIX",
     "DetectorCheckpointMeta",
     "checkpoint_task",
+    "copy_as_safetensors",
     "detector_from_spec",
     "detector_from_weights",
     "load_detector",
@@ -167,13 +168,31 @@ def write_detector_checkpoint(
     path = Path(path)
     state = {f"{STATE_PREFIX}{k}": v.detach().cpu() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        data = {k: v for k, v in meta.data.items() if k != _VAL_EXAMPLES}
-        return save_safetensors(state, dataclasses.replace(meta, data=data).to_dict(), path)
+        return save_safetensors(state, _without_frame_paths(meta), path)
     if path.suffix != ".ckpt":
         raise CheckpointError(f"{path}: a detector checkpoint is a .ckpt or a .safetensors file")
     with replaced_atomically(path) as temporary:
         torch.save({"state_dict": state, CHECKPOINT_KEY: meta.to_dict(), "epoch": epoch}, temporary)
     return path
+
+
+def copy_as_safetensors(path: str | Path, out: str | Path) -> Path:
+    """A detector's ``.ckpt`` or ``.safetensors`` written to ``out`` as a ``.safetensors``
+    (a zoo checkpoint: no pickle, no validation frame paths), whatever ``out``'s name.
+
+    Raises:
+        CheckpointError: ``path`` is missing, unreadable or not a detector's checkpoint.
+    """
+    state, stored, _ = _read(path)
+    return save_safetensors(
+        state, _without_frame_paths(DetectorCheckpointMeta.from_dict(stored, path)), out
+    )
+
+
+def _without_frame_paths(meta: DetectorCheckpointMeta) -> dict[str, Any]:
+    """``meta`` as stored in a ``.safetensors``: without the validation frames' paths."""
+    data = {k: v for k, v in meta.data.items() if k != _VAL_EXAMPLES}
+    return dataclasses.replace(meta, data=data).to_dict()
 
 
 def _read(path: str | Path) -> tuple[StateDict, dict[str, Any], int | None]:

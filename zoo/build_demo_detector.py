@@ -1,0 +1,100 @@
+"""Rebuild the zoo's demo detector, ``nl-moths-demo-detector``, from test_data/frames.
+
+    python zoo/build_demo_detector.py
+
+Trains ``configs/detector-dev.yaml`` (CPU, seed 42: ``fasterrcnn_tiny``, 0.8 M
+parameters, so the committed files stay small) on the synthetic trap frames of
+``test_data/frames``, exports it to ONNX (parity-checked against PyTorch) and adds
+it to ``zoo/index.json`` with its safetensors checkpoint and model card. The export
+date in the model card is pinned to ``CREATED``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_ID = "nl-moths-demo-detector"
+VERSION = "1.0.0"
+CREATED = "2026-01-01T00:00:00+00:00"
+INFO = {
+    "id": MODEL_ID,
+    "version": VERSION,
+    "title": "Moth detector demo (test_data frames)",
+    "description": (
+        "A tiny demonstration detector (one class, moth) trained on the framework's "
+        "synthetic trap frames (test_data/frames: test_data's moth crops pasted on "
+        "generated sheets). It shows trap frames end to end, offline, from a fresh clone; "
+        "it has never seen a real trap photo."
+    ),
+    "intended_use": "trying moths-infer --detector, make demo and tests. Not for real photos.",
+    "license": "MIT",
+    "citation": (
+        "@misc{nl-moths-demo-detector,\n"
+        "  title = {nl-moths-demo-detector: the moths-framework demo detector},\n"
+        "  year = {2026}\n}"
+    ),
+    "region": "any (synthetic frames)",
+    "limits": [
+        "Trained from random weights on about 60 synthetic 320x240 frames: a demo only.",
+        "Moths on a plain generated sheet; real sheets have shadows, folds and other insects.",
+    ],
+    "created": CREATED,
+}
+
+
+def _run(*command: str) -> None:
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / command[0]), *command[1:]], check=True, cwd=REPO)
+
+
+def _pin_export_date(onnx_path: Path) -> None:
+    """The exporter stamps the current time into the model card; pin it for reproducibility."""
+    import onnx
+
+    from moths_framework.inference.metadata import MODEL_CARD_KEY
+
+    model = onnx.load(str(onnx_path))
+    for prop in model.metadata_props:
+        if prop.key == MODEL_CARD_KEY:
+            card = json.loads(prop.value)
+            card["exported_at"] = CREATED
+            prop.value = json.dumps(card, ensure_ascii=False, sort_keys=True)
+    onnx.save(model, str(onnx_path))
+
+
+def build(index_dir: Path) -> dict:
+    """Train, export and add the demo detector to ``index_dir``; returns its index entry."""
+    from moths_framework.export.zoo_entry import add_model
+
+    with tempfile.TemporaryDirectory(prefix=f"{MODEL_ID}-") as tmp:
+        run = Path(tmp) / "run"
+        _run(
+            "moths-fit", "--config", "configs/detector-dev.yaml",
+            "--trainer.default_root_dir", str(run),
+            "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false",
+        )  # fmt: skip
+        onnx_path = Path(tmp) / "model.onnx"
+        _run("moths-export", "--onnx", "--ckpt", str(run / "best.ckpt"), "--output", str(onnx_path))
+        _pin_export_date(onnx_path)
+        return add_model(onnx_path, index_dir, INFO, checkpoint=run / "best.ckpt", force=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, default=REPO / "zoo", help="index folder")
+    entry = build(parser.parse_args().index)
+    for f in entry["files"]:
+        print(f"{f['role']:<10} {f['url']}  {f['size']:,} B  sha256 {f['sha256']}")
+    print("metrics:", json.dumps(entry["metrics"], sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
