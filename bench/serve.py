@@ -7,16 +7,20 @@ ranks species, group, family, genus (:func:`checklist_csv`), because
 ``/process`` answers every score and logit of every rank. All in a temporary
 directory. Then, in the same run and on the same images:
 
-(a) offline: ``OnnxClassifier.predict_iter`` as ``moths-infer`` runs it (batch 32),
-    the median of ``--rounds`` timed passes after one untimed pass, and its
-    process CPU time per image;
+(a) offline: ``OnnxClassifier.predict_iter`` as ``moths-infer`` runs it
+    (batch 32), and its process CPU time per image;
 (b) served: ``moths-serve`` in a subprocess on 127.0.0.1 (``--max-batch``,
-    ``--max-wait-ms``), images fetched by URL from a local ``http.server`` on
-    127.0.0.1, as Antenna sends them; ``c`` concurrent clients post ``/process``
-    requests of ``--per-request`` images each until every image was sent once;
-    one untimed warm-up pass, then one timed pass per concurrency 1, 8, 32,
-    and the server process's CPU time (user + system, all its threads) per
-    image over each pass.
+    ``--max-wait-ms``), images fetched by URL from a local keep-alive
+    ``http.server`` on 127.0.0.1, as Antenna sends them; ``c`` concurrent
+    clients post ``/process`` requests of ``--per-request`` images each until
+    every image was sent once; and the server process's CPU time (user +
+    system, all its threads) per image.
+
+After one untimed pass of each, the two alternate: for each concurrency 1, 8,
+32, ``--rounds`` pairs of one offline and one served pass (who goes first
+alternates), so both see the same load on a shared machine; a concurrency's
+figure is the median of its rounds, its share of offline the median of the
+pairs' ratios (each round is printed).
 
 Both use ``--threads`` ONNX Runtime threads, CPU provider. Run:
 ``.venv/bin/python bench/serve.py [--images 256] [--per-request 4] [--threads N]``.
@@ -42,6 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -195,21 +200,74 @@ async def load(url: str, slug: str, image_urls: list[str], clients: int, per_req
     return time.perf_counter() - started, latencies
 
 
-def offline_rate(model: Path, paths: list[str], args: argparse.Namespace) -> tuple[float, float]:
-    """``moths-infer``'s throughput: predict_iter at batch 32, median of ``--rounds``;
-    and its CPU seconds per image (this process, all threads), median too."""
-    classifier = OnnxClassifier.from_file(model, providers="cpu", num_threads=args.threads)
-    rates, cpu = [], []
-    for round_ in range(args.rounds + 1):
+class Offline:
+    """``moths-infer``'s loop: ``predict_iter`` at batch 32 over the images, timed pass by pass."""
+
+    def __init__(self, model: Path, paths: list[str], threads: int) -> None:
+        self.classifier = OnnxClassifier.from_file(model, providers="cpu", num_threads=threads)
+        self.paths = paths
+
+    def run(self) -> tuple[float, float]:
+        """One pass: (images per second, CPU seconds per image of this process)."""
         started, cpu_started = time.perf_counter(), time.process_time()
-        for prediction in classifier.predict_iter(paths, top_k=5, batch_size=32):
+        for prediction in self.classifier.predict_iter(self.paths, top_k=5, batch_size=32):
             if not prediction.ok:
                 raise RuntimeError(prediction.error)
-        if round_:  # the first pass warms up
-            rates.append(len(paths) / (time.perf_counter() - started))
-            cpu.append((time.process_time() - cpu_started) / len(paths))
-    print(f"  offline img/s per round: {', '.join(f'{r:.1f}' for r in rates)}")
-    return statistics.median(rates), statistics.median(cpu)
+        seconds = time.perf_counter() - started
+        return len(self.paths) / seconds, (time.process_time() - cpu_started) / len(self.paths)
+
+
+@dataclass
+class Served:
+    """``c`` clients against the running server, timed pass by pass."""
+
+    url: str
+    pid: int
+    slug: str
+    image_urls: list[str]
+    per_request: int
+
+    def run(self, clients: int) -> tuple[float, float, list[float], float]:
+        """One pass: (images per second, server CPU seconds per image, request latencies,
+        CPU seconds per image of this process: the clients and the image server)."""
+        cpu_started, own_started = process_cpu_seconds(self.pid), time.process_time()
+        seconds, latencies = asyncio.run(
+            load(self.url, self.slug, self.image_urls, clients, self.per_request)
+        )
+        count = len(self.image_urls)
+        cpu = (process_cpu_seconds(self.pid) - cpu_started) / count
+        return count / seconds, cpu, latencies, (time.process_time() - own_started) / count
+
+
+def paired_rounds(offline: Offline, served: Served, clients: int, rounds: int) -> dict:
+    """``rounds`` pairs of an offline and a served pass at ``clients``, alternating who is first."""
+    pairs, offline_cpu, served_cpu, latencies, own = [], [], [], [], []
+    for round_ in range(rounds):
+        passes = {}
+        for side in ("offline", "served") if round_ % 2 == 0 else ("served", "offline"):
+            if side == "offline":
+                passes[side], cpu = offline.run()
+                offline_cpu.append(cpu)
+            else:
+                passes[side], cpu, times, client_cpu = served.run(clients)
+                served_cpu.append(cpu)
+                latencies += times
+                own.append(client_cpu)
+        pairs.append((passes["served"], passes["offline"]))
+        print(
+            f"  c={clients} round {round_ + 1}: served {passes['served']:.1f} img/s, "
+            f"offline {passes['offline']:.1f} img/s, {passes['served'] / passes['offline']:.0%}; "
+            f"CPU per image: server {served_cpu[-1] * 1e3:.1f} ms, offline "
+            f"{offline_cpu[-1] * 1e3:.1f} ms, bench clients and image server {own[-1] * 1e3:.1f} ms"
+        )
+    return {
+        "rate": statistics.median(p[0] for p in pairs),
+        "offline": [p[1] for p in pairs],
+        "ratio": statistics.median(p[0] / p[1] for p in pairs),
+        "p99": percentile(latencies, 99),
+        "cpu": statistics.median(served_cpu),
+        "offline_cpu": offline_cpu,
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -222,7 +280,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=256, help="640x480 JPEGs")
     parser.add_argument("--species", type=int, default=SPECIES, help="species in the checklist")
     parser.add_argument("--per-request", type=int, default=4, help="images per /process request")
-    parser.add_argument("--rounds", type=int, default=3, help="timed offline passes")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="pairs of offline and served passes per concurrency"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
@@ -250,26 +310,25 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.per_request} per request, {args.threads} threads, "
             f"max batch {args.max_batch}, max wait {args.max_wait_ms} ms"
         )
-        offline, offline_cpu = offline_rate(onnx_file, paths, args)
-        lines = []
+        offline = Offline(onnx_file, paths, args.threads)
+        results = {}
         with image_host(tmp / "images") as images, serving(onnx_file, args) as (url, pid):
-            urls = [f"{images}/{Path(p).name}" for p in paths]
             slug = httpx.get(f"{url}/readyz").json()["status"][0]
-            asyncio.run(load(url, slug, urls, 8, args.per_request))  # warm-up pass
+            urls = [f"{images}/{Path(p).name}" for p in paths]
+            served = Served(url, pid, slug, urls, args.per_request)
+            offline.run()  # warm-up passes
+            served.run(8)
             for clients in CONCURRENCY:
-                cpu_started = process_cpu_seconds(pid)
-                seconds, latencies = asyncio.run(load(url, slug, urls, clients, args.per_request))
-                cpu = (process_cpu_seconds(pid) - cpu_started) / len(urls)
-                rate = len(urls) / seconds
-                p50, p99 = percentile(latencies, 50) * 1e3, percentile(latencies, 99) * 1e3
-                print(f"  c={clients}: {len(latencies)} requests, p50 {p50:.0f} ms")
-                lines.append(
-                    f"serve: c={clients} {rate:.1f} img/s, p99 {p99:.0f} ms, "
-                    f"{rate / offline:.0%} of offline, CPU per image {cpu * 1e3:.1f} ms "
-                    f"vs {offline_cpu * 1e3:.1f} ms offline ({args.species} classes)"
-                )
-    print(f"offline (moths-infer): {offline:.1f} img/s")
-    print("\n".join(lines))
+                results[clients] = paired_rounds(offline, served, clients, args.rounds)
+    offline_cpu = statistics.median(c for r in results.values() for c in r["offline_cpu"])
+    offline_rate = statistics.median(rate for r in results.values() for rate in r["offline"])
+    print(f"offline (moths-infer): {offline_rate:.1f} img/s")
+    for clients, r in results.items():
+        print(
+            f"serve: c={clients} {r['rate']:.1f} img/s, p99 {r['p99'] * 1e3:.0f} ms, "
+            f"{r['ratio']:.0%} of offline, CPU per image {r['cpu'] * 1e3:.1f} ms "
+            f"vs {offline_cpu * 1e3:.1f} ms offline ({args.species} classes)"
+        )
 
 
 if __name__ == "__main__":
