@@ -12,12 +12,13 @@ weights score anything), so both classify as many crops. Then, end to end from
 the JPEG files to each crop's species, in the same run:
 
 (a) ``Pipeline(OnnxDetector, OnnxClassifier)``: a thread decodes the next frame
-    (EXIF applied) and shrinks it to the detector's working size while the models
-    run; the crops are cut from the full frame and classified in one batch;
+    (EXIF applied) and shrinks it to the detector's working size as the model would
+    while the models run; the crops are cut from the full frame and classified in
+    one batch;
 (b) the PyTorch user's loop, two ways, the faster kept: ``plain`` (decode, the
     whole frame as a tensor into the model, which resizes it itself, crops through
     ``eval_transform``) and ``prefetch`` (a ``DataLoader`` worker decodes the next
-    frame and shrinks it with Pillow as (a) does); ``torch.inference_mode()``,
+    frame and shrinks it as (a) does); ``torch.inference_mode()``,
     ``channels_last`` for each model if that runs it faster here (timed first),
     ``torch.set_num_threads(--threads)``.
 
@@ -57,6 +58,7 @@ from moths_framework.data.synth_frames import SynthSettings, synthesize
 from moths_framework.data.transforms import eval_transform
 from moths_framework.export.detector_onnx import export_detector_onnx
 from moths_framework.inference import OnnxClassifier, OnnxDetector, Pipeline
+from moths_framework.inference.detector import resized_as_the_graph
 from moths_framework.testing.detectors import spread_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,8 +100,9 @@ def build_detector(name: str, detections: int, tmp: Path, frames: list[str]):
 
 
 class Frames(Dataset):
-    """The PyTorch user's frames for the ``prefetch`` loop: the frame (EXIF applied) and,
-    shrunk with Pillow to the detector's working size, the detector's input."""
+    """The PyTorch user's frames for the ``prefetch`` loop: the frame (EXIF applied) and
+    the detector's input, the frame shrunk to its working size by Pillow as the model
+    itself would shrink it (so the model's own resize keeps the size)."""
 
     def __init__(self, paths: list[str], detector: TorchvisionDetector) -> None:
         self.paths = paths
@@ -112,8 +115,7 @@ class Frames(Dataset):
         with Image.open(self.paths[index]) as opened:
             image = ImageOps.exif_transpose(opened).convert("RGB")
         height, width = self.pre.model_size(image.height, image.width)
-        small = image.resize((width, height), Image.Resampling.BILINEAR)
-        return pil_to_tensor(image), tensor_of(small)
+        return pil_to_tensor(image), tensor_of(resized_as_the_graph(image, (width, height)))
 
 
 class TorchLoop:
@@ -209,8 +211,7 @@ def measure(args, pipeline: Pipeline, loop: TorchLoop, paths: list[str]) -> str:
     best = infer.sweep(runs, args.sweep_rounds, len(paths))  # frames/s, printed as img/s
     torch_name = max(loop.loops, key=lambda name: best[f"torch {name}"])
     classes = loop.classifier.hierarchy.classes("species")
-    print(agreement(ort_species(pipeline, paths), loop.loops["prefetch"](), classes) +
-          " (torch prefetch, which shrinks the frames as the pipeline does)")  # fmt: skip
+    print(agreement(ort_species(pipeline, paths), loop.plain(), classes) + " (torch plain)")
     ort_rates, torch_rates = infer.alternate(
         runs["ort"], loop.loops[torch_name], args.rounds, len(paths)
     )
@@ -244,13 +245,17 @@ _ORT_PEAK = (
     + """
 import json, sys
 from moths_framework.inference import OnnxClassifier, OnnxDetector, Pipeline
+from moths_framework.inference.detector import resized_as_the_graph
 detector, classifier, warm_up, frame, threads = sys.argv[1:6]
 pipeline = Pipeline(OnnxDetector.from_file(detector, "cpu", num_threads=int(threads)),
                     OnnxClassifier.from_file(classifier, "cpu", num_threads=int(threads)))
 (result,) = pipeline.run([warm_up])  # ONNX Runtime sizes its memory on the first runs
 loaded = rss("VmRSS"); reset_peak()
 (result,) = pipeline.run([frame])
-print(json.dumps({"loaded": loaded, "peak": rss("VmHWM"), "torch": "torch" in sys.modules}))
+boxes = [d.crop_box for d in result.detections]
+crops = sum((x2 - x1) * (y2 - y1) * 3 for x1, y1, x2, y2 in boxes) / 2**20
+print(json.dumps({"loaded": loaded, "peak": rss("VmHWM"), "torch": "torch" in sys.modules,
+                  "crops": crops, "boxes": len(boxes)}))
 """
 )
 _TORCH_PEAK = (
@@ -303,7 +308,8 @@ def memory(args, tmp: Path, det_path: Path, cls_path: Path, det_model, classifie
     width, height = args.memory_frame
     return (
         f"memory, one {width}x{height} frame: ort peak RSS {ort['peak']:.0f} MB "
-        f"({ort['loaded']:.0f} MB before it; torch imported: {ort['torch']}), "
+        f"({ort['loaded']:.0f} MB before it; torch imported: {ort['torch']}; its "
+        f"{ort['boxes']} crops {ort['crops']:.0f} MB), "
         f"torch plain loop {eager['peak']:.0f} MB ({eager['loaded']:.0f} MB before it)"
     )
 

@@ -23,11 +23,11 @@ def test_detect_bench_runs_and_ends_with_its_result_line(
     assert "fasterrcnn_tiny + test_efficientnet, 2 frames 320x240, 3 boxes a frame" in (
         "\n".join(lines)
     )
-    assert any(re.fullmatch(r"crops ort 6, torch 6; species top-1 agreement \d+\.\d%.*", line)
-               for line in lines)  # fmt: skip
+    agreement = r"crops ort 6, torch 6; species top-1 agreement \d+\.\d% \(torch plain\)"
+    assert any(re.fullmatch(agreement, line) for line in lines)
     assert re.fullmatch(
         r"memory, one 400x300 frame: ort peak RSS \d+ MB \(\d+ MB before it; torch imported: "
-        r"False\), torch plain loop \d+ MB \(\d+ MB before it\)",
+        r"False; its 3 crops \d+ MB\), torch plain loop \d+ MB \(\d+ MB before it\)",
         lines[-2],
     )
     assert re.fullmatch(
