@@ -237,6 +237,16 @@ def test_tune_and_calibrate_are_for_classifiers(tmp_path, capsys):
     assert "--tune searches a classifier's" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["detector-dev", "detector"])
+def test_shipped_detector_configs_parse(capsys, name):
+    with pytest.raises(SystemExit) as exit_:
+        fit(["--config", str(REPO / "configs" / f"{name}.yaml"), "--print_config"])
+    assert exit_.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["detector"]["class_path"].endswith("TorchvisionDetector")
+    assert config["model"]["batchnorm_momentum"] == 0.1 and "unfreeze" not in config
+
+
 # --- the bar ---------------------------------------------------------------------------
 
 
