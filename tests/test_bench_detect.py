@@ -20,10 +20,10 @@ def test_detect_bench_runs_and_ends_with_its_result_line(
                  "--detections", "3", "--rounds", "1", "--threads", "1",
                  "--memory-frame", "400x300"])  # fmt: skip
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "fasterrcnn_tiny + test_efficientnet, 2 frames 320x240, 3 boxes a frame" in (
+    assert "fasterrcnn_tiny + test_efficientnet, 2 frames 320x240, 3 boxes a frame, 1 thread, " in (
         "\n".join(lines)
     )
-    agreement = r"crops ort 6, torch 6; species top-1 agreement \d+\.\d% \(torch plain\)"
+    agreement = r"crops ort 6, torch 6; species top-1 agreement \d+\.\d% \(torch prefetch: .*"
     assert any(re.fullmatch(agreement, line) for line in lines)
     assert re.fullmatch(
         r"memory, one 400x300 frame: ort peak RSS \d+ MB \(\d+ MB before it; torch imported: "
