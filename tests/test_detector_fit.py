@@ -16,18 +16,22 @@ import torch
 import yaml
 from faster_coco_eval import COCO, COCOeval_faster
 from helpers.paths import REPO, TEST_DATA
+from moths_plugin_torchvision import TorchvisionDetector
 from PIL import Image, ImageOps
 
+from moths_framework.cli.calibrate import main as calibrate
 from moths_framework.cli.export import main as export
 from moths_framework.cli.fit import main as fit
 from moths_framework.cli.predict import main as predict
 from moths_framework.cli.test import main as run_test
 from moths_framework.cli.validate import main as validate
-from moths_framework.data.coco import read_coco
+from moths_framework.data.coco import CocoError, read_coco
+from moths_framework.data.frame_datamodule import FrameDataModule
 from moths_framework.data.frame_dataset import FrameDataset
 from moths_framework.evaluate.detection_folder import read_detection_folder
 from moths_framework.inference.detector_metadata import DetectorMetadata
 from moths_framework.model.detector_checkpoint import load_detector
+from moths_framework.model.detector_lightning import MothsDetector
 from moths_framework.train.task import ConfigTaskError, config_task
 
 CONFIG = REPO / "configs" / "detector-dev.yaml"
@@ -232,9 +236,12 @@ def test_a_checkpoint_of_the_other_kind_is_one_line(run, tmp_path, capsys):
     assert err.count("\n") == 1 and "is a classifier's checkpoint" in err
 
 
-def test_tune_and_calibrate_are_for_classifiers(tmp_path, capsys):
+def test_tune_and_calibrate_are_for_classifiers(run, tmp_path, capsys):
     assert fit(_fit_args(tmp_path / "run", "--tune", "true")) == 2
     assert "--tune searches a classifier's" in capsys.readouterr().err
+    assert calibrate(["--ckpt", str(run / "best.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "moths-calibrate is for classifiers" in err
 
 
 @pytest.mark.parametrize("name", ["detector-dev", "detector"])
@@ -245,6 +252,33 @@ def test_shipped_detector_configs_parse(capsys, name):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["model"]["detector"]["class_path"].endswith("TorchvisionDetector")
     assert config["model"]["batchnorm_momentum"] == 0.1 and "unfreeze" not in config
+
+
+def test_a_checkpoint_keeps_its_class_order_on_data_that_lists_another(tmp_path):
+    coco = json.loads((FRAMES / "instances.json").read_text())
+    coco["categories"].append({"id": 2, "name": "beetle"})
+    coco["annotations"][0]["category_id"] = 2
+    (tmp_path / "instances.json").write_text(json.dumps(coco))
+    data = FrameDataModule(tmp_path / "instances.json", images=FRAMES / "images")
+    before = data.labels
+    assert data.classes == ("moth", "beetle") and before[0][0] == 2 and before[0][1] == 1
+    data.use_classes(("beetle", "moth", "wasp"))
+    assert data.classes == ("beetle", "moth", "wasp")
+    assert data.labels == [tuple(3 - k for k in labels) for labels in before]
+    with pytest.raises(CocoError, match="'beetle', a class the model was not trained for"):
+        data.use_classes(("moth",))
+
+
+def test_batchnorm_statistics_follow_weights_trained_from_random_ones():
+    """torchvision's MobileNets track BatchNorm statistics at momentum 0.01: after the dev
+    config's few hundred steps they would still describe the first weights."""
+    detector = TorchvisionDetector("fasterrcnn_tiny", min_side=120, max_side=160)
+
+    def momenta(model):
+        return {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    assert momenta(MothsDetector(detector, ["moth"]).model) == {0.1}
+    assert momenta(MothsDetector(detector, ["moth"], batchnorm_momentum=None).model) == {0.01}
 
 
 # --- the bar ---------------------------------------------------------------------------
