@@ -1,4 +1,4 @@
-"""``fasterrcnn_tiny``: torchvision's Faster R-CNN made small enough to commit and to train on a CPU.
+"""``fasterrcnn_tiny``: torchvision's Faster R-CNN, small enough to commit and to train on a CPU.
 
 The same parts as ``fasterrcnn_mobilenet_v3_large_fpn`` (a MobileNetV3 with an FPN,
 a region proposal network, a two-layer box head), each narrowed: MobileNetV3-Small
