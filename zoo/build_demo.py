@@ -48,12 +48,12 @@ INFO = {
 }
 
 
-def _run(*command: str) -> None:
+def run_tool(*command: str) -> None:
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / command[0]), *command[1:]], check=True, cwd=REPO)
 
 
-def _pin_export_date(onnx_path: Path) -> None:
+def pin_export_date(onnx_path: Path) -> None:
     """The exporter stamps the current time into the model card; pin it for reproducibility."""
     import onnx
 
@@ -79,7 +79,7 @@ def build(index_dir: Path) -> dict:
         )
     with tempfile.TemporaryDirectory(prefix="nl-moths-demo-") as tmp:
         run = Path(tmp) / "run"
-        _run(
+        run_tool(
             "moths-fit", "--config", "configs/dev.yaml",
             "--model.backbone.init_args.name", BACKBONE,
             "--trainer.default_root_dir", str(run),
@@ -89,8 +89,9 @@ def build(index_dir: Path) -> dict:
             "--trainer.enable_model_summary", "false",
         )  # fmt: skip
         onnx_path = Path(tmp) / "model.onnx"
-        _run("moths-export", "--onnx", "--ckpt", str(run / "best.ckpt"), "--output", str(onnx_path))
-        _pin_export_date(onnx_path)
+        best = str(run / "best.ckpt")
+        run_tool("moths-export", "--onnx", "--ckpt", best, "--output", str(onnx_path))
+        pin_export_date(onnx_path)
         return add_model(onnx_path, index_dir, INFO, checkpoint=run / "best.ckpt", force=True)
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+# zoo/build_demo.py, beside this script: the same training run and pinned export date
+from build_demo import REPO, pin_export_date, run_tool
+
 MODEL_ID = "nl-moths-demo-detector"
 VERSION = "1.0.0"
 CREATED = "2026-01-01T00:00:00+00:00"
@@ -48,33 +48,13 @@ INFO = {
 }
 
 
-def _run(*command: str) -> None:
-    bin_dir = Path(sys.executable).parent
-    subprocess.run([str(bin_dir / command[0]), *command[1:]], check=True, cwd=REPO)
-
-
-def _pin_export_date(onnx_path: Path) -> None:
-    """The exporter stamps the current time into the model card; pin it for reproducibility."""
-    import onnx
-
-    from moths_framework.inference.metadata import MODEL_CARD_KEY
-
-    model = onnx.load(str(onnx_path))
-    for prop in model.metadata_props:
-        if prop.key == MODEL_CARD_KEY:
-            card = json.loads(prop.value)
-            card["exported_at"] = CREATED
-            prop.value = json.dumps(card, ensure_ascii=False, sort_keys=True)
-    onnx.save(model, str(onnx_path))
-
-
 def build(index_dir: Path) -> dict:
     """Train, export and add the demo detector to ``index_dir``; returns its index entry."""
     from moths_framework.export.zoo_entry import add_model
 
     with tempfile.TemporaryDirectory(prefix=f"{MODEL_ID}-") as tmp:
         run = Path(tmp) / "run"
-        _run(
+        run_tool(
             "moths-fit", "--config", "configs/detector-dev.yaml",
             "--trainer.default_root_dir", str(run),
             "--trainer.logger", "false",
@@ -82,8 +62,9 @@ def build(index_dir: Path) -> dict:
             "--trainer.enable_model_summary", "false",
         )  # fmt: skip
         onnx_path = Path(tmp) / "model.onnx"
-        _run("moths-export", "--onnx", "--ckpt", str(run / "best.ckpt"), "--output", str(onnx_path))
-        _pin_export_date(onnx_path)
+        best = str(run / "best.ckpt")
+        run_tool("moths-export", "--onnx", "--ckpt", best, "--output", str(onnx_path))
+        pin_export_date(onnx_path)
         return add_model(onnx_path, index_dir, INFO, checkpoint=run / "best.ckpt", force=True)
 
 

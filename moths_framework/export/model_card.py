@@ -38,14 +38,7 @@ def model_card(entry: dict[str, Any], hierarchy: LabelHierarchy) -> str:
         "",
         "Index 0 of every rank is `Other` (rare species, and species outside the hierarchy).\n",
         _classes(hierarchy),
-        "## Training data\n",
-        _table(entry.get("training_data", {})),
-        "## Metrics (validation split)\n",
-        _table(entry.get("metrics", {})),
-        "## Preprocessing\n",
-        "```json",
-        json.dumps(entry.get("preprocessing", {}), indent=2, sort_keys=True),
-        "```\n",
+        *_data_metrics_preprocessing(entry),
         "## Calibration\n",
         _calibration(entry.get("calibration", {})),
         "## Limits\n",
@@ -74,23 +67,29 @@ def detector_card(entry: dict[str, Any]) -> str:
         "## Classes\n",
         ", ".join(f"`{name}`" for name in entry["classes"]) + "\n",
         "## Detector\n",
-        "```json",
-        json.dumps(entry.get("detector", {}), indent=2, sort_keys=True),
-        "```\n",
-        "## Training data\n",
-        _table(entry.get("training_data", {})),
-        "## Metrics (validation split)\n",
-        _table(entry.get("metrics", {})),
-        "## Preprocessing\n",
-        "```json",
-        json.dumps(entry.get("preprocessing", {}), indent=2, sort_keys=True),
-        "```\n",
+        _json_block(entry.get("detector", {})),
+        *_data_metrics_preprocessing(entry),
         "## Limits\n",
         *(f"- {limit}" for limit in entry.get("limits", [])),
         "",
         *_files_and_license(entry),
     ]
     return "\n".join(parts) + "\n"
+
+
+def _data_metrics_preprocessing(entry: dict[str, Any]) -> list[str]:
+    return [
+        "## Training data\n",
+        _table(entry.get("training_data", {})),
+        "## Metrics (validation split)\n",
+        _table(entry.get("metrics", {})),
+        "## Preprocessing\n",
+        _json_block(entry.get("preprocessing", {})),
+    ]
+
+
+def _json_block(value: Any) -> str:
+    return "```json\n" + json.dumps(value, indent=2, sort_keys=True) + "\n```\n"
 
 
 def _files_and_license(entry: dict[str, Any]) -> list[str]:
