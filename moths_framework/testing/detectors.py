@@ -42,6 +42,9 @@ __all__ = [
 
 NUM_CLASSES = 3
 MAX_DETECTIONS = 100  # while checking: enough boxes to check, few enough to be quick
+#: Scores of random-weight models amplify float rounding: their parity allows this
+#: much (exported trained detectors are held to detector_parity's 1e-4).
+RANDOM_WEIGHTS_SCORE_TOLERANCE = 1e-3
 _EDGE = 1e-3  # pixels a box may reach past the frame's edge (float rounding)
 
 
@@ -235,6 +238,7 @@ def check_onnx_export_agrees(subject: DetectorUnderTest) -> None:
         check_detector_parity(
             graph, path, frames,
             nms_iou=subject.detector.nms_iou, max_detections=MAX_DETECTIONS, min_score=0.0,
+            score_tolerance=RANDOM_WEIGHTS_SCORE_TOLERANCE,
         )  # fmt: skip
 
 
