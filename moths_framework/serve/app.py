@@ -9,7 +9,6 @@ reported per image and the others are still answered.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -24,7 +23,6 @@ from moths_framework.serve.bodies import (
     too_many_images,
 )
 from moths_framework.serve.engine import (
-    ImageRequest,
     NotReady,
     Overloaded,
     RequestTimeout,
@@ -35,6 +33,7 @@ from moths_framework.serve.engine import (
 from moths_framework.serve.json_body import FastJSONResponse
 from moths_framework.serve.limits import BodyLimit, ByteBudget
 from moths_framework.serve.openapi import CLASSIFY_BODY, PROCESS_BODY, install_openapi
+from moths_framework.serve.process import process_pipeline_request, unique_images
 from moths_framework.serve.schemas_ami import (
     PipelineResultsResponse,
     ProcessingServiceInfoResponse,
@@ -113,34 +112,12 @@ def create_app(
     @app.post("/process", **process_route)
     @app.post("/process/", **process_route)
     async def process(request: Request) -> Response:
-        """Classify the source images of an AMI pipeline request (one detection per image)."""
-        started = time.perf_counter()
+        """Process the source images of an AMI pipeline request (see :mod:`.process`)."""
         data = await read_pipeline_request(request, options.max_in_flight)
-        model = engine.model(data.pipeline)
-        unique = list({image.id: image for image in data.source_images}.values())
-        _check_count(len(unique), options)
-        requests = [ImageRequest(id=image.id, url=image.url) for image in unique]
-        outcomes = await engine.classify(model.slug, requests)
-        classified = [
-            ami.ClassifiedImage(o.image.id, o.size, o.result.logits, o.result.seconds_per_image)
-            for o in outcomes
-            if o.error is None
-        ]
+        engine.model(data.pipeline)  # an unknown pipeline is a 422 before anything is counted
+        _check_count(len(unique_images(data)), options)
         # The wire object of PipelineResultsResponse, rendered by orjson (see json_body).
-        return FastJSONResponse(
-            {
-                "pipeline": model.slug,
-                "algorithms": {},
-                "total_time": time.perf_counter() - started,
-                "source_images": [{"id": i.id, "url": i.url} for i in unique],
-                "detections": ami.detections(model, classified),
-                "errors": [
-                    {"error": o.error, "image_id": o.image.id}
-                    for o in outcomes
-                    if o.error is not None
-                ],
-            }
-        )
+        return FastJSONResponse(await process_pipeline_request(engine, data))
 
     @app.post("/v1/classify", tags=["v1"], openapi_extra=CLASSIFY_BODY)
     async def classify(request: Request) -> ClassifyResponse:

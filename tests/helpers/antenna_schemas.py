@@ -1,6 +1,12 @@
 """Antenna's wire objects, written here from its ``ami/ml/schemas.py`` (the side that
 parses our answers), independent of ``moths_framework.serve``'s own, with unknown
 fields forbidden: a field we add or rename is an error, as it would be for Antenna.
+
+Both directions: what we answer (``PipelineResultsResponse``, ``/info``), what
+Antenna sends (``PipelineRequest`` with its ``DetectionRequest`` list), and the
+async (pull) API's objects: ``PipelineProcessingTask`` (a task we claim),
+``PipelineTaskResult`` (what we post back: a results response or a
+``PipelineResultsError``) and ``AsyncPipelineRegistrationRequest``.
 """
 
 from __future__ import annotations
@@ -80,6 +86,42 @@ class PipelineResultsResponse(_Wire):
     errors: list | str | None = None
 
 
+class SourceImageRequest(_Wire):
+    id: str
+    url: str
+
+
+class DetectionRequest(_Wire):
+    source_image: SourceImageRequest
+    bbox: BoundingBox | None = None
+    crop_image_url: str | None = None
+    algorithm: AlgorithmReference
+
+
+class PipelineRequest(_Wire):
+    pipeline: str
+    source_images: list[SourceImageRequest]
+    detections: list[DetectionRequest] | None = None
+    config: dict | None = None
+
+
+class PipelineResultsError(_Wire):
+    error: str
+    image_id: str | None = None
+
+
+class PipelineProcessingTask(_Wire):
+    id: str
+    image_id: str
+    image_url: str
+    reply_subject: str | None = None
+
+
+class PipelineTaskResult(_Wire):
+    reply_subject: str
+    result: PipelineResultsResponse | PipelineResultsError
+
+
 class PipelineStageParam(_Wire):
     name: str
     key: str
@@ -107,6 +149,11 @@ class ProcessingServiceInfoResponse(_Wire):
     description: str | None = None
     pipelines: list[PipelineConfigResponse] = []
     algorithms: list[AlgorithmConfigResponse] = []
+
+
+class AsyncPipelineRegistrationRequest(_Wire):
+    processing_service_name: str
+    pipelines: list[PipelineConfigResponse] = []
 
 
 def parses_unchanged(model: type[BaseModel], data: dict) -> BaseModel:
