@@ -26,6 +26,7 @@ from moths_framework.cli.infer_options import (
 from moths_framework.inference import FrameResult, OnnxDetector, Pipeline
 from moths_framework.inference.crop_folder import CropFolder
 from moths_framework.inference.detection_writer import DetectionWriter
+from moths_framework.inference.feature_file import FeatureRows, check_feature_path
 from moths_framework.output_folders import record_written
 from moths_framework.zoo.transport import allowing_insecure_http
 
@@ -61,6 +62,7 @@ def run(opts: argparse.Namespace) -> int:
     classifier = pipeline.classifier
     ranks = classifier.hierarchy.ranks if classifier else None
     novelty = classifier is not None and classifier.novelty is not None
+    features = FeatureRows() if opts.features is not None else None
     with DetectionWriter(opts.output, ranks, novelty) as writer, crops or nullcontext():
         frames = tqdm(
             pipeline.run(paths),
@@ -76,6 +78,10 @@ def run(opts: argparse.Namespace) -> int:
             ] if crops else []  # fmt: skip
             writer.write(frame, files)
             counts.add(frame)
+            if features is not None:
+                _add_features(features, frame)
+    if features is not None:
+        features.write(opts.features)
     output = Path(opts.output)
     record_written(output.parent, [output.name], PROG)
     print(_summary(counts, len(paths), pipeline, time.perf_counter() - started, opts.output))
@@ -92,6 +98,10 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
     if opts.min_score is not None and not 0 <= opts.min_score <= 1:
         raise ValueError(f"--min-score must be in [0, 1], got {opts.min_score}")
     check_output(opts)  # OutputFolderError: a ValueError
+    if opts.features is not None:
+        if opts.model is None:
+            raise ValueError("--features are the classifier's: add --model CLS.onnx")
+        check_feature_path(opts.features)
     crops = CropFolder(opts.crops, PROG) if opts.crops is not None else None
     paths = input_paths(opts)
     detector = OnnxDetector.from_file(
@@ -112,6 +122,14 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
         keep_crops=crops is not None,
     )
     return pipeline, paths, crops
+
+
+def _add_features(rows: FeatureRows, frame: FrameResult) -> None:
+    """One row per detections.csv row of ``frame`` (NaN where no crop was classified)."""
+    if not frame.ok or not frame.detections:
+        rows.add(None)
+    for found in frame.detections:
+        rows.add(found.prediction.features if found.prediction is not None else None)
 
 
 def _summary(counts: _Counts, total: int, pipeline: Pipeline, seconds: float, output: str) -> str:

@@ -34,6 +34,7 @@ FRAME_OPTIONS = {
     "min_score": "--min-score",
     "max_detections": "--max-detections",
     "crop_margin": "--crop-margin",
+    "features": "--features",
 }
 
 
@@ -130,6 +131,12 @@ def _frame_options(p: argparse.ArgumentParser) -> None:
         metavar="PX",
         help="pixels added around each box before it is cut (clamped to the frame); default 0",
     )
+    group.add_argument(
+        "--features",
+        metavar="FILE",
+        help="with --model: write each crop's feature vector to FILE (.npy, or .parquet with "
+        "pyarrow), row i for detections.csv's row i; NaN on rows without a crop (for moths-track)",
+    )
 
 
 def check_output(opts: argparse.Namespace) -> Path:
@@ -171,6 +178,7 @@ def open_classifier(opts: argparse.Namespace) -> OnnxClassifier:
         fast_decode=opts.fast_decode,
         rollup=opts.rollup,
         engine=EngineSettings(opts.batch_size, True if opts.fp16_engine else None),
+        features=getattr(opts, "features", None) is not None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
@@ -12,7 +13,7 @@ from PIL import Image
 
 from moths_framework.hierarchy import OTHER, LabelHierarchy
 from moths_framework.inference.decode_ahead import Decoded, ImageInput, decoded_batches
-from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME
+from moths_framework.inference.metadata import FEATURES_OUTPUT, INPUT_NAME, ModelFormatError
 from moths_framework.inference.model_file import checked_metadata, novelty_detector, open_model_file
 from moths_framework.inference.prediction import (
     Prediction,
@@ -69,10 +70,12 @@ class OnnxClassifier:
         rollup: ``heads``, ``species_sum`` or ``fused`` (see :mod:`.rollup`);
             default: the model's calibrated method, or the independent walk of
             the heads for an uncalibrated model.
+        features: put each image's ``features`` output in its prediction (for
+            tracking: the appearance of a crop).
 
     Raises:
         ModelFormatError: the model lacks moths metadata or its inputs/outputs
-            do not match it.
+            do not match it, or ``features`` is asked of a model without that output.
         SpeciesListError: the species list names species the model does not know.
         ValueError: an unknown ``mask_mode``.
     """
@@ -88,6 +91,7 @@ class OnnxClassifier:
         decode_workers: int | None = None,
         fast_decode: bool = False,
         rollup: str | None = None,
+        features: bool = False,
     ) -> None:
         self.metadata = checked_metadata(session, source)
         self.session = session
@@ -98,6 +102,7 @@ class OnnxClassifier:
         self.rollup = check_rollup_method(method) if method is not None else None
         self._ancestry = species_ancestry(self.hierarchy)
         self.novelty = novelty_detector(session, self.metadata, source)
+        self.features = features and _has_features(session, source)
         self.ranks_by_specificity = self.hierarchy.ranks_by_specificity()
         self._classes = {r: self.hierarchy.classes(r) for r in self.hierarchy.ranks}
         self.mask_mode = check_mask_mode(mask_mode)
@@ -124,6 +129,7 @@ class OnnxClassifier:
         fast_decode: bool = False,
         rollup: str | None = None,
         engine: EngineSettings | None = None,
+        features: bool = False,
     ) -> OnnxClassifier:
         """Open a model exported by ``moths-export``.
 
@@ -133,8 +139,8 @@ class OnnxClassifier:
             providers: ``"auto"`` (TensorRT, CUDA, CPU: the first this ONNX Runtime
                 has), or names as a list or comma-separated string. A GPU
                 provider that fails to start falls back to CPU with a warning.
-            thresholds, species_list, mask_mode, decode_workers, fast_decode, rollup:
-                see the class.
+            thresholds, species_list, mask_mode, decode_workers, fast_decode, rollup,
+                features: see the class.
             num_threads: ONNX Runtime intra-op threads; default one per physical core.
             engine: TensorRT engine settings (batch size its shape profile is optimised
                 for, fp16); default: batch 32, fp16 when the model is fp16.
@@ -155,6 +161,7 @@ class OnnxClassifier:
             decode_workers=decode_workers,
             fast_decode=fast_decode,
             rollup=rollup,
+            features=features,
         )
 
     @property
@@ -181,12 +188,14 @@ class OnnxClassifier:
         return self._run(batch)
 
     def _run(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        """Logits per rank, and the features when the novelty detector needs them."""
+        """Logits per rank, and the features when the novelty detector (or the caller,
+        ``features=True``) needs them."""
         inputs = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-        names = [*self.hierarchy.ranks, *([FEATURES_OUTPUT] if self.novelty else [])]
+        wanted = self.novelty is not None or self.features
+        names = [*self.hierarchy.ranks, *([FEATURES_OUTPUT] if wanted else [])]
         outputs = self.session.run(names, inputs)
         logits = dict(zip(self.hierarchy.ranks, outputs, strict=False))
-        return logits, outputs[-1] if self.novelty else None
+        return logits, outputs[-1] if wanted else None
 
     def novelty_scores(self, features: np.ndarray) -> np.ndarray | None:
         """Novelty score per row of the ``features`` output; ``None`` without a detector."""
@@ -258,6 +267,7 @@ class OnnxClassifier:
             logits, features = self._run(np.stack(decoded))
             probs = self.probabilities_from_logits(logits)
             scores = self.novelty_scores(features) if features is not None else None
+        kept = features if self.features else None
         results, row = [], 0
         for item in batch:
             if item.array is None:
@@ -265,7 +275,10 @@ class OnnxClassifier:
                 continue
             score = None if scores is None else float(scores[row])
             rows = {r: p[row] for r, p in probs.items()}
-            results.append(self._prediction(item.source, rows, k, score))
+            prediction = self._prediction(item.source, rows, k, score)
+            if kept is not None:
+                prediction = dataclasses.replace(prediction, features=kept[row].astype(np.float32))
+            results.append(prediction)
             row += 1
         return results
 
@@ -316,3 +329,13 @@ class OnnxClassifier:
         if self._masks is None:
             return len(self._classes[rank])
         return int(self._masks[rank].sum())
+
+
+def _has_features(session: ort.InferenceSession, source: str) -> bool:
+    """True; ModelFormatError when the model has no ``features`` output."""
+    if FEATURES_OUTPUT not in {o.name for o in session.get_outputs()}:
+        raise ModelFormatError(
+            f"{source} has no {FEATURES_OUTPUT!r} output (exported with --no-features): "
+            "it cannot give feature vectors"
+        )
+    return True

@@ -53,6 +53,8 @@ class Prediction:
         novelty_score: distance from the trained species (higher: less like
             them), when the model has a novelty detector.
         novel: whether ``novelty_score`` exceeds the model's novelty threshold.
+        features: the model's ``features`` output for the image (float32 ``[F]``), when
+            the classifier was opened with ``features=True``.
     """
 
     source: str
@@ -65,6 +67,7 @@ class Prediction:
     path: dict[str, Scored] | None = None
     novelty_score: float | None = None
     novel: bool | None = None
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
