@@ -37,3 +37,8 @@ step "predict the test split again with the calibrated checkpoint" \
   --output "$OUT/run/predictions/test-calibrated" --trainer.enable_progress_bar false
 step "before and after calibration, on the same images" \
   moths-evaluate "$OUT/run/predictions/test" "$OUT/run/predictions/test-calibrated"
+step "trap frames: find the moths (zoo:nl-moths-demo-detector), classify each crop with the model above" \
+  moths-infer --detector zoo:nl-moths-demo-detector --model "$OUT/model.onnx" \
+  --output "$OUT/detections.csv" --crops "$OUT/crops" --no-progress test_data/frames/images
+step "moths per answer on those frames, beside the true counts (test_data/frames/instances.json)" \
+  python scripts/species_counts.py "$OUT/detections.csv" --truth test_data/frames/instances.json

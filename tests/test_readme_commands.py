@@ -134,6 +134,7 @@ RULES = [
     Rule(r"^moths-stats\b"),
     Rule(r"^moths-calibrate\b"),  # writes new files: calibrated.ckpt, calibrated-tau.ckpt
     Rule(r"^moths-export\b", numbers="measured", before=_fresh_onnx),
+    Rule(r"^moths-infer --detector zoo:", numbers="measured"),  # the zoo's demo models
     Rule(r"^moths-infer\b", numbers="measured", before=_an_onnx_model),
     Rule(r"^moths-zoo\b", before=_an_onnx_model),
     Rule(r"^moths-serve\b", how="server", before=_an_onnx_model),
@@ -325,9 +326,10 @@ def test_make_demo_runs_the_flow(tmp_path):
     in a folder laid out like the repository root; each step prints its title and
     command, and the last ones what they wrote."""
     (tmp_path / "test_data").mkdir()
-    for name in ("source_a", "source_b", "hierarchy.csv"):
+    for name in ("source_a", "source_b", "hierarchy.csv", "frames"):
         (tmp_path / "test_data" / name).symlink_to(TEST_DATA / name)
-    (tmp_path / "configs").symlink_to(REPO / "configs")
+    for name in ("configs", "scripts"):
+        (tmp_path / name).symlink_to(REPO / name)
     env = {**os.environ, "MOTHS_CACHE": str(tmp_path / ".cache")}
     started = time.monotonic()
     done = subprocess.run(
@@ -347,3 +349,9 @@ def test_make_demo_runs_the_flow(tmp_path):
         at = header + 2
     for wrote in ("demo_out/model.onnx", "demo_out/predictions.csv", "report.html"):
         assert any(wrote in line for line in lines), f"the demo never names {wrote}"
+    # the trap frames: every frame searched, and the moths counted per answer
+    assert any(re.search(r"88 of 88 frames searched, 0 errors", line) for line in lines)
+    total = re.search(r"^all, 88 frames +(\d+) +(\d+)$", done.stdout, re.M)
+    assert total, done.stdout[-2000:]
+    found, true = map(int, total.groups())
+    assert true == 614 and abs(found - true) <= 0.1 * true  # the detector finds them all
