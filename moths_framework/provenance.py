@@ -122,7 +122,7 @@ def model_record(
     }
     record |= _zoo_facts(given)
     card = card or {}
-    backbone = (card.get("backbone") or {}).get("init_args", {}).get("name")
+    backbone = _backbone_name(card.get("backbone"))
     record["name"] = record.get("zoo_id") or backbone or path.stem
     record["version"] = record.get("zoo_version") or card.get("exported_at")
     for key in ("exported_at", "exported_with", "trained_with"):
@@ -131,6 +131,15 @@ def model_record(
     if backbone:
         record["backbone"] = backbone
     return record | facts
+
+
+def _backbone_name(backbone: Any) -> str | None:
+    """A model card's backbone name: a string, or a class spec's ``init_args.name``."""
+    if isinstance(backbone, str):
+        return backbone
+    init_args = backbone.get("init_args") if isinstance(backbone, Mapping) else None
+    name = init_args.get("name") if isinstance(init_args, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 def _zoo_facts(given: str | None) -> dict[str, Any]:

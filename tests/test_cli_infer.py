@@ -66,9 +66,9 @@ def test_directory_input_to_csv(model: Path, images: Path, tmp_path: Path, capsy
     assert all(row["error"] == "" and row["prediction"] for row in rows)
     assert all(0 <= float(row["species_prob"]) <= 1 for row in rows)
     assert "4 of 4 images classified, 0 errors, on CPUExecutionProvider" in capsys.readouterr().out
-    # no temporary file left; the record of what moths-infer wrote beside it
+    # no temporary file left; the record of what moths-infer wrote beside it, its run.json
     written = sorted(p.name for p in output.parent.iterdir())
-    assert written == [".moths-output.json", "predictions.csv"]
+    assert written == [".moths-output.json", "predictions.csv", "predictions.csv.run.json"]
 
 
 def test_list_file_and_bad_images(model: Path, images: Path, tmp_path: Path) -> None:

@@ -39,9 +39,7 @@ def test_record_holds_the_run(tmp_path):
     output = tmp_path / "occurrences.csv"
     output.write_text("a,b\n1,2\n", encoding="utf-8")
     argv = ["tracks.csv", "--output", "my file.csv"]
-    sidecar = write_provenance(
-        output, "moths-count", argv=argv, settings={"include_other": False}
-    )
+    sidecar = write_provenance(output, "moths-count", argv=argv, settings={"include_other": False})
     record = json.loads(sidecar.read_text(encoding="utf-8"))
     assert sidecar == tmp_path / "occurrences.csv.run.json"
     assert uuid.UUID(record["run_id"]).version == 4

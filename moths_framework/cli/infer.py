@@ -21,9 +21,11 @@ from moths_framework.cli.infer_options import (
     open_classifier,
     parser,
 )
+from moths_framework.cli.infer_provenance import record_infer_run
 from moths_framework.inference import OnnxClassifier
 from moths_framework.inference.writers import PredictionWriter
 from moths_framework.output_folders import record_written
+from moths_framework.provenance import Run
 from moths_framework.zoo.transport import allowing_insecure_http
 
 
@@ -49,10 +51,11 @@ def main(args: list[str] | None = None) -> int:
         an ``--output`` file that moths-infer did not write).
     """
     opts = parser().parse_args(args)
+    run = Run(PROG, args)
     logging.basicConfig(format=f"{PROG}: %(message)s")
     logging.getLogger("moths_framework").setLevel(logging.INFO)
     if opts.detector is not None:
-        return infer_frames.run(opts)
+        return infer_frames.run(opts, run)
     try:
         with allowing_insecure_http(opts.allow_insecure_http):
             classifier, paths = _load(opts)
@@ -71,6 +74,7 @@ def main(args: list[str] | None = None) -> int:
             classified += prediction.ok
     output = Path(opts.output)
     record_written(output.parent, [output.name], PROG)
+    record_infer_run(run, opts, len(paths), classifier)
     seconds = time.perf_counter() - started
     errors = len(paths) - classified
     print(

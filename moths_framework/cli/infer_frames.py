@@ -23,11 +23,13 @@ from moths_framework.cli.infer_options import (
     input_paths,
     open_classifier,
 )
+from moths_framework.cli.infer_provenance import record_infer_run
 from moths_framework.inference import FrameResult, OnnxDetector, Pipeline
 from moths_framework.inference.crop_folder import CropFolder
 from moths_framework.inference.detection_writer import DetectionWriter
 from moths_framework.inference.feature_file import FeatureRows, check_feature_path
 from moths_framework.output_folders import record_written
+from moths_framework.provenance import Run
 from moths_framework.zoo.transport import allowing_insecure_http
 
 __all__ = ["run"]
@@ -49,9 +51,9 @@ class _Counts:
         self.empty += not frame.detections
 
 
-def run(opts: argparse.Namespace) -> int:
+def run(opts: argparse.Namespace, record: Run) -> int:
     """Run ``moths-infer --detector``; the exit code (0: a frame was searched, 1: none
-    could be, 2: a usage error)."""
+    could be, 2: a usage error). ``record``: this run's provenance, written beside the output."""
     try:
         with allowing_insecure_http(opts.allow_insecure_http):
             pipeline, paths, crops = _load(opts)
@@ -84,6 +86,7 @@ def run(opts: argparse.Namespace) -> int:
         features.write(opts.features)
     output = Path(opts.output)
     record_written(output.parent, [output.name], PROG)
+    record_infer_run(record, opts, len(paths), classifier, pipeline.detector, opts.crop_margin)
     print(_summary(counts, len(paths), pipeline, time.perf_counter() - started, opts.output))
     return 0 if counts.frames else 1
 

@@ -15,6 +15,7 @@ from moths_framework.inference.rollup import ROLLUP_METHODS
 from moths_framework.inference.species_list import DEFAULT_MASK_MODE, MASK_MODES
 from moths_framework.inference.thresholds import parse_thresholds
 from moths_framework.output_folders import check_may_overwrite
+from moths_framework.provenance import sidecar_path
 from moths_framework.zoo.transport import INSECURE_FLAG, INSECURE_HELP
 
 __all__ = [
@@ -141,11 +142,11 @@ def _frame_options(p: argparse.ArgumentParser) -> None:
 
 def check_output(opts: argparse.Namespace) -> Path:
     """``--output``, checked before any work: a file moths-infer may write, in a folder
-    that exists. Raises ValueError (OutputFolderError) or OSError."""
+    that exists (and its run.json). Raises ValueError (OutputFolderError) or OSError."""
     output = Path(opts.output)
     if output.is_dir():
         raise ValueError(f"--output {output} is a directory; name a .csv or .jsonl file")
-    check_may_overwrite(output.parent, [output.name], PROG)
+    check_may_overwrite(output.parent, [output.name, sidecar_path(output).name], PROG)
     output.parent.mkdir(parents=True, exist_ok=True)  # fails now, not after the whole run
     return output
 

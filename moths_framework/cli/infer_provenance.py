@@ -1,0 +1,75 @@
+"""``moths-infer``'s ``run.json``: the models it ran and the settings that shaped each answer.
+
+What a record holds is :mod:`moths_framework.provenance`'s; this module only says
+which of moths-infer's options and models go in. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from moths_framework.inference import OnnxClassifier, OnnxDetector
+from moths_framework.inference.species_list import read_species_list
+from moths_framework.provenance import Run, file_sha256
+
+__all__ = ["record_infer_run"]
+
+
+def record_infer_run(
+    run: Run,
+    opts: argparse.Namespace,
+    images: int,
+    classifier: OnnxClassifier | None,
+    detector: OnnxDetector | None = None,
+    crop_margin: int | None = None,
+) -> Path:
+    """Write ``run``'s record beside ``opts.output``: the models, settings and input count."""
+    settings: dict[str, Any] = {"images": images, "top_k": opts.top_k}
+    settings["fast_decode"] = bool(opts.fast_decode)
+    if detector is not None:
+        run.add_model(
+            "detector",
+            detector.source,
+            given=opts.detector,
+            card=detector.metadata.model_card,
+            precision=detector.metadata.precision,
+            classes=list(detector.metadata.classes),
+        )
+        settings["detector"] = {
+            "provider": detector.provider,
+            "min_score": detector.min_score,
+            "max_detections": detector.max_detections,
+            "crop_margin": crop_margin or 0,
+        }
+    if classifier is not None:
+        run.add_model(
+            "classifier",
+            classifier.source,
+            given=opts.model,
+            card=classifier.metadata.model_card,
+            precision=classifier.metadata.precision,
+            ranks=list(classifier.hierarchy.ranks),
+        )
+        settings["classifier"] = _classifier_settings(classifier, opts)
+    run.settings |= settings
+    return run.write(opts.output)
+
+
+def _classifier_settings(classifier: OnnxClassifier, opts: argparse.Namespace) -> dict[str, Any]:
+    species_list = None
+    if opts.species_list is not None:
+        species_list = {
+            "file": opts.species_list,
+            "sha256": file_sha256(opts.species_list),
+            "species": read_species_list(opts.species_list),
+        }
+    return {
+        "provider": classifier.provider,
+        "thresholds": dict(classifier.thresholds),
+        "rollup": classifier.rollup or "heads",
+        "species_list": species_list,
+        "mask_mode": classifier.mask_mode if species_list else None,
+        "novelty": classifier.novelty is not None,
+    }
