@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from moths_framework.data.coco_writer import WrittenFrames, write_coco_frames
+from moths_framework.data.sources import Sample
 from moths_framework.data.synth_backgrounds import (
     background_files,
     generated_sheet,
@@ -33,6 +34,7 @@ __all__ = [
     "SynthFrame",
     "SynthResult",
     "SynthSettings",
+    "moth_cutout",
     "synthesize",
     "synthesize_dataset",
 ]
@@ -226,6 +228,14 @@ def compose_frame(
         crop = f"{sample.path.parent.name}/{sample.path.name}"
         moths.append(PastedMoth((x, y, w, h), sample.species, crop))
     return SynthFrame(index, frame, moths)
+
+
+def moth_cutout(
+    settings: SynthSettings, crops: CropPool, rng: np.random.Generator
+) -> tuple[Sample, Image.Image]:
+    """One moth as :func:`compose_frame` pastes it: a crop drawn, flipped, scaled,
+    brightened, cut out and rotated (RGBA, cut to its visible pixels), and its sample."""
+    return _moth(settings, crops, rng)
 
 
 def _moth(settings: SynthSettings, crops: CropPool, rng: np.random.Generator):

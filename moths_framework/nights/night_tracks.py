@@ -1,0 +1,149 @@
+"""``detections.csv`` to ``tracks.csv``: every box placed in its night and linked into a track.
+
+Frames are grouped by deployment and night and put in time order (frames with the
+same time by path); frames the detector searched without finding anything count
+as frames of the night, so a gap is measured in the frames really taken. Each
+night is linked on its own (:func:`.tracking.link_frames`) and each track answers
+by :func:`.track_vote.vote`. The columns added to ``detections.csv``'s are
+:data:`TRACK_COLUMNS` (docs/reference/tracks-csv.md). No torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from tqdm import tqdm
+
+from moths_framework.atomic_files import replaced_atomically
+from moths_framework.csv_cells import spreadsheet_safe
+from moths_framework.nights.detection_table import DetectionTable, TrackInputError
+from moths_framework.nights.frame_times import FrameTime, UntimedFrame
+from moths_framework.nights.track_vote import vote
+from moths_framework.nights.tracking import FrameBoxes, TrackSettings, link_frames
+
+__all__ = ["TRACK_COLUMNS", "Tracks", "track_table", "write_tracks", "write_untimed"]
+
+TRACK_COLUMNS = (
+    "deployment", "night", "timestamp", "track",
+    "track_prediction", "track_prediction_rank", "track_prediction_prob", "track_confident",
+)  # fmt: skip
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass
+class Tracks:
+    """What tracking gave: the cells of :data:`TRACK_COLUMNS` for each row of
+    ``detections.csv`` that is in a track (in file order), and the counts."""
+
+    cells: dict[int, list[str]] = field(default_factory=dict)
+    tracks: int = 0
+    nights: int = 0
+    frames: int = 0
+
+
+def track_table(
+    table: DetectionTable,
+    features: np.ndarray | None,
+    times: Mapping[str, FrameTime],
+    settings: TrackSettings,
+    order: Sequence[str],
+    thresholds: Mapping[str, float],
+    progress: bool = False,
+) -> Tracks:
+    """Link the boxes of ``table`` whose frames have a time into tracks.
+
+    Args:
+        table: the detections.
+        features: ``[rows, F]``, row-aligned with ``table`` (``None``: no appearance term).
+        times: frame path -> its place in a night (frames missing here are left out).
+        settings: how boxes are linked.
+        order: the classifier's ranks, most specific first (for the vote).
+        thresholds: rank -> threshold (for the vote).
+        progress: show a progress bar over the frames.
+
+    Raises:
+        TrackInputError: ``features`` does not have one row per row of ``table``.
+    """
+    if features is not None and len(features) != len(table.rows):
+        raise TrackInputError(
+            f"the features have {len(features)} rows, {table.path} has {len(table.rows)}: "
+            "give the features file moths-infer wrote with this detections.csv"
+        )
+    paths = table.paths()
+    by_frame: dict[str, list[int]] = defaultdict(list)
+    for row in table.box_rows():
+        by_frame[paths[row]].append(row)
+    nights: dict[tuple[str, str], list[FrameTime]] = defaultdict(list)
+    for path in table.searched_frames():
+        if path in times:
+            frame = times[path]
+            nights[(frame.deployment.id, frame.night.isoformat())].append(frame)
+    result = Tracks(nights=len(nights))
+    total = sum(len(frames) for frames in nights.values())
+    bar = tqdm(total=total, unit="frame", desc="tracks", file=sys.stderr, disable=not progress)
+    with bar:
+        for _, frames in sorted(nights.items()):
+            frames.sort(key=lambda f: (f.time, f.path))
+            _track_night(table, features, frames, by_frame, settings, order, thresholds, result)
+            result.frames += len(frames)
+            bar.update(len(frames))
+    return result
+
+
+def _track_night(table, features, frames, by_frame, settings, order, thresholds, result) -> None:
+    width, height = table.column("width"), table.column("height")
+    night_boxes, night_rows = [], []
+    for frame in frames:
+        rows = by_frame.get(frame.path, [])
+        boxes = table.boxes(rows) if rows else np.zeros((0, 4))
+        diagonal = float(np.hypot(float(width[rows[0]]), float(height[rows[0]]))) if rows else 1.0
+        vectors = features[rows] if features is not None else np.zeros((len(rows), 0))
+        seconds = (frame.time - _EPOCH).total_seconds()
+        night_boxes.append(FrameBoxes(seconds, diagonal, boxes, vectors))
+        night_rows.append((frame, rows))
+    numbers = link_frames(night_boxes, settings)
+    members: dict[int, list[tuple[int, FrameTime]]] = defaultdict(list)
+    for (frame, rows), assigned in zip(night_rows, numbers, strict=True):
+        for row, number in zip(rows, assigned, strict=True):
+            members[int(number)].append((row, frame))
+    for number, rows in sorted(members.items()):
+        frame = rows[0][1]
+        track = f"{frame.deployment.id}/{frame.night.isoformat()}/{number + 1}"
+        answer = vote([table.answer(r) for r, _ in rows], order, thresholds) if order else None
+        tail = ["", "", "", ""]
+        if answer is not None:
+            confident = "true" if answer.confident else "false"
+            prediction = spreadsheet_safe(answer.prediction)
+            tail = [prediction, answer.rank, f"{answer.prob:.6f}", confident]
+        for row, member in rows:
+            head = [member.deployment.id, member.night.isoformat(), member.iso_time(), track]
+            result.cells[row] = [spreadsheet_safe(c) for c in head] + tail
+    result.tracks += len(members)
+
+
+def write_tracks(path: str | os.PathLike, table: DetectionTable, tracks: Tracks) -> None:
+    """``tracks.csv``: ``detections.csv``'s columns as written, then :data:`TRACK_COLUMNS`,
+    one row per tracked detection in file order; atomically."""
+    with replaced_atomically(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow([*table.columns, *TRACK_COLUMNS])
+            for row in sorted(tracks.cells):
+                writer.writerow([*table.rows[row], *tracks.cells[row]])
+
+
+def write_untimed(path: str | os.PathLike, untimed: Sequence[UntimedFrame]) -> None:
+    """``untimed_frames.csv``: each frame left out (``path``, ``reason``); atomically."""
+    with replaced_atomically(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["path", "reason"])
+            for frame in untimed:
+                writer.writerow([spreadsheet_safe(frame.path), spreadsheet_safe(frame.reason)])

@@ -1,0 +1,210 @@
+"""Linking a night's detections into tracks: one track per moth while it sits on the sheet.
+
+Frame by frame, in time order, every open track (its last box and its appearance) is
+compared with every box of the frame. The cost of a link is the weighted mean of four
+terms in [0, 1] (the terms of ami-data-companion's ``ml/models/tracking.py``, which
+sums them):
+
+- appearance: ``1 - cosine`` of the track's and the crop's feature vectors (the
+  classifier's ``features``), clipped to [0, 1]; 0.5 when one crop has none; left
+  out of the mean when the night has no features at all;
+- overlap: ``1 - IoU`` of the two boxes;
+- size: ``1 - smaller area / larger area``;
+- distance: the distance between the boxes' centres over the frame's diagonal.
+
+The cheapest set of links is found with ``scipy.optimize.linear_sum_assignment``
+(each track takes at most one box, each box joins at most one track); a link
+costing more than ``max_cost`` is not made, and a box left over starts a new track.
+A track stays open through ``max_gap`` frames (or seconds) without a box, so a
+moth the detector misses once, or that flies off and lands again, keeps its track.
+A track's appearance is the mean of its crops' unit feature vectors, so one odd
+crop does not break it. No torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["CostWeights", "FrameBoxes", "TrackSettings", "link_frames", "link_costs"]
+
+_UNLINKABLE = 1e6
+
+
+@dataclass(frozen=True)
+class CostWeights:
+    """The weight of each term of a link's cost."""
+
+    appearance: float = 1.0
+    overlap: float = 1.0
+    size: float = 1.0
+    distance: float = 1.0
+
+    def check(self) -> None:
+        """ValueError for a negative weight, or all zero."""
+        values = (self.appearance, self.overlap, self.size, self.distance)
+        if min(values) < 0 or max(values) == 0:
+            raise ValueError(f"cost weights must be >= 0 and not all 0, got {values}")
+
+
+@dataclass(frozen=True)
+class TrackSettings:
+    """How boxes are linked.
+
+    Attributes:
+        weights: the cost terms' weights.
+        max_cost: the dearest link made (a weighted mean of the terms, in [0, 1]).
+        max_gap_frames: frames a track may miss and still be continued (0: only the
+            next frame); ``None`` when ``max_gap_seconds`` rules instead.
+        max_gap_seconds: seconds from a track's last box after which it is closed.
+    """
+
+    weights: CostWeights = field(default_factory=CostWeights)
+    max_cost: float = 0.35
+    max_gap_frames: int | None = 3
+    max_gap_seconds: float | None = None
+
+    def check(self) -> None:
+        """ValueError naming the first setting out of range."""
+        self.weights.check()
+        if self.max_cost <= 0:
+            raise ValueError(f"the largest link cost must be > 0, got {self.max_cost}")
+        if self.max_gap_frames is not None and self.max_gap_frames < 0:
+            raise ValueError(f"the gap must be 0 frames or more, got {self.max_gap_frames}")
+        if self.max_gap_seconds is not None and self.max_gap_seconds <= 0:
+            raise ValueError(f"the gap must be more than 0 seconds, got {self.max_gap_seconds}")
+
+
+@dataclass(frozen=True)
+class FrameBoxes:
+    """One frame of a night: when (seconds), its diagonal (pixels), its boxes
+    ``[k, 4]`` (x1, y1, x2, y2) and their features ``[k, F]`` (NaN rows: none)."""
+
+    seconds: float
+    diagonal: float
+    boxes: np.ndarray
+    features: np.ndarray
+
+
+def link_costs(
+    boxes_a: np.ndarray,
+    boxes_b: np.ndarray,
+    unit_a: np.ndarray,
+    unit_b: np.ndarray,
+    diagonal: float,
+    weights: CostWeights,
+) -> np.ndarray:
+    """The cost ``[len(a), len(b)]`` of linking each box of ``a`` to each of ``b``.
+
+    ``unit_a``, ``unit_b``: unit feature vectors (rows of NaN where there are none).
+    """
+    area_a = _area(boxes_a)[:, None]
+    area_b = _area(boxes_b)[None, :]
+    width = np.clip(
+        np.minimum(boxes_a[:, None, 2], boxes_b[None, :, 2])
+        - np.maximum(boxes_a[:, None, 0], boxes_b[None, :, 0]), 0, None
+    )  # fmt: skip
+    height = np.clip(
+        np.minimum(boxes_a[:, None, 3], boxes_b[None, :, 3])
+        - np.maximum(boxes_a[:, None, 1], boxes_b[None, :, 1]), 0, None
+    )  # fmt: skip
+    inter = width * height
+    iou = inter / np.maximum(area_a + area_b - inter, 1e-9)
+    size = np.minimum(area_a, area_b) / np.maximum(np.maximum(area_a, area_b), 1e-9)
+    centre_a = (boxes_a[:, :2] + boxes_a[:, 2:]) / 2
+    centre_b = (boxes_b[:, :2] + boxes_b[:, 2:]) / 2
+    distance = np.linalg.norm(centre_a[:, None, :] - centre_b[None, :, :], axis=2)
+    cost = weights.overlap * (1 - iou) + weights.size * (1 - size)
+    cost += weights.distance * np.minimum(distance / max(diagonal, 1e-9), 1.0)
+    total = weights.overlap + weights.size + weights.distance
+    if weights.appearance and unit_a.shape[1] and unit_b.shape[1]:
+        cosine = unit_a @ unit_b.T
+        cost += weights.appearance * np.where(np.isnan(cosine), 0.5, np.clip(1 - cosine, 0, 1))
+        total += weights.appearance
+    return cost / max(total, 1e-12)
+
+
+def link_frames(frames: Sequence[FrameBoxes], settings: TrackSettings) -> list[np.ndarray]:
+    """Track numbers (0, 1, ... in order of first appearance) for each frame's boxes."""
+    settings.check()
+    open_tracks = _OpenTracks()
+    numbers: list[np.ndarray] = []
+    for position, frame in enumerate(frames):
+        open_tracks.close_old(position, frame.seconds, settings)
+        unit = _unit(frame.features)
+        assigned = np.full(len(frame.boxes), -1, dtype=np.int64)
+        if len(open_tracks) and len(frame.boxes):
+            cost = link_costs(
+                open_tracks.boxes(), frame.boxes, open_tracks.unit(), unit,
+                frame.diagonal, settings.weights,
+            )  # fmt: skip
+            cost[cost > settings.max_cost] = _UNLINKABLE
+            rows, columns = linear_sum_assignment(cost)
+            for row, column in zip(rows, columns, strict=True):
+                if cost[row, column] < _UNLINKABLE:
+                    assigned[column] = open_tracks.track_at(row)
+        for k in range(len(frame.boxes)):
+            if assigned[k] < 0:
+                assigned[k] = open_tracks.start()
+            open_tracks.extend(int(assigned[k]), frame.boxes[k], unit[k], position, frame.seconds)
+        numbers.append(assigned)
+    return numbers
+
+
+class _OpenTracks:
+    """The tracks that may still be continued: last box, summed unit features, last seen."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._last: dict[int, tuple[np.ndarray, np.ndarray | None, int, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def start(self) -> int:
+        self.count += 1
+        return self.count - 1
+
+    def extend(self, track: int, box, unit, position: int, seconds: float) -> None:
+        previous = self._last.get(track)
+        summed = None if np.isnan(unit).any() or unit.size == 0 else unit
+        if previous is not None and previous[1] is not None:
+            summed = previous[1] + summed if summed is not None else previous[1]
+        self._last[track] = (box, summed, position, seconds)
+        self._order = None
+
+    def close_old(self, position: int, seconds: float, settings: TrackSettings) -> None:
+        for track, (_, _, last_position, last_seconds) in list(self._last.items()):
+            if settings.max_gap_seconds is not None:
+                stale = seconds - last_seconds > settings.max_gap_seconds
+            else:
+                stale = position - last_position - 1 > settings.max_gap_frames
+            if stale:
+                del self._last[track]
+        self._order = list(self._last)
+
+    def track_at(self, row: int) -> int:
+        return self._order[row]
+
+    def boxes(self) -> np.ndarray:
+        return np.stack([self._last[t][0] for t in self._order]).astype(np.float64)
+
+    def unit(self) -> np.ndarray:
+        rows = [self._last[t][1] for t in self._order]
+        width = next((r.size for r in rows if r is not None), 0)
+        stacked = np.stack([r if r is not None else np.full(width, np.nan) for r in rows])
+        return _unit(stacked)
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, features / norms, np.nan)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
