@@ -1,0 +1,114 @@
+"""Reading ``tracks.csv`` (what ``moths-track`` writes) for counting.
+
+Only the columns a count needs are kept: where and when (``deployment``, ``night``,
+``timestamp``), which track, the track's answer (``track_prediction``,
+``track_prediction_rank``, ``track_prediction_prob``) and, per detection, its frame,
+crop, detector class and how sure the classifier was of it (``prediction_prob``, else
+the detector's ``detection_score``), to pick a track's best crop. Columns are
+described in docs/reference/tracks-csv.md. No torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from moths_framework.csv_cells import from_spreadsheet_safe
+
+__all__ = ["REQUIRED_COLUMNS", "TrackedDetection", "TracksError", "read_tracks"]
+
+REQUIRED_COLUMNS = (
+    "path", "deployment", "night", "timestamp", "track",
+    "track_prediction", "track_prediction_rank", "track_prediction_prob",
+)  # fmt: skip
+
+
+class TracksError(ValueError):
+    """A ``tracks.csv`` that cannot be counted; the message is one line."""
+
+
+@dataclass(frozen=True)
+class TrackedDetection:
+    """One row of ``tracks.csv``: a detection in its track."""
+
+    path: str
+    crop: str
+    deployment: str
+    night: str
+    timestamp: str
+    time: datetime
+    track: str
+    prediction: str  # the track's answer; empty when no classifier answered
+    rank: str
+    track_prob: float | None
+    detection_prob: float | None  # this crop's prediction_prob, else its detection_score
+    detection_class: str
+
+
+def read_tracks(path: str | os.PathLike) -> list[TrackedDetection]:
+    """The rows of a ``tracks.csv``, in file order.
+
+    Raises:
+        TracksError: the file cannot be read, lacks a column of :data:`REQUIRED_COLUMNS`,
+            or has a row with an empty track, deployment or night, or a timestamp or
+            probability that is no such thing.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise TracksError(
+                    f"{path} is not a tracks.csv (no column {', '.join(missing)}); "
+                    "moths-track writes one"
+                )
+            return [_row(path, line, row) for line, row in enumerate(reader, start=2)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise TracksError(f"cannot read {path}: {error}") from None
+
+
+def _row(path: Path, line: int, row: dict[str, str | None]) -> TrackedDetection:
+    def text(column: str) -> str:
+        return from_spreadsheet_safe((row.get(column) or "").strip())
+
+    where = f"{path}, line {line}"
+    for column in ("track", "deployment", "night", "timestamp"):
+        if not text(column):
+            raise TracksError(f"{where}: empty {column}")
+    try:
+        time = datetime.fromisoformat(text("timestamp"))
+    except ValueError:
+        raise TracksError(f"{where}: timestamp {text('timestamp')!r} is not ISO 8601") from None
+    detection_prob = _probability(text("prediction_prob"), where, "prediction_prob")
+    if detection_prob is None:
+        detection_prob = _probability(text("detection_score"), where, "detection_score")
+    return TrackedDetection(
+        path=text("path"),
+        crop=text("crop"),
+        deployment=text("deployment"),
+        night=text("night"),
+        timestamp=text("timestamp"),
+        time=time,
+        track=text("track"),
+        prediction=text("track_prediction"),
+        rank=text("track_prediction_rank"),
+        track_prob=_probability(text("track_prediction_prob"), where, "track_prediction_prob"),
+        detection_prob=detection_prob,
+        detection_class=text("detection_class"),
+    )
+
+
+def _probability(text: str, where: str, column: str) -> float | None:
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise TracksError(f"{where}: {column} {text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise TracksError(f"{where}: {column} {value} is outside 0..1")
+    return value
