@@ -18,8 +18,12 @@ def _parser() -> argparse.ArgumentParser:
         "(/info, /process, /livez, /readyz) and /v1 (/v1/classify, /v1/models); docs at /docs.",
     )
     add = parser.add_argument
-    add("--model", action="append", required=True, metavar="PATH|zoo:ID",
-        help="a .onnx file or zoo:ID; repeat for several pipelines")  # fmt: skip
+    add("--model", action="append", default=[], metavar="PATH|zoo:ID",
+        help="a classifier .onnx file or zoo:ID, served as a whole-image pipeline; "
+        "repeat for several pipelines")  # fmt: skip
+    add("--pipeline", action="append", default=[], metavar="FILE.yaml",
+        help="a pipeline file (detector, filter, classifier: docs/commands/pipelines.md); "
+        "repeatable, and with --model")  # fmt: skip
     add("--host", default="0.0.0.0", help="address to listen on (127.0.0.1: this machine only)")
     add("--port", type=int, default=2000)
     add("--providers", default="auto", help="'auto' (TensorRT, CUDA, CPU) or e.g. cuda,cpu")
@@ -136,6 +140,15 @@ def _options(opts: argparse.Namespace):  # noqa: ANN202 (ServeOptions, imported 
     )
 
 
+def _stages(model) -> str:  # noqa: ANN001 (ServedModel, imported lazily)
+    """What a pipeline is made of, for its start-up line."""
+    if model.stages is None:
+        return model.source
+    parts = [f"{role} {stage.source}" for role, stage in (
+        ("detector", model.detector), ("filter", model.filter)) if stage is not None]  # fmt: skip
+    return f"{model.stages.spec.path}: {', '.join([*parts, f'classifier {model.source}'])}"
+
+
 def main(args: list[str] | None = None) -> int:
     """Run ``moths-serve`` until interrupted.
 
@@ -152,14 +165,23 @@ def main(args: list[str] | None = None) -> int:
         import uvicorn
 
         from moths_framework.serve import create_app, load_served_model
+        from moths_framework.serve.served import load_served_pipeline
+        from moths_framework.zoo import allowing_insecure_http
 
         options = _options(opts)
+        if not opts.model and not opts.pipeline:
+            raise ValueError("give --model PATH|zoo:ID or --pipeline FILE.yaml (or several)")
         models = [
             load_served_model(_resolve(spec, opts.allow_insecure_http), source=spec,
                               providers=opts.providers,
                               num_threads=opts.threads)
             for spec in opts.model
         ]  # fmt: skip
+        with allowing_insecure_http(opts.allow_insecure_http):
+            models += [
+                load_served_pipeline(path, opts.providers, opts.threads, opts.max_batch)
+                for path in opts.pipeline
+            ]
         server: uvicorn.Server | None = None
 
         def stop_for_good(message: str) -> None:
@@ -175,7 +197,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 2
     for model in models:
-        print(f"{_PROG}: pipeline {model.slug} <- {model.source} ({model.classifier.provider})")
+        print(f"{_PROG}: pipeline {model.slug} <- {_stages(model)} ({model.classifier.provider})")
     config = uvicorn.Config(
         app,
         host=opts.host,

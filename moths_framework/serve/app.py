@@ -61,7 +61,8 @@ def create_app(
     engine = ServeEngine(models, options, on_fatal)
     info = ProcessingServiceInfoResponse(
         name=SERVICE_NAME,
-        description="Moth species classifiers (whole image), served by moths-serve",
+        description="Moth pipelines (detector, moth filter, species classifier, or the whole "
+        "image), served by moths-serve",
         pipelines=[ami.pipeline_config(m) for m in models],
     )
     info_body = info.model_dump_json().encode()  # every label of every rank: rendered once

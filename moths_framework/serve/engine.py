@@ -13,13 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Collection, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import numpy as np
+from PIL import Image
 
-from moths_framework.images import decode_rgb
+from moths_framework.images import DecodedImage, decode_rgb
+from moths_framework.inference.detector import Detection
 from moths_framework.messages import one_line
 from moths_framework.serve.batching import Admission, BatchResult, DynamicBatcher, Overloaded
 from moths_framework.serve.fetch import ImageFetcher
@@ -37,6 +42,7 @@ __all__ = [
     "ServeEngine",
     "ServeOptions",
     "UnknownModel",
+    "filter_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -156,6 +162,7 @@ class ServeEngine:
         self._fetcher: ImageFetcher | None = None
         self._decoders: anyio.CapacityLimiter | None = None
         self._warm_up: asyncio.Task[None] | None = None
+        self._detectors: dict[str, ThreadPoolExecutor] = {}  # one thread per detector session
 
     def model(self, slug: str) -> ServedModel:
         if slug not in self.models:
@@ -182,6 +189,13 @@ class ServeEngine:
             )
             batcher.start()
             self.batchers[slug] = batcher
+            if model.filter is not None:
+                run = model.filter.model.model_outputs
+                batcher = DynamicBatcher(run, o.max_batch, o.max_wait_ms / 1e3, name=f"{slug}-f")
+                batcher.start()
+                self.batchers[filter_key(slug)] = batcher
+            if model.detector is not None:
+                self._detectors[slug] = ThreadPoolExecutor(1, thread_name_prefix=f"moths-{slug}-d")
         self._warm_up = asyncio.get_running_loop().create_task(self._warm())
 
     async def stop(self) -> None:
@@ -191,6 +205,8 @@ class ServeEngine:
             await asyncio.gather(self._warm_up, return_exceptions=True)
         for batcher in self.batchers.values():
             await batcher.stop()
+        for thread in self._detectors.values():
+            thread.shutdown(wait=True)
         if self._fetcher is not None:
             await self._fetcher.aclose()
 
@@ -201,6 +217,12 @@ class ServeEngine:
             height, width = model.classifier.metadata.preprocessing.input_size
             try:
                 await self.batchers[slug].classify(np.zeros((3, height, width), np.float32))
+                if model.filter is not None:
+                    height, width = model.filter.model.metadata.preprocessing.input_size
+                    zeros = np.zeros((3, height, width), np.float32)
+                    await self.batchers[filter_key(slug)].classify(zeros)
+                if model.detector is not None:
+                    await self.detect(model, Image.new("RGB", (64, 48)), (64, 48))
             except Exception as error:  # the server can never be ready: say so, once
                 self._on_fatal(f"warm-up of pipeline {slug} failed: {one_line(error)}")
                 return
@@ -216,26 +238,77 @@ class ServeEngine:
             On a timeout every image's work has stopped before this returns.
         """
         model = self.model(slug)
-        if not self.ready:
-            raise NotReady("models are loading")
-        self.admission.acquire(len(images))
-        outcomes: list[ImageOutcome] = []
-        share = asyncio.Semaphore(self.options.fetch_per_request)
+        outcomes = [ImageOutcome(image, error="not classified") for image in images]
+        share = self.request_share()
 
         async def one(index: int) -> None:
             outcomes[index] = await self._one(model, images[index], share)
 
+        await self.run_admitted(len(images), [partial(one, i) for i in range(len(images))])
+        return outcomes
+
+    async def run_admitted(self, count: int, jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        """Run ``jobs`` at once under ``count`` images of admission and the request timeout.
+
+        Raises:
+            NotReady, Overloaded, RequestTimeout: as :meth:`classify`; on a timeout
+            every job has stopped before this returns.
+        """
+        if not self.ready:
+            raise NotReady("models are loading")
+        self.admission.acquire(count)
         try:
-            outcomes.extend(ImageOutcome(image, error="not classified") for image in images)
             with anyio.fail_after(self.options.request_timeout):
                 async with anyio.create_task_group() as group:
-                    for index in range(len(images)):
-                        group.start_soon(one, index)
-            return outcomes
+                    for job in jobs:
+                        group.start_soon(job)
         except TimeoutError:
             raise RequestTimeout(f"request took over {self.options.request_timeout:g} s") from None
         finally:
-            self.admission.release(len(images))  # after the task group: nothing runs on
+            self.admission.release(count)  # after the task group: nothing runs on
+
+    def request_share(self) -> asyncio.Semaphore:
+        """One request's share of the connection slots (``fetch_per_request``)."""
+        return asyncio.Semaphore(self.options.fetch_per_request)
+
+    async def fetch_image(self, url: str, share: asyncio.Semaphore) -> DecodedImage:
+        """The image at ``url``, decoded (RGB, EXIF orientation applied, within
+        ``max_pixels``: a larger JPEG decodes smaller, ``full_size`` says how large)."""
+        async with self._fetcher.fetched(url, share) as data:
+            if len(data) > self.options.max_image_bytes:
+                raise ImageTooLarge(f"image is over {self.options.max_image_bytes} bytes")
+            return await anyio.to_thread.run_sync(
+                _full, data, self.options.max_pixels, limiter=self._decoders
+            )
+
+    async def in_decoder(self, work: Callable[..., object], *args: object) -> object:
+        """``work(*args)`` on a decoding thread (cutting and preprocessing crops)."""
+        return await anyio.to_thread.run_sync(work, *args, limiter=self._decoders)
+
+    async def detect(
+        self, model: ServedModel, image: Image.Image, full_size: tuple[int, int]
+    ) -> tuple[list[Detection], float]:
+        """The boxes the pipeline's detector finds on ``image`` (a decode of a frame of
+        ``full_size``), in the frame's pixels, and the detector's seconds."""
+        detector = model.detector.model
+
+        def run() -> tuple[list[Detection], float]:
+            started = time.perf_counter()
+            found = detector.detect_input(detector.model_input(image, full_size), full_size)
+            return found, time.perf_counter() - started
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._detectors[model.slug], run)
+        except Exception as error:
+            raise ModelFailed(one_line(error)) from error
+
+    async def classify_array(self, key: str, array: np.ndarray) -> BatchResult:
+        """One preprocessed crop through batcher ``key`` (a slug, or :func:`filter_key`)."""
+        try:
+            return await self.batchers[key].classify(array)
+        except Exception as error:
+            raise ModelFailed(one_line(error)) from error
 
     async def _one(
         self, model: ServedModel, image: ImageRequest, share: asyncio.Semaphore
@@ -261,6 +334,15 @@ class ServeEngine:
         return await anyio.to_thread.run_sync(
             _decoded, model, data, self.options.max_pixels, limiter=self._decoders
         )
+
+
+def filter_key(slug: str) -> str:
+    """The batcher of pipeline ``slug``'s filter."""
+    return f"{slug}#filter"
+
+
+def _full(data: bytes, max_pixels: int) -> DecodedImage:
+    return decode_rgb(data, max_pixels=max_pixels)
 
 
 def _decoded(

@@ -120,7 +120,8 @@ class SourceImageResponse(BaseModel):
 
 
 class DetectionRequest(BaseModel):
-    """A detection Antenna already has; accepted and ignored (we classify whole images)."""
+    """A detection Antenna already has: its crop (``crop_image_url``, else ``bbox`` cut from
+    the source image) is classified and answered with this ``algorithm``."""
 
     model_config = _LENIENT
 

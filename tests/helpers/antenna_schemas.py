@@ -163,18 +163,30 @@ def parses_unchanged(model: type[BaseModel], data: dict) -> BaseModel:
     return parsed
 
 
-def antenna_request(pipeline: str, images: list[tuple[str, str]]) -> dict:
-    """The shape Antenna posts: ids as strings, its known detections, request_* config keys."""
+def antenna_request(
+    pipeline: str, images: list[tuple[str, str]], detections: list[dict] | None = None
+) -> dict:
+    """The shape Antenna posts: ids as strings, the detections it already has (an empty
+    list when it has none or does not reprocess them), request_* config keys."""
     return {
         "pipeline": pipeline,
         "source_images": [{"id": image_id, "url": url} for image_id, url in images],
-        "detections": [
-            {
-                "source_image": {"id": images[0][0], "url": images[0][1]},
-                "bbox": {"x1": 1.0, "y1": 2.0, "x2": 10.0, "y2": 12.0},
-                "crop_image_url": None,
-                "algorithm": {"name": "Some detector", "key": "some-detector"},
-            }
-        ],
+        "detections": detections or [],
         "config": {"request_source_image_batch_size": 8, "example_config_param": 3},
+    }
+
+
+def antenna_detection(
+    image: tuple[str, str],
+    bbox: tuple[float, float, float, float],
+    crop_image_url: str | None = None,
+    algorithm: tuple[str, str] = ("Some detector", "some-detector"),
+) -> dict:
+    """A ``DetectionRequest`` as Antenna sends one (``collect_detections``)."""
+    x1, y1, x2, y2 = bbox
+    return {
+        "source_image": {"id": image[0], "url": image[1]},
+        "bbox": {"x1": x1, "y1": y1, "x2": x2, "y2": y2},
+        "crop_image_url": crop_image_url,
+        "algorithm": {"name": algorithm[0], "key": algorithm[1]},
     }

@@ -1,0 +1,358 @@
+"""Pipeline files: a detector, a moth/non-moth filter and a classifier named in one YAML file.
+
+``moths-serve --pipeline`` serves one as an AMI pipeline and ``moths-infer
+--pipeline`` runs it over trap frames; both read it here. A pipeline::
+
+    name: NL moths (demo)            # optional; default: the classifier's name
+    slug: nl-moths-demo              # optional; default: the file's name
+    description: ...                 # optional
+    version: 3                       # optional; default: from the files' hashes
+    detector:                        # optional; absent: the whole image is the one box
+      model: zoo:nl-moths-demo-detector
+      min_score: 0.5                 # optional; default: the detector's own
+      max_detections: 100            # optional; default: the detector's own
+      crop_margin: 0                 # pixels around each box before it is cut
+    filter:                          # optional; a moth/non-moth classifier
+      model: filters/moth-filter.onnx
+      positive: moth                 # the class that passes on to the classifier
+      threshold: 0.5                 # probability of `positive` needed to pass
+    classifier:
+      model: zoo:nl-moths-demo
+      thresholds: {species: 0.6}     # optional; the roll-up's, per rank
+
+A stage may be just its model (``detector: zoo:ID``). A relative model path is
+relative to the pipeline file. Every mistake is a :class:`PipelineFileError` of
+one line naming the file and the field. No torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DetectorStage",
+    "FilterStage",
+    "ClassifierStage",
+    "LoadedPipeline",
+    "PipelineFileError",
+    "PipelineSpec",
+    "file_sha256",
+    "load_pipeline",
+    "read_pipeline_file",
+    "slug_of",
+]
+
+_CHUNK = 1 << 20
+_SLUG = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+_PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+_MODEL = {"type": "string", "minLength": 1}
+_STAGES = ("detector", "filter", "classifier")
+
+
+def _stage(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["model"],
+        "additionalProperties": False,
+        "properties": {"model": _MODEL, **properties},
+    }
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["classifier"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "slug": {"type": "string", "pattern": _SLUG},
+        "description": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+        "detector": _stage(
+            {
+                "min_score": _PROBABILITY,
+                "max_detections": {"type": "integer", "minimum": 1},
+                "crop_margin": {"type": "integer", "minimum": 0},
+            }
+        ),
+        "filter": _stage(
+            {"positive": {"type": "string", "minLength": 1}, "threshold": _PROBABILITY}
+        ),
+        "classifier": _stage(
+            {"thresholds": {"type": "object", "additionalProperties": _PROBABILITY}}
+        ),
+    },
+}
+
+
+class PipelineFileError(ValueError):
+    """A pipeline file that cannot be read or does not follow the schema (one line)."""
+
+
+@dataclass(frozen=True)
+class DetectorStage:
+    """The detector: its file or ``zoo:ID``; ``None`` options are the detector's own."""
+
+    model: str
+    min_score: float | None = None
+    max_detections: int | None = None
+    crop_margin: int = 0
+
+
+@dataclass(frozen=True)
+class FilterStage:
+    """The moth/non-moth classifier: a box passes on when ``positive`` has at least
+    ``threshold`` probability (on the model's first rank)."""
+
+    model: str
+    positive: str = "moth"
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class ClassifierStage:
+    """The species classifier and its roll-up thresholds (rank -> probability)."""
+
+    model: str
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A pipeline file, read and checked; model paths made absolute (``zoo:`` kept)."""
+
+    path: str
+    slug: str
+    classifier: ClassifierStage
+    detector: DetectorStage | None = None
+    filter: FilterStage | None = None
+    name: str | None = None
+    description: str | None = None
+    version: int | None = None
+
+
+def slug_of(source: str) -> str:
+    """A pipeline slug from a file path or ``zoo:ID[@VERSION]``: lowercase, ``[a-z0-9-]``.
+
+    A zoo model's version is left out: the pipeline keeps its slug across versions.
+    """
+    name = source[4:].split("@")[0] if source.startswith("zoo:") else Path(source).stem
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug or "model"
+
+
+def read_pipeline_file(path: str | os.PathLike) -> PipelineSpec:
+    """Read and check a pipeline file (nothing is loaded yet).
+
+    Raises:
+        PipelineFileError: unreadable, not YAML, or not a pipeline (one line: the
+            file, the field and what is wrong).
+    """
+    data = _checked(Path(path), _yaml(Path(path)))
+    folder = Path(path).resolve().parent
+
+    def model(stage: dict[str, Any]) -> str:
+        given = stage["model"]
+        return given if given.startswith("zoo:") else os.fspath(folder / Path(given).expanduser())
+
+    detector, filter_, classifier = data.get("detector"), data.get("filter"), data["classifier"]
+    return PipelineSpec(
+        path=os.fspath(path),
+        slug=data.get("slug") or slug_of(os.fspath(path)),
+        classifier=ClassifierStage(model(classifier), dict(classifier.get("thresholds", {}))),
+        detector=DetectorStage(
+            model(detector),
+            detector.get("min_score"),
+            detector.get("max_detections"),
+            detector.get("crop_margin", 0),
+        )
+        if detector
+        else None,  # fmt: skip
+        filter=FilterStage(
+            model(filter_), filter_.get("positive", "moth"), filter_.get("threshold", 0.5)
+        )
+        if filter_
+        else None,  # fmt: skip
+        name=data.get("name"),
+        description=data.get("description"),
+        version=data.get("version"),
+    )
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise PipelineFileError(
+            f"{path}: reading pipeline files needs PyYAML: pip install 'moths-framework[infer]'"
+        ) from None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise PipelineFileError(f"{path}: cannot read: {error.strerror or error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise PipelineFileError(f"{path}: not YAML{line}: {problem}") from None
+
+
+def _checked(path: Path, data: Any) -> dict[str, Any]:
+    import jsonschema
+
+    if isinstance(data, dict):  # a stage may be just its model
+        data = {
+            k: {"model": v} if k in _STAGES and isinstance(v, str) else v for k, v in data.items()
+        }
+    errors = sorted(
+        jsonschema.Draft202012Validator(SCHEMA).iter_errors(data),
+        key=lambda e: (list(e.absolute_path), e.message),
+    )
+    if errors:
+        error = errors[0]
+        where = ".".join(str(p) for p in error.absolute_path) or "the file"
+        raise PipelineFileError(f"{path}: {where}: {_message(error)}")
+    return data
+
+
+def _message(error: Any) -> str:
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(error.schema.get("properties", {}))
+        return f"{error.message}; the fields are {allowed}"
+    if error.validator == "required" and error.instance is not None and not error.path:
+        return "a pipeline needs a classifier: {model: PATH|zoo:ID}"
+    if error.validator == "type" and error.schema.get("type") == "object" and error.path:
+        return f"{error.message}: give {{model: PATH|zoo:ID, ...}} or just the model"
+    return error.message
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One stage's model, what the user named (``source``), and its file's hash."""
+
+    model: Any  # OnnxDetector or OnnxClassifier
+    source: str
+    sha256: str
+
+    @property
+    def version(self) -> int:
+        """A positive 28-bit integer from the file hash (fits Antenna's integer fields)."""
+        return int(self.sha256[:7], 16) or 1
+
+    @property
+    def version_name(self) -> str:
+        return f"sha256:{self.sha256[:12]}"
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A pipeline file's models on ONNX Runtime."""
+
+    spec: PipelineSpec
+    classifier: LoadedModel
+    detector: LoadedModel | None = None
+    filter: LoadedModel | None = None
+
+    @property
+    def sha256(self) -> str:
+        """One hash of every stage's file (and the stage it is in)."""
+        parts = [
+            f"{role}:{stage.sha256}"
+            for role, stage in (("detector", self.detector), ("filter", self.filter),
+                                ("classifier", self.classifier))
+            if stage is not None
+        ]  # fmt: skip
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def filter_index(self) -> int:
+        """The index of the filter's ``positive`` class on its first rank."""
+        spec = self.spec.filter
+        return self.filter.model.hierarchy.classes(self.filter.model.hierarchy.ranks[0]).index(
+            spec.positive
+        )
+
+
+def load_pipeline(
+    spec: PipelineSpec,
+    providers: str | Sequence[str] = "auto",
+    num_threads: int | None = None,
+    batch_size: int = 32,
+) -> LoadedPipeline:
+    """Open a pipeline's models.
+
+    Raises:
+        FileNotFoundError, ValueError (ModelFormatError, ZooError): a model that
+            cannot be opened, named with its stage; PipelineFileError: a filter
+            without its ``positive`` class, thresholds of unknown ranks.
+    """
+    from moths_framework import zoo
+    from moths_framework.inference.classifier import OnnxClassifier
+    from moths_framework.inference.detector import OnnxDetector
+    from moths_framework.inference.providers import EngineSettings
+
+    def local(source: str, task: str) -> str:
+        return os.fspath(zoo.resolve(source, task=task))
+
+    def classifier(source: str, thresholds: dict[str, float]) -> LoadedModel:
+        path = local(source, zoo.CLASSIFICATION)
+        model = OnnxClassifier.from_file(
+            path, providers, thresholds=thresholds, num_threads=num_threads,
+            engine=EngineSettings(batch_size),
+        )  # fmt: skip
+        return LoadedModel(model, source, file_sha256(path))
+
+    with _stage_named(spec, "classifier"):
+        main = classifier(spec.classifier.model, spec.classifier.thresholds)
+    detector = filter_ = None
+    if spec.detector is not None:
+        with _stage_named(spec, "detector"):
+            path = local(spec.detector.model, zoo.DETECTION)
+            model = OnnxDetector.from_file(
+                path, providers, min_score=spec.detector.min_score,
+                max_detections=spec.detector.max_detections, num_threads=num_threads,
+            )  # fmt: skip
+            detector = LoadedModel(model, spec.detector.model, file_sha256(path))
+    if spec.filter is not None:
+        with _stage_named(spec, "filter"):
+            filter_ = classifier(spec.filter.model, {})
+            rank = filter_.model.hierarchy.ranks[0]
+            classes = filter_.model.hierarchy.classes(rank)
+            if spec.filter.positive not in classes:
+                raise PipelineFileError(
+                    f"filter.positive: {spec.filter.positive!r} is not a class of "
+                    f"{spec.filter.model} ({rank}: {', '.join(classes)})"
+                )
+    return LoadedPipeline(spec, main, detector, filter_)
+
+
+class _stage_named:  # noqa: N801 (used as a context manager, like contextlib's)
+    """Prefix a stage's load error with the pipeline file and the stage."""
+
+    def __init__(self, spec: PipelineSpec, stage: str) -> None:
+        self.prefix = f"{spec.path}: {stage}"
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, error: BaseException | None, tb: Any) -> bool:
+        if isinstance(error, PipelineFileError):
+            raise PipelineFileError(f"{self.prefix}.{error}") from None
+        if isinstance(error, FileNotFoundError):
+            raise FileNotFoundError(f"{self.prefix}: {error}") from None
+        if isinstance(error, ValueError):
+            raise PipelineFileError(f"{self.prefix}: {error}") from None
+        return False
