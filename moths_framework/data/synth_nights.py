@@ -91,16 +91,18 @@ def plan_night(settings: NightSettings, crops: CropPool, night: int = 0) -> list
         sample, cutout = moth_cutout(look, crops, rng)
         behaviour = BEHAVIOURS[int(rng.choice(len(BEHAVIOURS), p=weights / weights.sum()))]
         moth = NightMoth(f"n{night}-m{number}", sample.species, behaviour, cutout)
-        _move(moth, settings, rng)
+        _move(moth, settings, rng, moths)
         moths.append(moth)
     return moths
 
 
-def _move(moth: NightMoth, settings: NightSettings, rng: np.random.Generator) -> None:
+def _move(
+    moth: NightMoth, settings: NightSettings, rng: np.random.Generator, others: list[NightMoth]
+) -> None:
     w, h = moth.cutout.size
     width, height = settings.width, settings.height
     first = int(rng.integers(0, settings.frames))
-    x, y = float(rng.uniform(0, width - w)), float(rng.uniform(0, height - h))
+    x, y = _free_spot(moth, first, settings, rng, others)
     if moth.behaviour == "cross":
         angle = rng.uniform(0, 2 * np.pi)
         step = rng.uniform(0.02, 0.05) * np.hypot(width, height)
@@ -121,6 +123,19 @@ def _move(moth: NightMoth, settings: NightSettings, rng: np.random.Generator) ->
         frame += 1 + int(rng.integers(1, settings.max_absence + 1))
         x, y = x + rng.uniform(-15, 15), y + rng.uniform(-15, 15)  # lands again nearby
         sits = int(rng.integers(settings.stay[0], settings.stay[1] + 1))
+
+
+def _free_spot(moth, first, settings, rng, others) -> tuple[float, float]:
+    """Where the moth lands: a spot whose box overlaps no other moth's box over the next
+    frames by IoU above 0.1 (moths do not sit on each other), else the last spot tried."""
+    w, h = moth.cutout.size
+    near = [b for m in others for f, b in m.boxes.items() if first <= f < first + settings.stay[1]]
+    held = np.asarray(near, dtype=np.float64).reshape(-1, 4)
+    for _ in range(50):
+        x, y = rng.uniform(0, settings.width - w), rng.uniform(0, settings.height - h)
+        if not len(held) or _largest_iou((x, y, x + w, y + h), held) <= 0.1:
+            break
+    return float(x), float(y)
 
 
 def _put(moth: NightMoth, frame: int, x: float, y: float, settings: NightSettings) -> None:
@@ -180,3 +195,12 @@ def _paste(image: Image.Image, moth: NightMoth, box: Sequence[int], settings) ->
     left = x1 if x1 > 0 else x2 - w  # a moth leaving by the left/top edge is cut there
     top = y1 if y1 > 0 else y2 - h
     image.paste(moth.cutout.convert("RGB"), (left, top), moth.cutout.getchannel("A"))
+
+
+def _largest_iou(box: tuple[float, float, float, float], boxes: np.ndarray) -> float:
+    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = width * height
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
+    return float((inter / union).max())

@@ -18,7 +18,9 @@ costing more than ``max_cost`` is not made, and a box left over starts a new tra
 A track stays open through ``max_gap`` frames (or seconds) without a box, so a
 moth the detector misses once, or that flies off and lands again, keeps its track.
 A track's appearance is the mean of its crops' unit feature vectors, so one odd
-crop does not break it. No torch.
+crop does not break it. A box lying (almost) wholly inside a larger box of the same
+frame is taken for the same moth boxed twice, as detectors do now and then: it
+joins the larger box's track. No torch.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["CostWeights", "FrameBoxes", "TrackSettings", "link_frames", "link_costs"]
+__all__ = ["CostWeights", "FrameBoxes", "TrackSettings", "link_costs", "link_frames", "nested_in"]
 
 _UNLINKABLE = 1e6
 
@@ -60,12 +62,17 @@ class TrackSettings:
         max_gap_frames: frames a track may miss and still be continued (0: only the
             next frame); ``None`` when ``max_gap_seconds`` rules instead.
         max_gap_seconds: seconds from a track's last box after which it is closed.
+        nested: a box with at least this fraction of its area inside a larger box of
+            the same frame is the same moth boxed twice (a detector's nested boxes): it
+            joins the larger box's track instead of being linked on its own (1: only
+            boxes wholly inside).
     """
 
     weights: CostWeights = field(default_factory=CostWeights)
     max_cost: float = 0.35
     max_gap_frames: int | None = 3
     max_gap_seconds: float | None = None
+    nested: float = 0.8
 
     def check(self) -> None:
         """ValueError naming the first setting out of range."""
@@ -74,6 +81,8 @@ class TrackSettings:
             raise ValueError(f"the largest link cost must be > 0, got {self.max_cost}")
         if self.max_gap_frames is not None and self.max_gap_frames < 0:
             raise ValueError(f"the gap must be 0 frames or more, got {self.max_gap_frames}")
+        if not 0 < self.nested <= 1:
+            raise ValueError(f"the nested fraction must be in (0, 1], got {self.nested}")
         if self.max_gap_seconds is not None and self.max_gap_seconds <= 0:
             raise ValueError(f"the gap must be more than 0 seconds, got {self.max_gap_seconds}")
 
@@ -135,23 +144,57 @@ def link_frames(frames: Sequence[FrameBoxes], settings: TrackSettings) -> list[n
     for position, frame in enumerate(frames):
         open_tracks.close_old(position, frame.seconds, settings)
         unit = _unit(frame.features)
+        container = nested_in(frame.boxes, settings.nested)
+        own = np.flatnonzero(container < 0)  # the boxes linked on their own
         assigned = np.full(len(frame.boxes), -1, dtype=np.int64)
-        if len(open_tracks) and len(frame.boxes):
+        if len(open_tracks) and len(own):
             cost = link_costs(
-                open_tracks.boxes(), frame.boxes, open_tracks.unit(), unit,
+                open_tracks.boxes(), frame.boxes[own], open_tracks.unit(), unit[own],
                 frame.diagonal, settings.weights,
             )  # fmt: skip
             cost[cost > settings.max_cost] = _UNLINKABLE
             rows, columns = linear_sum_assignment(cost)
             for row, column in zip(rows, columns, strict=True):
                 if cost[row, column] < _UNLINKABLE:
-                    assigned[column] = open_tracks.track_at(row)
-        for k in range(len(frame.boxes)):
+                    assigned[own[column]] = open_tracks.track_at(row)
+        for k in own:
             if assigned[k] < 0:
                 assigned[k] = open_tracks.start()
             open_tracks.extend(int(assigned[k]), frame.boxes[k], unit[k], position, frame.seconds)
+        assigned[container >= 0] = assigned[container[container >= 0]]
         numbers.append(assigned)
     return numbers
+
+
+def nested_in(boxes: np.ndarray, fraction: float) -> np.ndarray:
+    """For each box, the larger box of the same frame holding at least ``fraction`` of its
+    area (the largest such), or -1; a holder is never itself held."""
+    holder = np.full(len(boxes), -1, dtype=np.int64)
+    if len(boxes) < 2:
+        return holder
+    area = _area(boxes)
+    width = np.clip(
+        np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+        - np.maximum(boxes[:, None, 0], boxes[None, :, 0]),
+        0,
+        None,
+    )
+    height = np.clip(
+        np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+        - np.maximum(boxes[:, None, 1], boxes[None, :, 1]),
+        0,
+        None,
+    )
+    inside = width * height / np.maximum(area[:, None], 1e-9)  # [i, j]: share of i inside j
+    for i in np.argsort(-area, kind="stable"):  # largest first: a holder's own state is known
+        larger = [
+            j
+            for j in np.argsort(-area, kind="stable")
+            if area[j] > area[i] and holder[j] < 0 and inside[i, j] >= fraction
+        ]
+        if larger:
+            holder[i] = larger[0]
+    return holder  # fmt: skip
 
 
 class _OpenTracks:
