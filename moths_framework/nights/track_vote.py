@@ -1,12 +1,13 @@
 """A track's answer: a confidence-weighted vote of its detections' answers, rolled up.
 
 ``detections.csv`` keeps, per crop and rank, the class the answer came from and its
-probability (``species``, ``species_prob``, ...). A track's score for a class at a
-rank is the sum of the probabilities of the detections whose class at that rank it
-is, over the number of detections that vote: the track's mean probability of that
-class, counting 0 where a crop had another class on top (its true probability there
-is not kept, so the score is a lower bound). A sure crop weighs more than an unsure
-one; one blurred frame cannot outvote ten sharp ones.
+probability (``species``, ``species_prob``, ...). At each rank every detection votes
+for its class with its probability as the weight; the class with the most weight
+wins. The track's probability of the winner is its share of all the weight (how
+much the crops agree) times the mean probability its voters gave it (how sure they
+were): ten sure crops that agree give about their own probability, a track split
+between two species half of it, one unsure crop its own probability. One blurred
+frame cannot outvote ten sharp ones.
 
 The roll-up is moths-infer's (:func:`moths_framework.inference.prediction.roll_up`):
 from the most specific rank to the least, the first rank whose best score clears its
@@ -68,15 +69,18 @@ def vote(
     novel = sum(1 for a in given if a.novel)
     if novel * 2 > len(given):
         return TrackAnswer(OTHER_PREDICTION, order[0], novel / len(given), True)
-    voters = [a for a in given if not a.novel]
+    given_votes = [a for a in given if not a.novel]
     best = {}
     for rank in order:
-        scores: dict[str, float] = defaultdict(float)
-        for answer in voters:
+        weight: dict[str, float] = defaultdict(float)
+        voters: dict[str, int] = defaultdict(int)
+        for answer in given_votes:
             name, prob = answer.classes[rank]
-            scores[name] += prob
-        name = max(scores, key=lambda n: (scores[n], n))  # ties: the same class every run
-        best[rank] = (name, scores[name] / len(voters))
+            weight[name] += prob
+            voters[name] += 1
+        name = max(weight, key=lambda n: (weight[n], n))  # ties: the same class every run
+        share = weight[name] / max(sum(weight.values()), 1e-12)
+        best[rank] = (name, share * weight[name] / voters[name])
     prediction, rank, prob, confident = roll_up(best, order, thresholds)
     return TrackAnswer(prediction, rank, prob, confident)
 

@@ -18,13 +18,14 @@ costing more than ``max_cost`` is not made, and a box left over starts a new tra
 A track stays open through ``max_gap`` frames (or seconds) without a box, so a
 moth the detector misses once, or that flies off and lands again, keeps its track.
 A track's appearance is the mean of its crops' unit feature vectors, so one odd
-crop does not break it. A box lying (almost) wholly inside a larger box of the same
-frame is taken for the same moth boxed twice, as detectors do now and then: it
-joins the larger box's track. No torch.
+crop does not break it. A track whose every box lies (almost) wholly inside a box of
+one other track in the same frame is taken for the same moth boxed twice, as
+detectors do now and then: it is folded into that track. No torch.
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,9 +63,9 @@ class TrackSettings:
         max_gap_frames: frames a track may miss and still be continued (0: only the
             next frame); ``None`` when ``max_gap_seconds`` rules instead.
         max_gap_seconds: seconds from a track's last box after which it is closed.
-        nested: a box with at least this fraction of its area inside a larger box of
-            the same frame is the same moth boxed twice (a detector's nested boxes): it
-            joins the larger box's track instead of being linked on its own (1: only
+        nested: a track whose every box has at least this fraction of its area inside
+            a larger box of one other track in the same frame is the same moth boxed
+            twice (a detector's nested boxes): it is folded into that track (1: only
             boxes wholly inside).
     """
 
@@ -144,26 +145,58 @@ def link_frames(frames: Sequence[FrameBoxes], settings: TrackSettings) -> list[n
     for position, frame in enumerate(frames):
         open_tracks.close_old(position, frame.seconds, settings)
         unit = _unit(frame.features)
-        container = nested_in(frame.boxes, settings.nested)
-        own = np.flatnonzero(container < 0)  # the boxes linked on their own
         assigned = np.full(len(frame.boxes), -1, dtype=np.int64)
-        if len(open_tracks) and len(own):
+        if len(open_tracks) and len(frame.boxes):
             cost = link_costs(
-                open_tracks.boxes(), frame.boxes[own], open_tracks.unit(), unit[own],
+                open_tracks.boxes(), frame.boxes, open_tracks.unit(), unit,
                 frame.diagonal, settings.weights,
             )  # fmt: skip
             cost[cost > settings.max_cost] = _UNLINKABLE
             rows, columns = linear_sum_assignment(cost)
             for row, column in zip(rows, columns, strict=True):
                 if cost[row, column] < _UNLINKABLE:
-                    assigned[own[column]] = open_tracks.track_at(row)
-        for k in own:
+                    assigned[column] = open_tracks.track_at(row)
+        for k in range(len(frame.boxes)):
             if assigned[k] < 0:
                 assigned[k] = open_tracks.start()
             open_tracks.extend(int(assigned[k]), frame.boxes[k], unit[k], position, frame.seconds)
-        assigned[container >= 0] = assigned[container[container >= 0]]
         numbers.append(assigned)
-    return numbers
+    return _fold_nested(frames, numbers, settings.nested)
+
+
+def _fold_nested(
+    frames: Sequence[FrameBoxes], numbers: list[np.ndarray], fraction: float
+) -> list[np.ndarray]:
+    """Fold each track whose every box lies inside a box of one other track in the same
+    frame into that track (a detector's second, inner box on the same moth), then
+    renumber the tracks 0, 1, ... in order of first appearance."""
+    boxes: Counter = Counter()  # track -> its boxes
+    inside: dict[int, Counter] = defaultdict(Counter)  # track -> holder track -> boxes
+    for frame, assigned in zip(frames, numbers, strict=True):
+        holder = nested_in(frame.boxes, fraction)
+        for k, track in enumerate(assigned):
+            boxes[int(track)] += 1
+            if holder[k] >= 0:
+                inside[int(track)][int(assigned[holder[k]])] += 1
+    into = {}
+    for track, holders in inside.items():
+        holder, count = holders.most_common(1)[0]
+        if count == boxes[track] and holder != track:
+            into[track] = holder
+
+    def final(track: int) -> int:
+        seen = set()
+        while track in into and track not in seen:
+            seen.add(track)
+            track = into[track]
+        return track
+
+    order: dict[int, int] = {}
+    result = []
+    for assigned in numbers:
+        folded = [final(int(t)) for t in assigned]
+        result.append(np.array([order.setdefault(t, len(order)) for t in folded], dtype=np.int64))
+    return result
 
 
 def nested_in(boxes: np.ndarray, fraction: float) -> np.ndarray:
