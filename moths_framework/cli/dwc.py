@@ -1,0 +1,121 @@
+"""``moths-dwc``: ``occurrences.csv`` to a Darwin Core Archive for GBIF.
+
+Parses, then calls :mod:`moths_framework.occurrences` (the records and EML) and
+writes the archive (a ``.zip`` or a folder) and its ``run.json``. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from moths_framework.nights.deployments import read_deployments
+from moths_framework.occurrences.archive import write_archive
+from moths_framework.occurrences.counts import read_occurrences
+from moths_framework.occurrences.dataset import read_dataset
+from moths_framework.occurrences.eml import eml_xml
+from moths_framework.occurrences.export import DarwinCoreExport, prepare_export
+from moths_framework.output_folders import (
+    check_may_overwrite,
+    check_replaceable_folder,
+    record_written,
+)
+from moths_framework.provenance import Run, read_provenance, sidecar_path
+
+__all__ = ["main", "parser"]
+
+PROG = "moths-dwc"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``moths-dwc``."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write moths-count's occurrences.csv as a Darwin Core Archive "
+        "(occurrence.txt, meta.xml, eml.xml) to publish on GBIF.",
+    )
+    p.add_argument("occurrences", help="occurrences.csv from moths-count")
+    p.add_argument(
+        "--deployments",
+        required=True,
+        help="deployments.csv: each deployment's latitude, longitude and trap type",
+    )
+    p.add_argument(
+        "--dataset",
+        help="dataset.yaml: title, abstract, creators, license (CC0-1.0, CC-BY-4.0, "
+        "CC-BY-NC-4.0) ...; default: a generic title, CC-BY-4.0",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="the archive: a .zip file, or else a folder; replaced only when moths-dwc wrote it",
+    )
+    p.add_argument(
+        "--include-other",
+        action="store_true",
+        help="keep 'Other' (novel) and unanswered individuals, as the order Lepidoptera "
+        "(default: left out and counted in the summary); non-moths are never kept",
+    )
+    return p
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run ``moths-dwc``; 0 when the archive was written, 2 on a usage error."""
+    opts = parser().parse_args(args)
+    run = Run(PROG, args)
+    output = Path(opts.output)
+    try:
+        _check_output(output)
+        occurrences = read_occurrences(opts.occurrences)
+        deployments = read_deployments(opts.deployments)
+        dataset = read_dataset(opts.dataset)
+        export = prepare_export(
+            occurrences,
+            deployments,
+            dataset,
+            read_provenance(opts.occurrences),
+            opts.include_other,
+        )
+        for path in (opts.occurrences, opts.deployments, opts.dataset):
+            if path:
+                run.add_input(path)
+        run.settings |= {"include_other": opts.include_other, "license": dataset.license}
+        eml = eml_xml(dataset, export.coverage, export.methods, date.today().isoformat())
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_archive(output, export.records, eml, run.record(output), PROG)
+    except (OSError, ValueError) as error:  # TracksError, DeploymentError, DatasetError ...
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    if output.suffix.lower() == ".zip":
+        record_written(output.parent, [output.name], PROG)
+        run.write(output)
+    print(_summary(export, dataset.license, output))
+    return 0
+
+
+def _check_output(output: Path) -> None:
+    """The archive may be written there: a zip (and its run.json) moths-dwc wrote, or a
+    folder it made."""
+    if output.suffix.lower() == ".zip":
+        if output.is_dir():
+            raise ValueError(f"--output {output} is a folder; name a .zip file or a new folder")
+        check_may_overwrite(output.parent, [output.name, sidecar_path(output).name], PROG)
+    else:
+        check_replaceable_folder(output, PROG)
+
+
+def _summary(export: DarwinCoreExport, license_name: str, output: Path) -> str:
+    individuals = sum(int(r["individualCount"]) for r in export.records)
+    left = sum(export.left_out.values())
+    words = ", ".join(f"{n} {kind}" for kind, n in sorted(export.left_out.items()))
+    line = (
+        f"{PROG}: {len(export.records)} occurrence{'s' * (len(export.records) != 1)} "
+        f"({individuals} individuals) under {license_name}; "
+        f"left out {left} individual{'s' * (left != 1)}{f' ({words})' if words else ''}; "
+        f"wrote {output}"
+    )
+    if not export.identification.models:
+        line += f"\n{PROG}: no run.json chain names the classifier: identifiedBy is empty"
+    return line

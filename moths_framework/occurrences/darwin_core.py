@@ -1,0 +1,158 @@
+"""An occurrence as a Darwin Core record: the terms of ``occurrence.txt``.
+
+One record per row of ``occurrences.csv`` (a taxon seen at a deployment in a night):
+``individualCount`` is the number of tracks, ``eventDate`` the interval from first to
+last seen, ``basisOfRecord`` ``MachineObservation``, ``identifiedBy`` the classifier
+(name, version, sha256) found through the run.json chain, and the place and trap
+from ``deployments.csv``. ``occurrenceID`` is stable: the same deployment, night,
+taxon and classifier give the same id in every export. ``Other`` and unanswered
+tracks, when asked for, are recorded as the order Lepidoptera with the model's words
+in ``verbatimIdentification``. The terms are in docs/commands/darwin-core.md. No torch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin
+
+from moths_framework.nights.deployments import Deployment
+from moths_framework.occurrences.counts import Occurrence
+from moths_framework.occurrences.dataset import DatasetInfo
+from moths_framework.occurrences.taxa import TAXON, kind_of
+
+__all__ = ["DWC", "DCTERMS", "TERMS", "Identification", "darwin_core_record", "term_uri"]
+
+DWC = "http://rs.tdwg.org/dwc/terms/"
+DCTERMS = "http://purl.org/dc/terms/"
+# occurrence.txt's columns, in order; occurrenceID first (the archive's id column).
+TERMS = (
+    "occurrenceID", "basisOfRecord", "occurrenceStatus", "license", "datasetID", "datasetName",
+    "eventID", "eventDate", "samplingProtocol", "samplingEffort",
+    "locationID", "countryCode", "decimalLatitude", "decimalLongitude", "geodeticDatum",
+    "coordinateUncertaintyInMeters",
+    "scientificName", "taxonRank", "kingdom", "phylum", "class", "order",
+    "verbatimIdentification", "identifiedBy", "dateIdentified",
+    "identificationVerificationStatus", "identificationRemarks",
+    "individualCount", "associatedMedia", "occurrenceRemarks",
+)  # fmt: skip
+_DCTERMS_TERMS = {"license"}
+HIGHER_TAXA = {"kingdom": "Animalia", "phylum": "Arthropoda", "class": "Insecta"}
+ORDER = "Lepidoptera"
+
+
+def term_uri(term: str) -> str:
+    """The term's URI: Darwin Core's namespace, or Dublin Core's for ``license``."""
+    return (DCTERMS if term in _DCTERMS_TERMS else DWC) + term
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Who identified: the classifier models behind the counts, and when they ran."""
+
+    models: Sequence[Mapping[str, Any]] = ()
+    date: str = ""
+
+    @property
+    def identified_by(self) -> str:
+        """``name version (sha256 ...)`` per classifier, joined by `` | ``."""
+        return " | ".join(
+            " ".join(str(p) for p in (m.get("name"), m.get("version")) if p)
+            + f" (sha256 {m.get('sha256')})"
+            for m in self.models
+        )
+
+    @property
+    def model_key(self) -> str:
+        """The first 12 hex digits of each classifier's sha256 (``unknown-model`` without)."""
+        return "+".join(str(m.get("sha256", ""))[:12] for m in self.models) or "unknown-model"
+
+
+def darwin_core_record(
+    occurrence: Occurrence,
+    deployment: Deployment,
+    identification: Identification,
+    dataset: DatasetInfo,
+) -> dict[str, str]:
+    """The :data:`TERMS` of one occurrence (empty strings where nothing is known)."""
+    taxon, rank = occurrence.taxon, occurrence.taxon_rank
+    is_taxon = kind_of(taxon) == TAXON
+    located = deployment.latitude is not None and deployment.longitude is not None
+    key = "/".join([occurrence.deployment, occurrence.night, _slug(taxon or "unidentified")])
+    record = {
+        "occurrenceID": f"{dataset.occurrence_id_prefix}{key}/{identification.model_key}",
+        "basisOfRecord": "MachineObservation",
+        "occurrenceStatus": "present",
+        "license": dataset.license_uri,
+        "datasetID": dataset.dataset_id,
+        "datasetName": dataset.title,
+        "eventID": f"{occurrence.deployment}/{occurrence.night}",
+        "eventDate": _interval(occurrence.first_seen, occurrence.last_seen),
+        "samplingProtocol": dataset.sampling_protocol or _protocol(deployment.trap_type),
+        "samplingEffort": "1 trap-night",
+        "locationID": occurrence.deployment,
+        "countryCode": dataset.country_code,
+        "decimalLatitude": _number(deployment.latitude),
+        "decimalLongitude": _number(deployment.longitude),
+        "geodeticDatum": "WGS84" if located else "",
+        "coordinateUncertaintyInMeters": _number(dataset.coordinate_uncertainty_m)
+        if located
+        else "",
+        "scientificName": taxon if is_taxon else ORDER,
+        "taxonRank": rank if is_taxon else "order",
+        **HIGHER_TAXA,
+        "order": ORDER,
+        "verbatimIdentification": taxon,
+        "identifiedBy": identification.identified_by,
+        "dateIdentified": identification.date,
+        "identificationVerificationStatus": "unverified",
+        "identificationRemarks": _identification_remarks(occurrence),
+        "individualCount": str(occurrence.individuals),
+        "associatedMedia": _media(occurrence.best_crop, dataset.media_base_url),
+        "occurrenceRemarks": (
+            f"{occurrence.individuals} individual{'s' * (occurrence.individuals != 1)} "
+            f"(tracks) in {occurrence.detections} detections on frames of an automated "
+            "light-trap camera"
+        ),
+    }
+    return {term: _one_line(record[term]) for term in TERMS}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"\s+", "_", text.strip())
+
+
+def _interval(first: str, last: str) -> str:
+    """ISO 8601: one time, or ``first/last``."""
+    return first if first == last else f"{first}/{last}"
+
+
+def _protocol(trap_type: str) -> str:
+    trap = f" ({trap_type})" if trap_type else ""
+    return f"light trap{trap} with an automated camera; individuals counted by tracking"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.8g}"
+
+
+def _identification_remarks(occurrence: Occurrence) -> str:
+    prob = "" if occurrence.mean_prob is None else f"; mean probability {occurrence.mean_prob:.3f}"
+    rank = f" at rank {occurrence.taxon_rank}" if occurrence.taxon_rank else ""
+    return (
+        f"machine identification{rank}: each track's answer is the confidence-weighted "
+        f"vote of its detections{prob}"
+    )
+
+
+def _media(crop: str, base_url: str) -> str:
+    if not crop or not base_url:
+        return crop
+    return urljoin(base_url if base_url.endswith("/") else base_url + "/", quote(crop))
+
+
+def _one_line(value: str) -> str:
+    """A cell of a tab-separated file: no tab or line break inside."""
+    return re.sub(r"[\t\r\n]+", " ", value)
