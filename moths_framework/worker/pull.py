@@ -145,8 +145,6 @@ class PullWorker:
             if self._fatal:
                 raise WorkerFailed(self._fatal[0])
             await asyncio.sleep(0.02)
-        for model in self.models:
-            logger.info("pipeline %s ready on %s", model.slug, model.classifier.provider)
 
     async def _one_round(self) -> bool:
         """Look for jobs once and work through them; whether there was any work."""
