@@ -149,7 +149,7 @@ def test_archive_reads_back_with_the_hand_counts(counted, tmp_path, capsys) -> N
     assert noctua["occurrenceID"] == f"urn:test:T/2024-07-01/Noctua_pronuba/{digest[:12]}"
     assert rows[("U", NP)]["decimalLongitude"] == "-0.12"
     out = capsys.readouterr().out
-    assert "3 occurrences (4 individuals) under CC0-1.0; left out 1 individual (1 other)" in out
+    assert "3 occurrences (4 individuals) under CC0-1.0; left out 1 individual (1 Other)" in out
 
 
 def test_every_term_is_in_the_occurrence_core(counted, tmp_path) -> None:

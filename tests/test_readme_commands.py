@@ -137,6 +137,7 @@ RULES = [
     Rule(r"^moths-infer --detector zoo:", numbers="measured"),  # the zoo's demo models
     Rule(r"^moths-infer\b", numbers="measured", before=_an_onnx_model),
     Rule(r"^moths-zoo\b", before=_an_onnx_model),
+    Rule(r"^moths-(count|dwc)\b"),  # test_data/night's hand-made tracks.csv
     Rule(r"^moths-serve\b", how="server", before=_an_onnx_model),
     Rule(r"^curl\b", how="shell", numbers="measured"),  # against the page's moths-serve
     Rule(r"^createdb\b", skip="needs a PostgreSQL server"),
@@ -192,7 +193,7 @@ def sandbox(tmp_path_factory, tiny_run) -> Path:
     documents' examples name (photos/, more.jpg, list.txt, a.jpg, b.jpg, moth.jpg, ...)."""
     root = tmp_path_factory.mktemp("readme")
     (root / "test_data").mkdir()
-    for name in ("source_a", "source_b", "hierarchy.csv", "frames"):
+    for name in ("source_a", "source_b", "hierarchy.csv", "frames", "night"):
         (root / "test_data" / name).symlink_to(TEST_DATA / name)
     for name in ("configs", "zoo"):
         (root / name).symlink_to(REPO / name)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from moths_framework.nights.deployments import read_deployments
 from moths_framework.occurrences.counts import Occurrence, count_occurrences, write_occurrences
-from moths_framework.occurrences.taxa import NON_MOTH, OTHER_KIND, TAXON, UNIDENTIFIED, kind_of
+from moths_framework.occurrences.taxa import TAXON, kind_of, kinds_in_words
 from moths_framework.occurrences.tracks_csv import read_tracks
 from moths_framework.output_folders import check_may_overwrite, record_written
 from moths_framework.provenance import Run, sidecar_path
@@ -87,6 +87,6 @@ def summary(occurrences: Sequence[Occurrence], detections: int, prog: str) -> st
         f"{prog}: {individuals} individual{'s' * (individuals != 1)} of {len(taxa)} "
         f"tax{'a' if len(taxa) != 1 else 'on'} in {detections} detections, {len(nights)} "
         f"night{'s' * (len(nights) != 1)} at {len(deployments)} "
-        f"deployment{'s' * (len(deployments) != 1)} ({kinds[OTHER_KIND]} Other, "
-        f"{kinds[NON_MOTH]} non-moth, {kinds[UNIDENTIFIED]} without an answer)"
+        f"deployment{'s' * (len(deployments) != 1)} "
+        f"({kinds_in_words(kinds, every_kind=True)})"
     )

@@ -17,6 +17,7 @@ from moths_framework.occurrences.counts import read_occurrences
 from moths_framework.occurrences.dataset import read_dataset
 from moths_framework.occurrences.eml import eml_xml
 from moths_framework.occurrences.export import DarwinCoreExport, prepare_export
+from moths_framework.occurrences.taxa import kinds_in_words
 from moths_framework.output_folders import (
     check_may_overwrite,
     check_replaceable_folder,
@@ -109,7 +110,7 @@ def _check_output(output: Path) -> None:
 def _summary(export: DarwinCoreExport, license_name: str, output: Path) -> str:
     individuals = sum(int(r["individualCount"]) for r in export.records)
     left = sum(export.left_out.values())
-    words = ", ".join(f"{n} {kind}" for kind, n in sorted(export.left_out.items()))
+    words = kinds_in_words(export.left_out)
     line = (
         f"{PROG}: {len(export.records)} occurrence{'s' * (len(export.records) != 1)} "
         f"({individuals} individuals) under {license_name}; "

@@ -23,7 +23,7 @@ from moths_framework.occurrences.darwin_core import (
 )
 from moths_framework.occurrences.dataset import DatasetInfo
 from moths_framework.occurrences.eml import Coverage
-from moths_framework.occurrences.taxa import NON_MOTH, TAXON, kind_of
+from moths_framework.occurrences.taxa import NON_MOTH, TAXON, kind_of, kinds_in_words
 from moths_framework.provenance import models_in, runs_in
 
 __all__ = ["DarwinCoreExport", "prepare_export"]
@@ -115,7 +115,7 @@ def _methods(
         "of a taxon at a deployment in a night. Identifications are by machine, unverified."
     )
     if sum(left_out.values()):
-        words = ", ".join(f"{n} {kind}" for kind, n in sorted(left_out.items()))
+        words = kinds_in_words(left_out)
         hint = "" if include_other else " (--include-other keeps Other and unanswered ones)"
         steps.append(f"Individuals left out of this archive: {words}{hint}.")
     if not runs:

@@ -10,13 +10,25 @@ detector marked novel), a non-moth (a detector or filter class such as
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from moths_framework.hierarchy import OTHER
 
-__all__ = ["KINDS", "NON_MOTH", "OTHER_KIND", "TAXON", "UNIDENTIFIED", "is_non_moth", "kind_of"]
+__all__ = [
+    "KINDS",
+    "KIND_WORDS",
+    "NON_MOTH",
+    "OTHER_KIND",
+    "TAXON",
+    "UNIDENTIFIED",
+    "is_non_moth",
+    "kind_of",
+]
 
 TAXON, OTHER_KIND, NON_MOTH, UNIDENTIFIED = "taxon", "other", "non-moth", "unidentified"
 KINDS = (TAXON, OTHER_KIND, NON_MOTH, UNIDENTIFIED)
+# how summaries name the kinds that are not a taxon
+KIND_WORDS = {OTHER_KIND: "Other", NON_MOTH: "non-moth", UNIDENTIFIED: "without an answer"}
 # "non-moth", "non_moth", "nonmoth", "not a moth", "Not moth" ...
 _NON_MOTH = re.compile(r"^\s*no[nt][\s_-]*(a[\s_-]+)?moths?\s*$", re.IGNORECASE)
 
@@ -35,3 +47,13 @@ def kind_of(taxon: str) -> str:
     if is_non_moth(taxon):
         return NON_MOTH
     return TAXON
+
+
+def kinds_in_words(individuals: Mapping[str, int], every_kind: bool = False) -> str:
+    """``"1 Other, 2 non-moth"``: individuals per kind that is not a taxon (those with
+    none left out unless ``every_kind``)."""
+    return ", ".join(
+        f"{individuals.get(kind, 0)} {words}"
+        for kind, words in KIND_WORDS.items()
+        if every_kind or individuals.get(kind, 0)
+    )
