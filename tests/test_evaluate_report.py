@@ -103,6 +103,23 @@ def test_large_heads_show_the_60_most_confused_classes(tmp_path):
     assert len(full) == 102 and len(full[0].split(",")) == 102
 
 
+def test_a_one_rank_folder_evaluates_without_families(tmp_path, capsys):
+    """A moth / non-moth filter's predictions: one rank, no family section."""
+    hierarchy = LabelHierarchy(("species",), {"moth": (), "nonmoth": ()})
+    species = ["moth"] * 30 + ["nonmoth"] * 30
+    written = write_random_folder(tmp_path / "pred", hierarchy=hierarchy, species=species)
+    assert main([str(written.path)]) == 0
+    assert "species          3" in capsys.readouterr().out
+    metrics = json.loads((written.path / "metrics.json").read_text())
+    assert list(metrics["ranks"]) == ["species"]
+    truth = np.array([hierarchy.index("species", s) for s in species])
+    expected = float(np.mean(written.logits["species"].argmax(axis=1) == truth))
+    assert metrics["ranks"]["species"]["accuracy"] == pytest.approx(expected)
+    page = _page(written.path / "report.html")
+    assert "Rank: species" in page.headings
+    assert not any(h.startswith("Species within each") for h in page.headings)
+
+
 def test_most_confused_classes_picks_the_classes_in_most_errors():
     confusion = np.diag([50, 50, 50, 50, 50])
     confusion[3, 1] = 7

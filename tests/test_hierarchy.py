@@ -67,6 +67,23 @@ def test_plain_csv_with_named_rank_columns(tmp_path):
     assert h.ancestors("C c")["order"] == "Lep"
 
 
+def test_a_species_column_alone_is_a_one_rank_hierarchy(tmp_path):
+    """A moth / non-moth filter's hierarchy: one rank, its classes ``Other`` and the two."""
+    root = Path(__file__).resolve().parent.parent
+    counts = {"moth": 80, "nonmoth": 80}
+    h = LabelHierarchy.from_csv(root / "test_data" / "filter" / "hierarchy.csv", counts, 5)
+    assert h.ranks == ("species",)
+    assert h.classes("species") == [OTHER, "moth", "nonmoth"]
+    assert h.targets("nonmoth") == (2,)
+    assert h.ancestors("moth") == {"species": "moth"}
+    assert h.nesting_conflicts() == {} and h.unknown() == {}
+    assert h.ranks_by_specificity() == ("species",)
+    assert LabelHierarchy.from_json(h.to_json()) == h
+    path = tmp_path / "one.csv"
+    path.write_text("species\nmoth\nnonmoth\n")  # no delimiter in the file at all
+    assert CsvHierarchy(path).read().ancestors == {"moth": (), "nonmoth": ()}
+
+
 def test_bom_and_whitespace_are_tolerated(tmp_path):
     rows = [
         ("Epirrhoe molluginata\t", "grauwe bandspanner ", " macro", "Geometridae ", "Epirrhoe"),

@@ -49,11 +49,13 @@ class FamilyMatrix:
     errors: int
 
 
-def family_rank(hierarchy: LabelHierarchy) -> str:
-    """``family`` when the hierarchy has it, else the rank just above species."""
+def family_rank(hierarchy: LabelHierarchy) -> str | None:
+    """``family`` when the hierarchy has it, else the rank just above species; ``None``
+    for a one-rank hierarchy (a moth / non-moth filter's: no rank groups its classes)."""
     if "family" in hierarchy.ranks:
         return "family"
-    return hierarchy.ranks_by_specificity()[1]
+    broader = hierarchy.ranks_by_specificity()[1:]
+    return broader[0] if broader else None
 
 
 def family_matrices(
@@ -69,6 +71,8 @@ def family_matrices(
         how many families with two or more species were left out.
     """
     rank = family_rank(hierarchy)
+    if rank is None:
+        return [], 0
     species = hierarchy.classes("species")
     families: dict[str, list[int]] = {}
     for index, name in enumerate(species[1:], start=1):

@@ -137,6 +137,8 @@ def _rank_section(rank: str, metrics: RankMetrics) -> str:
 def _families(evaluation: Evaluation) -> str:
     hierarchy = evaluation.folder.hierarchy
     rank = family_rank(hierarchy)
+    if rank is None:  # one rank: no families to look inside
+        return ""
     species = evaluation.ranks[hierarchy.ranks[0]]
     matrices, left_out = family_matrices(hierarchy, species.confusion)
     parts = [f"<h2>Species within each {_e(rank)}</h2>"]

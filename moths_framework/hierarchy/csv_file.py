@@ -3,7 +3,8 @@
 - The seed's: ``;``-separated, ``"``-quoted, header
   ``speciesName;nederNaam;group;family;genus``.
 - A plain comma CSV whose header names the ranks, species first
-  (e.g. ``species,genus,family``).
+  (e.g. ``species,genus,family``; ``species`` alone is a one-rank hierarchy, such as a
+  moth / non-moth filter's).
 
 A UTF-8 BOM and whitespace around names (real files have trailing tabs) are
 tolerated, names are NFC-normalised. A species listed twice with the same
@@ -114,8 +115,6 @@ def _columns(path: Path, header: list[str], ranks: Sequence[str] | None) -> _Col
             f"{path}:1: missing rank column(s) {', '.join(missing)}; "
             f"the header has: {', '.join(header)}"
         )
-    if len(wanted) < 2:
-        raise HierarchyError(f"{path}:1: no rank columns besides species in {header}")
     for rank in wanted:
         check_rank_name(rank, f"{path}:1")
     return [(r, named[r]) for r in wanted]
