@@ -33,9 +33,14 @@ def _load(opts: argparse.Namespace) -> tuple[OnnxClassifier, list[str]]:
     """The classifier and the input paths; ValueError/OSError for usage errors."""
     given = [flag for dest, flag in FRAME_OPTIONS.items() if getattr(opts, dest) is not None]
     if given:
-        raise ValueError(f"{', '.join(given)} work on trap frames: add --detector DET.onnx")
+        raise ValueError(
+            f"{', '.join(given)} work on trap frames: add --detector DET.onnx or --pipeline P.yaml"
+        )
     if opts.model is None:
-        raise ValueError("give --model (classify images), --detector (trap frames), or both")
+        raise ValueError(
+            "give --model (classify images), --detector (trap frames), or both; "
+            "or --pipeline P.yaml"
+        )
     check_numbers(opts)
     check_output(opts)  # OutputFolderError: a ValueError
     paths = input_paths(opts)
@@ -54,7 +59,7 @@ def main(args: list[str] | None = None) -> int:
     run = Run(PROG, args)
     logging.basicConfig(format=f"{PROG}: %(message)s")
     logging.getLogger("moths_framework").setLevel(logging.INFO)
-    if opts.detector is not None:
+    if opts.detector is not None or opts.pipeline is not None:
         return infer_frames.run(opts, run)
     try:
         with allowing_insecure_http(opts.allow_insecure_http):

@@ -1,8 +1,11 @@
-"""``moths-infer --detector``: trap frames to ``detections.csv``, one row per detection.
+"""``moths-infer --detector`` or ``--pipeline``: trap frames to ``detections.csv``, one row
+per detection.
 
 Parses nothing itself (:mod:`.infer_options` does); sets up a
-:class:`~moths_framework.inference.Pipeline` from the options, runs it over the
-frames and writes the rows (and, with ``--crops``, the crops). Imports no torch.
+:class:`~moths_framework.inference.Pipeline` from the options (or from a pipeline
+file, :mod:`~moths_framework.inference.pipeline_file`, the options winning over
+its values), runs it over the frames and writes the rows (and, with ``--crops``,
+the crops). Imports no torch.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from moths_framework.cli.infer_options import (
     open_classifier,
 )
 from moths_framework.cli.infer_provenance import record_infer_run
-from moths_framework.inference import FrameResult, OnnxDetector, Pipeline
+from moths_framework.inference import FrameResult, OnnxClassifier, OnnxDetector, Pipeline
 from moths_framework.inference.crop_folder import CropFolder
 from moths_framework.inference.detection_writer import DetectionWriter
 from moths_framework.inference.feature_file import FeatureRows, check_feature_path
+from moths_framework.inference.pipeline import MothFilter, WholeFrame
+from moths_framework.inference.pipeline_file import PipelineSpec, read_pipeline_file
 from moths_framework.output_folders import record_written
 from moths_framework.provenance import Run
 from moths_framework.zoo.transport import allowing_insecure_http
@@ -41,6 +46,7 @@ class _Counts:
     errors: int = 0
     detections: int = 0
     empty: int = 0  # searched, nothing found
+    non_moths: int = 0  # the moth filter stopped them
 
     def add(self, frame: FrameResult) -> None:
         if not frame.ok:
@@ -49,6 +55,8 @@ class _Counts:
         self.frames += 1
         self.detections += len(frame.detections)
         self.empty += not frame.detections
+        self.non_moths += sum(d.filter_class is not None and d.prediction is None for d in
+                              frame.detections)  # fmt: skip
 
 
 def run(opts: argparse.Namespace, record: Run) -> int:
@@ -65,7 +73,9 @@ def run(opts: argparse.Namespace, record: Run) -> int:
     ranks = classifier.hierarchy.ranks if classifier else None
     novelty = classifier is not None and classifier.novelty is not None
     features = FeatureRows() if opts.features is not None else None
-    with DetectionWriter(opts.output, ranks, novelty) as writer, crops or nullcontext():
+    moth_filter = pipeline.moth_filter is not None
+    writer = DetectionWriter(opts.output, ranks, novelty, moth_filter)
+    with writer, crops or nullcontext():
         frames = tqdm(
             pipeline.run(paths),
             total=len(paths),
@@ -86,7 +96,8 @@ def run(opts: argparse.Namespace, record: Run) -> int:
         features.write(opts.features)
     output = Path(opts.output)
     record_written(output.parent, [output.name], PROG)
-    record_infer_run(record, opts, len(paths), classifier, pipeline.detector, opts.crop_margin)
+    detector = pipeline.detector if isinstance(pipeline.detector, OnnxDetector) else None
+    record_infer_run(record, opts, len(paths), classifier, detector, opts.crop_margin)
     print(_summary(counts, len(paths), pipeline, time.perf_counter() - started, opts.output))
     return 0 if counts.frames else 1
 
@@ -100,6 +111,7 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
         raise ValueError(f"--max-detections must be at least 1, got {opts.max_detections}")
     if opts.min_score is not None and not 0 <= opts.min_score <= 1:
         raise ValueError(f"--min-score must be in [0, 1], got {opts.min_score}")
+    spec = _pipeline_file(opts)
     check_output(opts)  # OutputFolderError: a ValueError
     if opts.features is not None:
         if opts.model is None:
@@ -107,18 +119,22 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
         check_feature_path(opts.features)
     crops = CropFolder(opts.crops, PROG) if opts.crops is not None else None
     paths = input_paths(opts)
-    detector = OnnxDetector.from_file(
-        opts.detector,
-        opts.providers,
-        min_score=opts.min_score,
-        max_detections=opts.max_detections,
-        num_threads=opts.threads,
-        fast_decode=opts.fast_decode,
-    )
-    classifier = open_classifier(opts) if opts.model is not None else None
+    detector = WholeFrame()
+    if opts.detector is not None:
+        detector = OnnxDetector.from_file(
+            opts.detector,
+            opts.providers,
+            min_score=opts.min_score,
+            max_detections=opts.max_detections,
+            num_threads=opts.threads,
+            fast_decode=opts.fast_decode,
+        )
+    thresholds = spec.classifier.thresholds if spec is not None else None
+    classifier = open_classifier(opts, thresholds) if opts.model is not None else None
     pipeline = Pipeline(
         detector,
         classifier,
+        moth_filter=_moth_filter(opts, spec),
         crop_margin=opts.crop_margin or 0,
         top_k=opts.top_k,
         batch_size=opts.batch_size,
@@ -135,12 +151,51 @@ def _add_features(rows: FeatureRows, frame: FrameResult) -> None:
         rows.add(found.prediction.features if found.prediction is not None else None)
 
 
+def _pipeline_file(opts: argparse.Namespace) -> PipelineSpec | None:
+    """``--pipeline``'s file, its values put in the options the command line left unset."""
+    if opts.pipeline is None:
+        return None
+    if opts.detector is not None or opts.model is not None:
+        raise ValueError("give --pipeline, or --detector and --model: not both")
+    spec = read_pipeline_file(opts.pipeline)  # PipelineFileError: a ValueError
+    opts.model = spec.classifier.model
+    if spec.detector is not None:
+        opts.detector = spec.detector.model
+        for name in ("min_score", "max_detections", "crop_margin"):
+            if getattr(opts, name) is None:
+                setattr(opts, name, getattr(spec.detector, name))
+    return spec
+
+
+def _moth_filter(opts: argparse.Namespace, spec: PipelineSpec | None) -> MothFilter | None:
+    """The pipeline file's moth filter, if it has one."""
+    if spec is None or spec.filter is None:
+        return None
+    model = OnnxClassifier.from_file(spec.filter.model, opts.providers, num_threads=opts.threads)
+    rank = model.hierarchy.ranks[0]
+    classes = model.hierarchy.classes(rank)
+    if spec.filter.positive not in classes:
+        raise ValueError(
+            f"{spec.path}: filter.positive: {spec.filter.positive!r} is not a class of "
+            f"{spec.filter.model} ({rank}: {', '.join(classes)})"
+        )
+    return MothFilter(model, spec.filter.positive, spec.filter.threshold)
+
+
 def _summary(counts: _Counts, total: int, pipeline: Pipeline, seconds: float, output: str) -> str:
     errors = f"{counts.errors} error{'s' * (counts.errors != 1)}"
     found = f"{counts.detections} detection{'s' * (counts.detections != 1)}"
     what = "classified" if pipeline.classifier is not None else "found"
+    if pipeline.moth_filter is not None:
+        what = f"found, {counts.detections - counts.non_moths} moths classified"
     return (
         f"{PROG}: {counts.frames} of {total} frames searched, {errors}; {found} {what} "
         f"({counts.empty} frame{'s' * (counts.empty != 1)} with none), on "
-        f"{pipeline.detector.provider}, {total / max(seconds, 1e-9):.1f} frames/s; wrote {output}"
+        f"{_provider(pipeline)}, {total / max(seconds, 1e-9):.1f} frames/s; wrote {output}"
     )
+
+
+def _provider(pipeline: Pipeline) -> str:
+    if isinstance(pipeline.detector, WholeFrame) and pipeline.classifier is not None:
+        return pipeline.classifier.provider
+    return pipeline.detector.provider

@@ -118,6 +118,13 @@ def _frame_options(p: argparse.ArgumentParser) -> None:
         "frame, then classify each crop with --model (without --model: boxes only)",
     )
     group.add_argument(
+        "--pipeline",
+        metavar="FILE.yaml",
+        help="a pipeline file (detector, moth filter, classifier, their thresholds: "
+        "docs/commands/pipelines.md), instead of --detector and --model; the options above "
+        "and below win over the file's",
+    )
+    group.add_argument(
         "--crops", metavar="DIR", help="save each crop as DIR/<frame no>_<frame>_<detection>.jpg"
     )
     group.add_argument(
@@ -167,12 +174,15 @@ def input_paths(opts: argparse.Namespace) -> list[str]:
     return paths
 
 
-def open_classifier(opts: argparse.Namespace) -> OnnxClassifier:
-    """The classifier ``--model`` names, with the roll-up and species-list options."""
+def open_classifier(
+    opts: argparse.Namespace, thresholds: dict[str, float] | None = None
+) -> OnnxClassifier:
+    """The classifier ``--model`` names, with the roll-up and species-list options;
+    ``thresholds`` (a pipeline file's) under ``--thresholds`` and ``--threshold``."""
     return OnnxClassifier.from_file(
         opts.model,
         opts.providers,
-        thresholds=_thresholds(opts),
+        thresholds={**(thresholds or {}), **_thresholds(opts)},
         species_list=opts.species_list,
         mask_mode=opts.mask_mode,
         num_threads=opts.threads,

@@ -2,7 +2,8 @@
 
 A frame with no detection still gets one row, its box cells empty, so a count
 per frame never loses a frame; a frame that could not be read gets one row with
-``error``. After the frame's columns come the classifier's, exactly as
+``error``. After the frame's columns come the moth filter's (``filter_class``,
+``filter_score``: with a filter only), then the classifier's, exactly as
 ``moths-infer`` writes them for an image (:func:`~.writers.prediction_columns`,
 without its ``path`` and ``error``); without a classifier there are none.
 """
@@ -21,7 +22,13 @@ from moths_framework.inference.writers import (
     prediction_record,
 )
 
-__all__ = ["FRAME_COLUMNS", "DetectionWriter", "detection_columns", "detection_records"]
+__all__ = [
+    "FILTER_COLUMNS",
+    "FRAME_COLUMNS",
+    "DetectionWriter",
+    "detection_columns",
+    "detection_records",
+]
 
 # path: the frame; width, height: its size as shown (EXIF orientation applied);
 # detection: 1, 2, ... in the frame, best score first; x1..y2: the box in the
@@ -30,14 +37,21 @@ FRAME_COLUMNS = (
     "path", "width", "height", "detection",
     "x1", "y1", "x2", "y2", "detection_score", "detection_class", "crop",
 )  # fmt: skip
+# filter_class: what the moth filter called the crop; filter_score: its probability
+# of the filter's positive class. A crop it did not let on has no classifier cells.
+FILTER_COLUMNS = ("filter_class", "filter_score")
 _BOX = ("x1", "y1", "x2", "y2")
 _CSV_FORMATS = dict.fromkeys(_BOX, "{:.2f}")  # hundredths of a pixel are plenty
 
 
-def detection_columns(ranks: Sequence[str] | None, novelty: bool = False) -> list[str]:
-    """The frame's columns, the classifier's (none when ``ranks`` is ``None``), ``error``."""
+def detection_columns(
+    ranks: Sequence[str] | None, novelty: bool = False, moth_filter: bool = False
+) -> list[str]:
+    """The frame's columns, the filter's (with ``moth_filter``), the classifier's (none
+    when ``ranks`` is ``None``), ``error``."""
     classifier = prediction_columns(ranks, novelty)[1:-1] if ranks is not None else []
-    return [*FRAME_COLUMNS, *classifier, "error"]
+    filtered = FILTER_COLUMNS if moth_filter else ()
+    return [*FRAME_COLUMNS, *filtered, *classifier, "error"]
 
 
 def detection_records(
@@ -46,6 +60,7 @@ def detection_records(
     novelty: bool = False,
     crops: Sequence[str | None] = (),
     top_k: bool = False,
+    moth_filter: bool = False,
 ) -> list[dict[str, Any]]:
     """A frame's records: one per detection, or the one row of a frame without any.
 
@@ -56,8 +71,9 @@ def detection_records(
         crops: each detection's crop file, when written.
         top_k: add the JSON Lines ``top_k`` (rank -> ``[{"name", "prob"}, ...]``)
             and round probabilities to 6 decimals.
+        moth_filter: the pipeline has a moth filter (its columns).
     """
-    base = dict.fromkeys(detection_columns(ranks, novelty))
+    base = dict.fromkeys(detection_columns(ranks, novelty, moth_filter))
     base["path"] = frame.source
     if frame.size is not None:
         base["width"], base["height"] = frame.size
@@ -67,6 +83,10 @@ def detection_records(
     for number, found in enumerate(frame.detections, start=1):
         crop = crops[number - 1] if crops else None
         record = base | _detection_cells(found, number, crop, top_k)
+        if moth_filter:
+            score = found.filter_score
+            rounded = round(score, 6) if top_k and score is not None else score
+            record |= {"filter_class": found.filter_class, "filter_score": rounded}
         if ranks is not None and found.prediction is not None:
             prediction = found.prediction
             if top_k:
@@ -101,16 +121,25 @@ class DetectionWriter(RecordWriter):
         path: the output file.
         ranks: the classifier's ranks; ``None`` without a classifier.
         novelty: the classifier has a novelty detector (``novelty_score``, ``novel``).
+        moth_filter: the pipeline has a moth filter (``filter_class``, ``filter_score``).
     """
 
     def __init__(
-        self, path: str | os.PathLike, ranks: Sequence[str] | None, novelty: bool = False
+        self,
+        path: str | os.PathLike,
+        ranks: Sequence[str] | None,
+        novelty: bool = False,
+        moth_filter: bool = False,
     ) -> None:
-        super().__init__(path, detection_columns(ranks, novelty), _CSV_FORMATS)
+        super().__init__(path, detection_columns(ranks, novelty, moth_filter), _CSV_FORMATS)
         self.ranks = None if ranks is None else tuple(ranks)
         self.novelty = novelty
+        self.moth_filter = moth_filter
 
     def write(self, frame: FrameResult, crops: Sequence[str | None] = ()) -> None:
         """Append a frame's rows; ``crops``: each detection's crop file, if written."""
-        for record in detection_records(frame, self.ranks, self.novelty, crops, self.jsonl):
+        records = detection_records(
+            frame, self.ranks, self.novelty, crops, self.jsonl, self.moth_filter
+        )
+        for record in records:
             self.write_record(record)

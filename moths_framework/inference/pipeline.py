@@ -20,14 +20,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
+from moths_framework.images import decode_rgb
 from moths_framework.inference.classifier import OnnxClassifier
 from moths_framework.inference.decode_ahead import ImageInput, prepared_ahead, source_name
 from moths_framework.inference.detector import Detection, LoadedFrame, OnnxDetector
 from moths_framework.inference.prediction import Prediction
 
-__all__ = ["FrameDetection", "FrameResult", "Pipeline", "crop_box"]
+__all__ = ["FrameDetection", "FrameResult", "MothFilter", "Pipeline", "WholeFrame", "crop_box"]
 
 Box = tuple[int, int, int, int]
 
@@ -42,12 +44,17 @@ class FrameDetection:
             by the margin, rounded outwards, clamped to the frame.
         prediction: the classifier's answer for the crop (``None`` without one).
         crop: the crop (RGB, full resolution) when the pipeline keeps crops.
+        filter_class: what the moth filter called the crop (``None`` without a filter);
+            a crop it does not call its positive class has no ``prediction``.
+        filter_score: the filter's probability of its positive class.
     """
 
     detection: Detection
     crop_box: Box
     prediction: Prediction | None = None
     crop: Image.Image | None = None
+    filter_class: str | None = None
+    filter_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,56 @@ def crop_box(box: tuple[float, float, float, float], margin: int, width: int, he
     return left, top, right, bottom
 
 
+@dataclass(frozen=True)
+class MothFilter:
+    """A moth/non-moth classifier before the species classifier: a crop goes on when
+    ``positive`` (a class of the model's first rank) has at least ``threshold``."""
+
+    model: OnnxClassifier
+    positive: str = "moth"
+    threshold: float = 0.5
+
+    def judge(self, crops: list[Image.Image], batch_size: int) -> list[tuple[str, float]]:
+        """Each crop's (class, probability of ``positive``): ``positive`` when it passes,
+        else the likeliest other class."""
+        rank = self.model.hierarchy.ranks[0]
+        classes = self.model.hierarchy.classes(rank)
+        positive = classes.index(self.positive)
+        out = []
+        for start in range(0, len(crops), batch_size):
+            batch = np.stack([self.model.preprocess(c) for c in crops[start : start + batch_size]])
+            for row in self.model.probabilities(batch)[rank]:
+                others = row.copy()
+                others[positive] = -1.0
+                moth = row[positive] >= self.threshold
+                name = classes[positive] if moth else classes[int(np.argmax(others))]
+                out.append((name, float(row[positive])))
+        return out
+
+
+class WholeFrame:
+    """A stand-in for a detector: the whole frame is the one box (score 1, ``whole image``)."""
+
+    provider = "no detector"
+
+    def load(self, image: object, keep_image: bool = False) -> LoadedFrame:
+        decoded = decode_rgb(image)
+        return LoadedFrame(decoded.full_size, np.zeros((1, 3, 1, 1), np.float32), decoded.image)
+
+    def detect_input(self, x: np.ndarray, frame_size: tuple[int, int]) -> list[Detection]:
+        width, height = frame_size
+        return [Detection((0.0, 0.0, float(width), float(height)), 1.0, "whole image")]
+
+
 class Pipeline:
-    """A detector and, optionally, a classifier for its crops.
+    """A detector and, optionally, a moth filter and a classifier for its crops.
 
     Args:
-        detector: finds the boxes (its ``min_score`` and ``max_detections`` apply).
+        detector: finds the boxes (its ``min_score`` and ``max_detections`` apply);
+            :class:`WholeFrame` for none.
         classifier: classifies each box's crop; ``None``: boxes only (counting).
+        moth_filter: classifies each crop first; the classifier sees only those it
+            lets on.
         crop_margin: pixels added on every side of a box before cutting its crop
             (clamped to the frame); the classifier sees the widened crop.
         top_k: classes kept per rank in each prediction.
@@ -95,9 +146,10 @@ class Pipeline:
 
     def __init__(
         self,
-        detector: OnnxDetector,
+        detector: OnnxDetector | WholeFrame,
         classifier: OnnxClassifier | None = None,
         *,
+        moth_filter: MothFilter | None = None,
         crop_margin: int = 0,
         top_k: int = 5,
         batch_size: int = 32,
@@ -109,6 +161,7 @@ class Pipeline:
             raise ValueError(f"top_k and batch_size must be >= 1, got {top_k} and {batch_size}")
         self.detector = detector
         self.classifier = classifier
+        self.moth_filter = moth_filter
         self.crop_margin = crop_margin
         self.top_k = top_k
         self.batch_size = batch_size
@@ -117,7 +170,7 @@ class Pipeline:
     @property
     def cuts_crops(self) -> bool:
         """Whether crops are cut: for the classifier, or to keep them."""
-        return self.classifier is not None or self.keep_crops
+        return self.classifier is not None or self.moth_filter is not None or self.keep_crops
 
     def run(self, frames: ImageInput | Iterable[ImageInput]) -> Iterator[FrameResult]:
         """One :class:`FrameResult` per frame (paths or PIL images), in input order, as
@@ -148,17 +201,28 @@ class Pipeline:
         detections = self.detector.detect_input(frame.input, frame.size)
         boxes = [crop_box(d.box, self.crop_margin, width, height) for d in detections]
         crops = [_cut(frame.image, box) for box in boxes] if self.cuts_crops else []
-        predictions = self._classify(source, crops) if self.classifier else [None] * len(boxes)
+        judged = [(None, None)] * len(boxes)
+        if self.moth_filter is not None and crops:
+            judged = self.moth_filter.judge(crops, self.batch_size)
+        passed = [i for i, (name, _) in enumerate(judged) if name in (None, self._positive)]
+        predictions: list[Prediction | None] = [None] * len(boxes)
+        if self.classifier is not None:
+            for i, p in zip(
+                passed, self._classify(source, [crops[i] for i in passed]), strict=True
+            ):
+                predictions[i] = dataclasses.replace(p, source=f"{source}#{i + 1}")
         kept = crops if self.keep_crops else [None] * len(boxes)
-        parts = zip(detections, boxes, predictions, kept, strict=True)
-        return FrameResult(source, frame.size, [FrameDetection(*p) for p in parts])
+        parts = zip(detections, boxes, predictions, kept, judged, strict=True)
+        return FrameResult(
+            source, frame.size, [FrameDetection(d, b, p, c, *j) for d, b, p, c, j in parts]
+        )
+
+    @property
+    def _positive(self) -> str | None:
+        return self.moth_filter.positive if self.moth_filter is not None else None
 
     def _classify(self, source: str, crops: list[Image.Image]) -> list[Prediction]:
-        predictions = self.classifier.predict(crops, self.top_k, self.batch_size) if crops else []
-        return [
-            dataclasses.replace(p, source=f"{source}#{number}")
-            for number, p in enumerate(predictions, start=1)
-        ]
+        return self.classifier.predict(crops, self.top_k, self.batch_size) if crops else []
 
 
 def _cut(image: Image.Image, box: Box) -> Image.Image:

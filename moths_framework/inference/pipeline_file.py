@@ -215,7 +215,7 @@ def _checked(path: Path, data: Any) -> dict[str, Any]:
     )
     if errors:
         error = errors[0]
-        where = ".".join(str(p) for p in error.absolute_path) or "the file"
+        where = ".".join(str(p) for p in error.absolute_path) or "top level"
         raise PipelineFileError(f"{path}: {where}: {_message(error)}")
     return data
 
