@@ -19,7 +19,12 @@ from moths_framework.inference.thresholds import parse_thresholds
 from moths_framework.nights.deployments import Deployments, read_deployments
 from moths_framework.nights.detection_table import read_detections
 from moths_framework.nights.frame_times import time_frames
-from moths_framework.nights.night_tracks import track_table, write_tracks, write_untimed
+from moths_framework.nights.night_tracks import (
+    check_feature_rows,
+    track_table,
+    write_tracks,
+    write_untimed,
+)
 from moths_framework.nights.timestamps import DEFAULT_NAME_PATTERN, NamePattern
 from moths_framework.nights.track_vote import specificity_order
 from moths_framework.nights.tracking import CostWeights, TrackSettings
@@ -114,6 +119,7 @@ def _track(opts: argparse.Namespace, run: Run) -> int:
     check_may_overwrite(output.parent, [output.name, *extra], PROG)
     table = read_detections(opts.detections)
     features = read_features(opts.features) if opts.features else None
+    check_feature_rows(table, features)
     deployments = read_deployments(opts.deployments) if opts.deployments else Deployments()
     order = specificity_order(table.ranks, table.names_seen()) if table.ranks else ()
     thresholds = _thresholds(opts, table.ranks)
@@ -125,6 +131,7 @@ def _track(opts: argparse.Namespace, run: Run) -> int:
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     write_tracks(output, table, tracks)
+    record_written(output.parent, [output.name], PROG)
     written = [output.name]
     if untimed:
         write_untimed(output.parent / UNTIMED, untimed)

@@ -94,7 +94,7 @@ def read_truth(path: str | os.PathLike) -> list[TruthBox]:
                 raise ValueError(f"truth {path} lacks column(s) {', '.join(missing)}")
             return [
                 TruthBox(
-                    from_spreadsheet_safe(row["path"]),
+                    _same(from_spreadsheet_safe(row["path"])),
                     row["identity"],
                     from_spreadsheet_safe(row["species"]),
                     tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2")),

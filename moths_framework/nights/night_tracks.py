@@ -28,7 +28,14 @@ from moths_framework.nights.frame_times import FrameTime, UntimedFrame
 from moths_framework.nights.track_vote import vote
 from moths_framework.nights.tracking import FrameBoxes, TrackSettings, link_frames
 
-__all__ = ["TRACK_COLUMNS", "Tracks", "track_table", "write_tracks", "write_untimed"]
+__all__ = [
+    "TRACK_COLUMNS",
+    "Tracks",
+    "check_feature_rows",
+    "track_table",
+    "write_tracks",
+    "write_untimed",
+]
 
 TRACK_COLUMNS = (
     "deployment", "night", "timestamp", "track",
@@ -71,11 +78,7 @@ def track_table(
     Raises:
         TrackInputError: ``features`` does not have one row per row of ``table``.
     """
-    if features is not None and len(features) != len(table.rows):
-        raise TrackInputError(
-            f"the features have {len(features)} rows, {table.path} has {len(table.rows)}: "
-            "give the features file moths-infer wrote with this detections.csv"
-        )
+    check_feature_rows(table, features)
     paths = table.paths()
     by_frame: dict[str, list[int]] = defaultdict(list)
     for row in table.box_rows():
@@ -95,6 +98,15 @@ def track_table(
             result.frames += len(frames)
             bar.update(len(frames))
     return result
+
+
+def check_feature_rows(table: DetectionTable, features: np.ndarray | None) -> None:
+    """TrackInputError unless ``features`` has one row per row of ``table`` (or is ``None``)."""
+    if features is not None and len(features) != len(table.rows):
+        raise TrackInputError(
+            f"the features have {len(features)} rows, {table.path} has {len(table.rows)}: "
+            "give the features file moths-infer wrote with this detections.csv"
+        )
 
 
 def _track_night(table, features, frames, by_frame, settings, order, thresholds, result) -> None:
