@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 from dwca.read import DwCAReader
+from helpers.paths import REPO
 
 from moths_framework.cli.count import main as count
 from moths_framework.cli.dwc import main as dwc
+from moths_framework.occurrences.counts import DEPLOYMENT_COLUMNS, OCCURRENCE_COLUMNS
+from moths_framework.occurrences.darwin_core import TERMS
 from moths_framework.provenance import model_record, write_provenance
 
 DWC, DC = "http://rs.tdwg.org/dwc/terms/", "http://purl.org/dc/terms/"
@@ -242,3 +245,9 @@ def test_a_folder_it_did_not_write_is_kept(counted, tmp_path, capsys) -> None:
     assert export(counted, folder) == 2
     assert "moths-dwc replaces only its own folders" in capsys.readouterr().err
     assert (folder / "notes.txt").read_text(encoding="utf-8") == "keep"
+
+
+def test_the_page_names_every_term_and_column() -> None:
+    text = (REPO / "docs" / "commands" / "darwin-core.md").read_text(encoding="utf-8")
+    names = [*TERMS, *OCCURRENCE_COLUMNS, *DEPLOYMENT_COLUMNS]
+    assert not [name for name in names if f"`{name}`" not in text]

@@ -108,3 +108,17 @@ def test_unreadable_sidecar_is_none(tmp_path):
     (tmp_path / "a.csv.run.json").write_text("{not json", encoding="utf-8")
     assert read_provenance(tmp_path / "a.csv") is None
     assert read_provenance(tmp_path / "b.csv") is None
+
+
+def test_the_reference_page_names_every_field(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"weights")
+    output = tmp_path / "x.csv"
+    output.write_text("x\n", encoding="utf-8")
+    record = Run("moths-count", [])
+    record.add_model("classifier", model, given="zoo:nl-moths-demo", card={"backbone": "b"})
+    record.add_input(output)
+    written = record.record(output)
+    names = [*written, *written["models"][0], *written["inputs"][0], *written["output"]]
+    text = (REPO / "docs" / "reference" / "provenance.md").read_text(encoding="utf-8")
+    assert not [name for name in names if f"`{name}`" not in text]
