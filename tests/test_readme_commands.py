@@ -132,9 +132,11 @@ RULES = [
     Rule(r"^moths-(validate|test|predict)\b"),
     Rule(r"^moths-evaluate\b", numbers="measured", before=_a_prediction_folder),
     Rule(r"^moths-stats\b"),
+    Rule(r"^moths-track\b", numbers="measured"),  # after its page's moths-infer --features
     Rule(r"^moths-calibrate\b"),  # writes new files: calibrated.ckpt, calibrated-tau.ckpt
     Rule(r"^moths-export\b", numbers="measured", before=_fresh_onnx),
     Rule(r"^moths-infer --detector zoo:", numbers="measured"),  # the zoo's demo models
+    Rule(r"^moths-infer --pipeline pipelines/", numbers="measured"),  # the zoo's demo models
     Rule(r"^moths-infer\b", numbers="measured", before=_an_onnx_model),
     Rule(r"^moths-zoo\b", before=_an_onnx_model),
     Rule(r"^moths-(count|dwc)\b"),  # test_data/night's hand-made tracks.csv
@@ -193,9 +195,9 @@ def sandbox(tmp_path_factory, tiny_run) -> Path:
     documents' examples name (photos/, more.jpg, list.txt, a.jpg, b.jpg, moth.jpg, ...)."""
     root = tmp_path_factory.mktemp("readme")
     (root / "test_data").mkdir()
-    for name in ("source_a", "source_b", "hierarchy.csv", "frames", "night"):
+    for name in ("source_a", "source_b", "hierarchy.csv", "frames", "night", "nights"):
         (root / "test_data" / name).symlink_to(TEST_DATA / name)
-    for name in ("configs", "zoo"):
+    for name in ("configs", "zoo", "pipelines"):
         (root / name).symlink_to(REPO / name)
     (root / HOME).mkdir()
     run = root / RUN

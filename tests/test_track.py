@@ -322,3 +322,8 @@ def test_a_second_box_inside_a_moths_box_is_the_same_moth(tmp_path, monkeypatch)
     assert main([str(detections), "--features", str(vectors), "--output", str(out),
                  "--no-progress"]) == 0  # fmt: skip
     assert {r["track"] for r in read(out)} == {"garden/2024-07-01/1"}
+
+
+def test_the_tracks_page_names_every_column() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs/reference/tracks-csv.md").read_text()
+    assert [c for c in TRACK_COLUMNS if f"`{c}`" not in page] == []

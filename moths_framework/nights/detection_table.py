@@ -126,4 +126,4 @@ def _ranks(columns: list[str]) -> list[str]:
     end = columns.index("prediction")
     start = columns.index("crop") + 1 if "crop" in columns else columns.index("y2") + 1
     names = columns[start:end]
-    return [c for c in names[::2] if f"{c}_prob" in names]
+    return [c for c in names if f"{c}_prob" in names]
