@@ -136,7 +136,6 @@ RULES = [
     Rule(r"^moths-calibrate\b"),  # writes new files: calibrated.ckpt, calibrated-tau.ckpt
     Rule(r"^moths-export\b", numbers="measured", before=_fresh_onnx),
     Rule(r"^moths-infer --detector zoo:", numbers="measured"),  # the zoo's demo models
-    Rule(r"^moths-infer --pipeline pipelines/", numbers="measured"),  # the zoo's demo models
     Rule(r"^moths-infer\b", numbers="measured", before=_an_onnx_model),
     Rule(r"^moths-zoo\b", before=_an_onnx_model),
     Rule(r"^moths-(count|dwc)\b"),  # test_data/night's hand-made tracks.csv
@@ -197,7 +196,7 @@ def sandbox(tmp_path_factory, tiny_run) -> Path:
     (root / "test_data").mkdir()
     for name in ("source_a", "source_b", "hierarchy.csv", "frames", "night", "nights"):
         (root / "test_data" / name).symlink_to(TEST_DATA / name)
-    for name in ("configs", "zoo", "pipelines"):
+    for name in ("configs", "zoo"):
         (root / name).symlink_to(REPO / name)
     (root / HOME).mkdir()
     run = root / RUN
