@@ -132,3 +132,40 @@ def test_images_are_fetched_concurrently_and_a_slow_one_fails_alone(antenna, hos
     assert error.image_id == "555"
     for image_id, _ in images:
         assert PipelineResultsResponse.model_validate(answers[f"t{image_id}"][0]).detections
+
+
+def test_a_pipeline_file_runs_its_detector_filter_and_classifier(antenna, host, tmp_path):
+    from helpers.image_samples import encode
+    from helpers.onnx_detectors import GRID, grid_detector, paint_cells, sheet
+    from helpers.pipeline_models import BRIGHT_SPECIES, LEAF, brightness_classifier, leaf_filter
+    from helpers.pipeline_models import pipeline_file as write_pipeline
+    from PIL import Image
+
+    from moths_framework.serve.served import load_served_pipeline
+
+    width, height = 640, 480
+    cell = (width // GRID[0], height // GRID[1])
+    pixels = paint_cells(sheet(width, height), [(2, 1), (10, 6)])  # two moths: grey cells
+    pixels[3 * cell[1] : 4 * cell[1], 15 * cell[0] : 16 * cell[0]] = LEAF  # and a leaf
+    frame = host.add("/pipeline/frame.png", encode(Image.fromarray(pixels), "PNG"))
+    path = write_pipeline(
+        tmp_path / "grid-moths.yaml",
+        brightness_classifier(tmp_path / "bright.onnx"),
+        grid_detector(tmp_path / "grid.onnx"),
+        leaf_filter(tmp_path / "leaf.onnx"),
+    )
+    antenna.add_job(11, "grid-moths", [("1", frame)])
+    run_worker(antenna, [load_served_pipeline(path, providers="cpu")])
+
+    (_, body), _ = antenna.registrations
+    algorithms = body["pipelines"][0]["algorithms"]
+    assert [a["task_type"] for a in algorithms][:2] == ["localization", "classification"]
+    result = PipelineResultsResponse.model_validate(antenna.jobs[11].answers["t1"][0])
+    assert len(result.detections) == 3
+    assert {d.algorithm.key for d in result.detections} == {"grid-moths-detector"}
+    firsts = sorted(d.classifications[0].classification for d in result.detections)
+    assert firsts == ["moth", "moth", "nonmoth"]  # the filter's, first
+    moths = [d for d in result.detections if d.classifications[0].classification == "moth"]
+    for moth in moths:
+        (terminal,) = [c for c in moth.classifications if c.terminal]
+        assert terminal.classification == BRIGHT_SPECIES

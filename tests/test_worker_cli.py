@@ -85,6 +85,15 @@ def test_a_bad_model_or_option_is_one_line(token_file, capsys, more, says):
     assert says in _error_line(capsys)
 
 
+def test_a_bad_pipeline_file_is_one_line(token_file, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classifier: {model: zoo:nl-moths-demo}\ndetektor: zoo:x\n")
+    args = ["--antenna", "http://127.0.0.1:9", "--token-file", str(token_file)]
+    assert main([*args, "--pipeline", str(bad)]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("moths-worker: error:") and "bad.yaml" in line and "detektor" in line
+
+
 def test_no_pipeline_is_one_line(token_file, capsys):
     args = ["--antenna", "http://127.0.0.1:9", "--token-file", str(token_file)]
     assert main(args) == 2
@@ -154,3 +163,13 @@ def test_devices_run_one_worker_process_each(antenna, host, token_file):
     assert len(antenna.registrations) == 1  # registered once, by the first
     assert antenna.answered == 40
     assert "moths-worker [1/2 cpu]: " in output and "moths-worker [2/2 cpu]: " in output
+
+
+def test_the_docs_page_names_every_option():
+    from moths_framework.cli.worker import _parser
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "commands" / "worker.md").read_text()
+    options = [o for a in _parser()._actions if a.help != "==SUPPRESS==" for o in a.option_strings
+               if o.startswith("--") and o != "--help"]  # fmt: skip
+    assert len(options) > 10
+    assert [o for o in options if f"`{o}" not in page] == []

@@ -32,8 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         "means /api/v2)")  # fmt: skip
     add("--token-file", required=True, metavar="FILE",
         help="file holding the processing service's Antenna API token")  # fmt: skip
+    add("--pipeline", action="append", default=[], metavar="FILE.yaml",
+        help="a pipeline file: detector, filter, classifier (moths-serve's); repeat")  # fmt: skip
     add("--model", action="append", default=[], metavar="PATH|zoo:ID",
-        help="a .onnx file or zoo:ID as a whole-image pipeline; repeat for several")  # fmt: skip
+        help="a classifier .onnx file or zoo:ID as a whole-image pipeline; repeatable")  # fmt: skip
     add("--batch-size", type=int, default=24, help="tasks claimed (and images processed) at once")
     add("--devices", metavar="DEV,...",
         help="one worker process per entry: cpu, cuda:0, cuda:1 ... (default: one process, "
@@ -66,18 +68,27 @@ def _check_numbers(opts: argparse.Namespace) -> None:
     bad += [name for name, value in positive if not value > 0]  # NaN too
     if bad:
         raise ValueError(f"{', '.join(bad)} must be > 0")
-    if not opts.model:
-        raise ValueError("give the pipelines to run: --model PATH|zoo:ID")
+    if not opts.model and not opts.pipeline:
+        raise ValueError("give the pipelines to run: --pipeline FILE.yaml or --model PATH|zoo:ID")
 
 
-def _load_models(opts: argparse.Namespace, device: str | None, threads: int | None) -> list:
+def _load_models(opts: argparse.Namespace, device: str | None) -> list:
+    """The pipelines, loaded as ``moths-serve`` loads them (one ``ServedModel`` each)."""
     from moths_framework.cli.serve import _resolve
     from moths_framework.serve import load_served_model
+    from moths_framework.serve.served import load_served_pipeline
     from moths_framework.worker.devices import providers_for
+    from moths_framework.zoo import allowing_insecure_http
 
-    return [
+    providers = providers_for(device)
+    with allowing_insecure_http(opts.allow_insecure_http):
+        models = [
+            load_served_pipeline(path, providers, opts.threads, opts.batch_size)
+            for path in opts.pipeline
+        ]
+    return models + [
         load_served_model(_resolve(spec, opts.allow_insecure_http), source=spec,
-                          providers=providers_for(device), num_threads=threads)
+                          providers=providers, num_threads=opts.threads)
         for spec in opts.model
     ]  # fmt: skip
 
@@ -169,7 +180,7 @@ def _run_one(opts: argparse.Namespace, root: str, token: str, device: str | None
 
     try:
         use_device(device)
-        models = _load_models(opts, device, opts.threads)
+        models = _load_models(opts, device)
         options = _options(opts)
     except (OSError, ValueError) as error:  # ModelFormatError is a ValueError
         print(f"{_PROG}: error: {error}", file=sys.stderr)
@@ -182,8 +193,10 @@ def _run_one(opts: argparse.Namespace, root: str, token: str, device: str | None
         projects=tuple(opts.project),
     )
     tag = f" [{opts.child}]" if opts.child else ""
+    from moths_framework.cli.serve import _stages
+
     for model in models:
-        print(f"{_PROG}{tag}: pipeline {model.slug} <- {model.source}", flush=True)
+        print(f"{_PROG}{tag}: pipeline {model.slug} <- {_stages(model)}", flush=True)
     print(f"{_PROG}{tag}: pulling from {root} as {settings.service_name!r}", flush=True)
 
     async def work() -> bool:

@@ -28,7 +28,7 @@ __all__ = ["BatchOutcome", "RecentTasks", "process_batch"]
 class RecentTasks:
     """The ids of the last ``size`` tasks answered (bounded: a worker runs for months)."""
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, size: int = 10_000) -> None:
         self.size = size
         self._ids: OrderedDict[str, None] = OrderedDict()
 
