@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+import yaml
 from helpers.paths import REPO, TEST_DATA
 from moths_plugin_timm import TimmBackbone
 from safetensors.torch import save_file
@@ -159,6 +160,34 @@ def test_a_checkpoint_does_not_ask_for_the_weights_file_again(tmp_path):
     spec = checkpoint["moths"]["backbone"]
     spec["init_args"]["pretrained_file"] = str(tmp_path / "renamed.pth")
     assert_holds(classifier_from_checkpoint(checkpoint).backbone, source)
+
+
+def test_resuming_from_a_checkpoint_reads_no_weights_file(tmp_path, prepared, capsys):
+    """A run trained from a pretrained_file resumes with its own config.yaml, which
+    still names the file, on a machine where the file is not: the checkpoint has
+    the weights; the config the resumed run saves still names the file."""
+    weights = tmp_path / "weights.safetensors"
+    save_file(source_model().state_dict(), weights)
+    run = tmp_path / "run"
+    args = [
+        "--config", str(REPO / "configs" / "dev.yaml"),
+        "--model.backbone.init_args.name", SMALL,
+        "--model.backbone.init_args.pretrained_file", str(weights),
+        "--data.source.init_args.path", str(prepared / "manifest.csv"),
+        "--data.hierarchy.init_args.path", str(TEST_DATA / "hierarchy.csv"),
+        "--trainer.default_root_dir", str(run),
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    ]  # fmt: skip
+    assert fit(args) == 0, capsys.readouterr().err
+    weights.unlink()
+    resume = ["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "last.ckpt"),
+              "--trainer.max_epochs", "2"]  # fmt: skip
+    assert fit(resume) == 0, capsys.readouterr().err
+    assert torch.load(run / "last.ckpt", weights_only=False)["epoch"] == 1
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["backbone"]["init_args"]["pretrained_file"] == str(weights)
 
 
 def test_the_efficientnet_lite0_package_weights_load_and_classify():

@@ -9,8 +9,9 @@ run; ``moths-fit`` writes only into a new or empty folder or one it made).
 
 Every command accepts the ``config.yaml`` a run saved. Given ``--ckpt_path``
 (evaluation, prediction, resume), the model is built on the checkpoint's own
-label hierarchy, data species it has no class for count as ``Other``, and a
-``pretrained`` backbone downloads nothing: the checkpoint has the weights.
+label hierarchy, data species it has no class for count as ``Other``, and the
+backbone loads no weights (no ``pretrained`` download, no ``pretrained_file``):
+the checkpoint has them.
 
 A user's mistake raises here; :mod:`moths_framework.cli.lightning` turns it into
 one line and an exit code.
@@ -22,6 +23,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +36,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.inference.detector_metadata import DETECTION
+from moths_framework.model.backbone import WEIGHT_SOURCES
 from moths_framework.model.checkpoint import (
     CHECKPOINT_KEY,
     CheckpointError,
@@ -48,7 +52,7 @@ from moths_framework.train.overrides import expand_index_overrides
 from moths_framework.train.unfreeze import UnfreezePolicy
 from moths_framework.zoo.transport import INSECURE_FLAG, INSECURE_HELP
 
-__all__ = ["RUN_DIR_ENV", "MothsCLI", "run_entry_point", "run_fit"]
+__all__ = ["RUN_DIR_ENV", "MothsCLI", "no_weight_sources", "run_entry_point", "run_fit"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,21 @@ def _add_predict_arguments(parser: LightningArgumentParser) -> None:
         default=False,
         help="also link the images under <output>/images/<predicted species>/",
     )
+
+
+@contextmanager
+def no_weight_sources(init_args: Namespace | None, sources: dict[str, Any]) -> Iterator[None]:
+    """Within: each of ``sources`` that ``init_args`` names (``pretrained``,
+    ``pretrained_file``, ...) set to its value that loads nothing, for a checkpoint
+    supplies the weights; after: back to what the user wrote, which config.yaml keeps."""
+    given = {k: init_args[k] for k in sources if init_args is not None and k in init_args}
+    for key in given:
+        init_args[key] = sources[key]
+    try:
+        yield
+    finally:
+        for key, value in given.items():
+            init_args[key] = value
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -184,16 +203,9 @@ class MothsCLI(LightningCLI):
         if self.checkpoint is None:
             super().instantiate_classes()
             return
-        # The checkpoint supplies the weights: a pretrained backbone must not download them.
-        backbone_args = self.config.model.backbone.get("init_args")
-        pretrained = backbone_args.get("pretrained") if backbone_args is not None else None
-        if pretrained:
-            backbone_args.pretrained = False
-        try:
+        # The checkpoint supplies the weights: the backbone must not download or read any.
+        with no_weight_sources(self.config.model.backbone.get("init_args"), WEIGHT_SOURCES):
             super().instantiate_classes()
-        finally:
-            if pretrained:
-                backbone_args.pretrained = pretrained  # config.yaml keeps what the user wrote
         check_model_fits(self.model, self.checkpoint, self.config.ckpt_path)
 
     def _set_run_dir(self) -> None:

@@ -22,7 +22,7 @@ from moths_framework.model.checkpoint import CHECKPOINT_KEY, CheckpointError, re
 from moths_framework.model.detector import WEIGHT_SOURCES
 from moths_framework.model.detector_checkpoint import DetectorCheckpointMeta
 from moths_framework.model.detector_lightning import MothsDetector
-from moths_framework.train.cli import MothsCLI
+from moths_framework.train.cli import MothsCLI, no_weight_sources
 from moths_framework.train.task import ConfigTaskError
 
 __all__ = ["DetectorCLI"]
@@ -77,15 +77,8 @@ class DetectorCLI(MothsCLI):
             super(MothsCLI, self).instantiate_classes()
             return
         # The checkpoint supplies the weights: the detector must not download or read any.
-        init_args = self.config.model.detector.get("init_args")
-        given = {k: init_args.get(k) for k in WEIGHT_SOURCES if init_args and k in init_args}
-        for key in given:
-            init_args[key] = WEIGHT_SOURCES[key]
-        try:
+        with no_weight_sources(self.config.model.detector.get("init_args"), WEIGHT_SOURCES):
             super(MothsCLI, self).instantiate_classes()
-        finally:
-            for key, value in given.items():
-                init_args[key] = value  # config.yaml keeps what the user wrote
         _check_weights_fit(self.model, self.checkpoint, self.config.ckpt_path)
 
 
