@@ -159,3 +159,26 @@ def test_unlisted_deployment_is_exit_2(tracks, tmp_path, capsys) -> None:
     out = tmp_path / "o.csv"
     assert main([str(tracks), "--deployments", str(deployments), "--output", str(out)]) == 2
     assert "deployment 'B' of tracks.csv is not in the deployments table" in capsys.readouterr().err
+
+
+def test_a_track_the_moth_filter_stopped_is_a_non_moth(tmp_path, capsys) -> None:
+    header = (
+        "path,filter_class,prediction,deployment,night,timestamp,track,track_prediction,"
+        "track_prediction_rank,track_prediction_prob"
+    )
+    # L/1: the filter stopped 2 of its 3 crops (a leaf); L/2: it stopped 1 of 3 (a moth)
+    rows = [
+        "f1.jpg,leaf,,L,2024-07-01,2024-07-01T22:00:00,L/1,Aus alpha,species,0.9",
+        "f2.jpg,leaf,,L,2024-07-01,2024-07-01T22:01:00,L/1,Aus alpha,species,0.9",
+        "f3.jpg,moth,Aus alpha,L,2024-07-01,2024-07-01T22:02:00,L/1,Aus alpha,species,0.9",
+        "f1.jpg,moth,Aus alpha,L,2024-07-01,2024-07-01T22:00:00,L/2,Aus alpha,species,0.8",
+        "f2.jpg,nonmoth,,L,2024-07-01,2024-07-01T22:01:00,L/2,Aus alpha,species,0.8",
+        "f3.jpg,moth,Aus alpha,L,2024-07-01,2024-07-01T22:02:00,L/2,Aus alpha,species,0.8",
+    ]
+    tracks = tmp_path / "tracks.csv"
+    tracks.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    out = tmp_path / "occurrences.csv"
+    assert main([str(tracks), "--output", str(out)]) == 0
+    got = {(r["taxon"], r["taxon_rank"], r["individuals"]) for r in read(out)}
+    assert got == {("non-moth (leaf)", "", "1"), ("Aus alpha", "species", "1")}
+    assert "(0 Other, 1 non-moth, 0 without an answer)" in capsys.readouterr().out

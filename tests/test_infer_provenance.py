@@ -10,6 +10,7 @@ import pytest
 from helpers.onnx_detectors import grid_detector, paint_cells, save_frame, sheet
 from helpers.onnx_models import export_model, save_image, tiny_net
 from helpers.onnx_models import metadata as classifier_metadata
+from helpers.pipeline_models import brightness_classifier, leaf_filter, pipeline_file
 
 from moths_framework.cli.infer import main
 
@@ -71,3 +72,26 @@ def test_a_run_json_it_did_not_write_is_kept(classifier, tmp_path, capsys) -> No
     assert main(args) == 2
     assert "p.csv.run.json exists and moths-infer did not write it" in capsys.readouterr().err
     assert mine.read_text(encoding="utf-8") == "my notes"
+
+
+def test_a_pipeline_file_and_its_filter_are_recorded(tmp_path) -> None:
+    classifier = brightness_classifier(tmp_path / "bright.onnx")
+    moth_filter = leaf_filter(tmp_path / "leaf.onnx")
+    detector = grid_detector(tmp_path / "grid.onnx")
+    pipeline = pipeline_file(tmp_path / "p.yaml", classifier, detector, moth_filter)
+    frame = save_frame(tmp_path / "f.png", paint_cells(sheet(), [(3, 3)]))
+    out = tmp_path / "detections.csv"
+    assert (
+        main(["--pipeline", str(pipeline), str(frame), "--output", str(out), "--no-progress"]) == 0
+    )
+    record = _record(out)
+    roles = {m["role"]: m["sha256"] for m in record["models"]}
+    assert roles == {
+        "detector": _sha256(detector),
+        "filter": _sha256(moth_filter),
+        "classifier": _sha256(classifier),
+    }
+    assert record["settings"]["filter"] == {"positive": "moth", "threshold": 0.5}
+    assert [(i["path"], i["sha256"]) for i in record["inputs"]] == [
+        (str(pipeline), _sha256(pipeline))
+    ]

@@ -97,7 +97,9 @@ def run(opts: argparse.Namespace, record: Run) -> int:
     output = Path(opts.output)
     record_written(output.parent, [output.name], PROG)
     detector = pipeline.detector if isinstance(pipeline.detector, OnnxDetector) else None
-    record_infer_run(record, opts, len(paths), classifier, detector, opts.crop_margin)
+    record_infer_run(
+        record, opts, len(paths), classifier, detector, opts.crop_margin, pipeline.moth_filter
+    )
     print(_summary(counts, len(paths), pipeline, time.perf_counter() - started, opts.output))
     return 0 if counts.frames else 1
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from moths_framework.inference import OnnxClassifier, OnnxDetector
+from moths_framework.inference.pipeline import MothFilter
 from moths_framework.inference.species_list import read_species_list
 from moths_framework.provenance import Run, file_sha256
 
@@ -24,10 +25,18 @@ def record_infer_run(
     classifier: OnnxClassifier | None,
     detector: OnnxDetector | None = None,
     crop_margin: int | None = None,
+    moth_filter: MothFilter | None = None,
 ) -> Path:
-    """Write ``run``'s record beside ``opts.output``: the models, settings and input count."""
+    """Write ``run``'s record beside ``opts.output``: the models, settings and input count
+    (and the pipeline file, with ``--pipeline``)."""
     settings: dict[str, Any] = {"images": images, "top_k": opts.top_k}
     settings["fast_decode"] = bool(opts.fast_decode)
+    if getattr(opts, "pipeline", None) is not None:
+        run.add_input(opts.pipeline)
+    if moth_filter is not None:
+        model = moth_filter.model
+        run.add_model("filter", model.source, card=model.metadata.model_card)
+        settings["filter"] = {"positive": moth_filter.positive, "threshold": moth_filter.threshold}
     if detector is not None:
         run.add_model(
             "detector",

@@ -3,7 +3,9 @@
 
 A taxon is the track's answer (``track_prediction``): a track rolled up to a genus
 counts under that genus, at that rank. A track whose crops the detector (or filter)
-called a non-moth class counts under that class, whatever the classifier said of it.
+called a non-moth class counts under that class, whatever the classifier said of it; so does a track a moth
+filter stopped on most of its crops (``non-moth (<filter class>)`` unless that class
+already says non-moth).
 One row per (deployment, night, taxon): ``individuals`` (tracks), ``detections``
 (rows), ``first_seen`` and ``last_seen`` (the earliest and latest of those rows'
 timestamps), ``best_crop`` (the crop of the detection its classifier was surest of,
@@ -83,7 +85,12 @@ def count_occurrences(
 
 
 def _answer(members: Sequence[TrackedDetection]) -> tuple[str, str]:
-    """A track's taxon and rank: its non-moth class when most crops had one, else its answer."""
+    """A track's taxon and rank: a non-moth when a moth filter stopped most of its crops,
+    or the detector gave most of them a non-moth class; else its answer."""
+    stopped = Counter(m.filter_class for m in members if m.filter_class and not m.answered)
+    if 2 * sum(stopped.values()) > len(members):
+        name = stopped.most_common(1)[0][0]
+        return (name if is_non_moth(name) else f"non-moth ({name})"), ""
     classes = Counter(m.detection_class for m in members if m.detection_class)
     if classes:
         name, votes = classes.most_common(1)[0]

@@ -29,12 +29,13 @@ TAXON, OTHER_KIND, NON_MOTH, UNIDENTIFIED = "taxon", "other", "non-moth", "unide
 KINDS = (TAXON, OTHER_KIND, NON_MOTH, UNIDENTIFIED)
 # how summaries name the kinds that are not a taxon
 KIND_WORDS = {OTHER_KIND: "Other", NON_MOTH: "non-moth", UNIDENTIFIED: "without an answer"}
-# "non-moth", "non_moth", "nonmoth", "not a moth", "Not moth" ...
-_NON_MOTH = re.compile(r"^\s*no[nt][\s_-]*(a[\s_-]+)?moths?\s*$", re.IGNORECASE)
+# "non-moth", "non_moth", "nonmoth", "not a moth", "Not moth", "non-moth (wasp)" ...
+_NON_MOTH = re.compile(r"^\s*no[nt][\s_-]*(a[\s_-]+)?moths?\b", re.IGNORECASE)
 
 
 def is_non_moth(name: str) -> bool:
-    """True for a class name that says "not a moth" (``non-moth``, ``not_moth`` ...)."""
+    """True for a class name that says "not a moth" (``non-moth``, ``not_moth``,
+    ``non-moth (wasp)`` ...)."""
     return bool(_NON_MOTH.match(name))
 
 

@@ -4,7 +4,8 @@ Only the columns a count needs are kept: where and when (``deployment``, ``night
 ``timestamp``), which track, the track's answer (``track_prediction``,
 ``track_prediction_rank``, ``track_prediction_prob``) and, per detection, its frame,
 crop, detector class and how sure the classifier was of it (``prediction_prob``, else
-the detector's ``detection_score``), to pick a track's best crop. Columns are
+the detector's ``detection_score``), to pick a track's best crop, and what a moth filter
+called it (``filter_class``). Columns are
 described in docs/reference/tracks-csv.md. No torch.
 """
 
@@ -46,6 +47,8 @@ class TrackedDetection:
     track_prob: float | None
     detection_prob: float | None  # this crop's prediction_prob, else its detection_score
     detection_class: str
+    filter_class: str = ""  # what a moth filter called the crop (moths-infer --pipeline)
+    answered: bool = True  # the classifier answered for this crop (a filter may stop it)
 
 
 def read_tracks(path: str | os.PathLike) -> list[TrackedDetection]:
@@ -99,6 +102,8 @@ def _row(path: Path, line: int, row: dict[str, str | None]) -> TrackedDetection:
         track_prob=_probability(text("track_prediction_prob"), where, "track_prediction_prob"),
         detection_prob=detection_prob,
         detection_class=text("detection_class"),
+        filter_class=text("filter_class"),
+        answered=bool(text("prediction")),
     )
 
 
