@@ -44,8 +44,8 @@ def test_the_prediction_folder_page_names_every_column():
 
 
 def test_the_detections_page_names_every_column():
-    columns = detection_columns(["<rank>"], novelty=True)
-    assert "detection_score" in columns and "crop" in columns
+    columns = detection_columns(["<rank>"], novelty=True, moth_filter=True)
+    assert "detection_score" in columns and "filter_score" in columns
     assert not _missing(columns, REFERENCE / "detections-csv.md")
 
 

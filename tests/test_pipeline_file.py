@@ -107,8 +107,12 @@ def test_a_filter_without_its_positive_class_is_named(files: dict[str, Path]) ->
         files["folder"] / "bad-filter.yaml", files["classifier"], None, None,
         f"filter: {{model: '{files['filter']}', positive: insect}}",
     )  # fmt: skip
-    with pytest.raises(PipelineFileError, match=r"filter\.positive: 'insect' is not a class of "):
+    with pytest.raises(PipelineFileError) as raised:
         load_pipeline(read_pipeline_file(path), "cpu")
+    assert str(raised.value) == (
+        f"{path}: filter.positive: 'insect' is not a class of {files['filter']} "
+        "(species: Other, moth, nonmoth)"
+    )
 
 
 def test_moths_serve_refuses_a_bad_pipeline_file_in_one_line(tmp_path: Path) -> None:

@@ -343,14 +343,15 @@ class _stage_named:  # noqa: N801 (used as a context manager, like contextlib's)
     """Prefix a stage's load error with the pipeline file and the stage."""
 
     def __init__(self, spec: PipelineSpec, stage: str) -> None:
+        self.path = spec.path
         self.prefix = f"{spec.path}: {stage}"
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: type | None, error: BaseException | None, tb: Any) -> bool:
-        if isinstance(error, PipelineFileError):
-            raise PipelineFileError(f"{self.prefix}.{error}") from None
+        if isinstance(error, PipelineFileError):  # names its field already
+            raise PipelineFileError(f"{self.path}: {error}") from None
         if isinstance(error, FileNotFoundError):
             raise FileNotFoundError(f"{self.prefix}: {error}") from None
         if isinstance(error, ValueError):
