@@ -104,11 +104,17 @@ class DecodedImage(NamedTuple):
     """An RGB image, the size of its file (EXIF orientation applied) and its format.
 
     ``full_size`` differs from ``image.size`` when a JPEG was decoded at reduced scale.
+    ``content_box`` is where the full image lies in ``image``'s pixels, ``(left, top,
+    right, bottom)``: ``(0, 0, width, height)`` unless reduced. At 1/``s`` scale libjpeg
+    rounds each side up to whole pixels, so the full image covers ``(0, 0, W/s, H/s)``
+    of the file's reduced picture; an EXIF rotation or flip can move that spare part
+    of a pixel to the left or top side.
     """
 
     image: Image.Image
     full_size: tuple[int, int]
     format: str | None
+    content_box: tuple[float, float, float, float] | None = None
 
 
 def open_rgb(
@@ -234,6 +240,7 @@ def _normalise(
     ``in_place`` allows changing ``image`` itself (an image this module opened);
     a caller's image is only loaded, never drafted or transposed in place.
     """
+    content = None
     try:
         fmt, (width, height) = image.format, image.size
         refuse_bombs(width, height)
@@ -248,8 +255,9 @@ def _normalise(
             if draft_size is not None and swapped:
                 draft_size = (draft_size[1], draft_size[0])
             target = draft_target(image.size, draft_size, max_pixels)
-            if target is not None:
-                image.draft(draft_mode, target)
+            drafted = image.draft(draft_mode, target) if target is not None else None
+            if drafted is not None and image.size != (width, height):
+                content = _oriented_box(drafted[1], image.size, orientation)
             refuse_over(image.size, max_pixels, (width, height))  # drafted, not yet decoded
         image.load()
         if in_place:
@@ -259,7 +267,37 @@ def _normalise(
         rgb = _to_rgb(image)
     except Exception as error:  # Pillow's plugins raise many types on corrupt data
         raise _decode_error(name, error) from error
-    return DecodedImage(rgb, (height, width) if swapped else (width, height), fmt)
+    full_size = (height, width) if swapped else (width, height)
+    return DecodedImage(rgb, full_size, fmt, content or (0.0, 0.0, *map(float, rgb.size)))
+
+
+# How exif_transpose moves a box, per EXIF orientation: flip x, flip y, and whether the
+# axes swap first (transpose), as Pillow's Transpose methods for each orientation do.
+_BOX_MOVES = {
+    2: (False, True, False),
+    3: (False, True, True),
+    4: (False, False, True),
+    5: (True, False, False),
+    6: (True, True, False),
+    7: (True, True, True),
+    8: (True, False, True),
+}
+
+
+def _oriented_box(
+    box: tuple[float, float, float, float], size: tuple[int, int], orientation: int
+) -> tuple[float, float, float, float]:
+    """``box`` of an image of ``size`` (file orientation), after EXIF ``orientation``."""
+    swap, flip_x, flip_y = _BOX_MOVES.get(orientation, (False, False, False))
+    left, top, right, bottom = box
+    width, height = size
+    if swap:
+        left, top, right, bottom, width, height = top, left, bottom, right, height, width
+    if flip_x:
+        left, right = width - right, width - left
+    if flip_y:
+        top, bottom = height - bottom, height - top
+    return left, top, right, bottom
 
 
 def _decode_error(name: str, error: Exception) -> ImageDecodeError:

@@ -1,8 +1,9 @@
-"""How inference decodes: PIL images like their files, and the opt-in fast JPEG decode.
+"""How inference decodes: PIL images like their files, and the fast JPEG decode.
 
-The default decode is bit-equal with the training evaluation transform
-(``test_inference.test_preprocessing_equals_torchvision``); ``fast_decode`` is
-not, and the bound on its difference is held here.
+The exact decode (``fast_decode=False``) is bit-equal with the training evaluation
+transform (``test_inference.test_preprocessing_equals_torchvision``); the fast one
+(the default, which validation shares: tests/test_scaled_decode.py) is not, and the
+bound on its difference is held here.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from moths_framework.data.transforms import eval_transform
 from moths_framework.images import open_rgb
 from moths_framework.inference import OnnxClassifier
-from moths_framework.inference.preprocess import jpeg_draft_size, preprocess
+from moths_framework.inference.preprocess import model_input
 from moths_framework.preprocessing import Preprocessing
+from moths_framework.scaled_decode import eval_region, reduction
 
 # Each of these differs from a plain ``convert("RGB")`` of the opened file.
 SAMPLES = ["rotated.jpg", "rgba.png", "sixteen-bit.png", "palette-transparent.png"]
@@ -73,10 +75,9 @@ def photo_like_jpeg(seed: int, size: tuple[int, int]) -> bytes:
 
 def test_fast_decode_drafts_to_the_smallest_scale_covering_the_resize_target() -> None:
     p = Preprocessing((224, 224), 0.875)  # shorter side resized to 256
-    data = photo_like_jpeg(0, (1600, 1200))
-    assert open_rgb(data, draft_size=jpeg_draft_size(p)).size == (400, 300)  # 1/4, not 1/2
-    portrait = photo_like_jpeg(1, (1000, 1900))  # at 1/4 the shorter side would be 250
-    assert open_rgb(portrait, draft_size=jpeg_draft_size(p)).size == (500, 950)
+    assert reduction(eval_region(p)(1600, 1200).reduction_limit(1600, 1200)) == 4  # not 2
+    # at 1/4 the shorter side would be 250
+    assert reduction(eval_region(p)(1000, 1900).reduction_limit(1000, 1900)) == 2
 
 
 @pytest.mark.parametrize("size", [(1600, 1200), (1100, 700), (900, 1500)])
@@ -85,7 +86,7 @@ def test_fast_decode_stays_within_the_documented_tolerance(size: tuple[int, int]
     p = Preprocessing((224, 224), 0.875)
     data = photo_like_jpeg(sum(size), size)
     reference = eval_transform(p)(open_rgb(data)).numpy()
-    fast = preprocess(open_rgb(data, draft_size=jpeg_draft_size(p)), p)
+    fast = model_input(data, p)
     grey_levels = np.abs(fast - reference) * np.asarray(p.std).reshape(3, 1, 1) * 255
     assert grey_levels.mean() < 1.0
     assert np.percentile(grey_levels, 99) <= 4.0

@@ -78,6 +78,11 @@ class MothsDataModule(pl.LightningDataModule):
         test_transforms: transforms for val/test/predict; default: the model's
             evaluation preprocessing, the same the exported ONNX model applies.
             Override only if you know the export should differ from it.
+        fast_decode: decode each JPEG at the smallest of 1/2, 1/4 or 1/8 scale at
+            which the first transform's crop (a random resized crop, or a resize and
+            centre crop) still has the output's pixels, as ``moths-infer`` does by
+            default (see :mod:`moths_framework.scaled_decode`); ``false`` decodes
+            every image at full size.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class MothsDataModule(pl.LightningDataModule):
         weighted_sampling_fraction: float = 1.0,
         train_transforms: list[Callable] | None = None,
         test_transforms: list[Callable] | None = None,
+        fast_decode: bool = True,
     ) -> None:
         super().__init__()
         self.source = source
@@ -109,6 +115,7 @@ class MothsDataModule(pl.LightningDataModule):
         self.weighted_sampling_fraction = weighted_sampling_fraction
         self.train_transforms = train_transforms
         self.test_transforms = test_transforms
+        self.fast_decode = fast_decode
         self.hierarchy_source = hierarchy
         self.samples = source.samples()
         if not self.samples:
@@ -214,6 +221,7 @@ class MothsDataModule(pl.LightningDataModule):
             [self.targets[i] for i in indices],
             self._transform(train),
             with_index=with_index,
+            fast_decode=self.fast_decode,
         )
 
     def _loader(self, indices: list[int], train: bool, with_index: bool = False) -> DataLoader:

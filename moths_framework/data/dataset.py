@@ -10,7 +10,8 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from moths_framework.data.sources import Sample
-from moths_framework.images import ImageDecodeError, open_rgb
+from moths_framework.data.transforms import FileTransform
+from moths_framework.images import ImageDecodeError
 
 __all__ = [
     "Batch",
@@ -53,6 +54,9 @@ class IndexedBatch(NamedTuple):
 class SampleDataset(Dataset):
     """Decodes ``samples[i]`` and returns (image tensor, class index per rank).
 
+    ``transform`` runs as a :class:`~moths_framework.data.transforms.FileTransform`:
+    its first step, a random resized crop or a resize and centre crop, is done while
+    decoding (a JPEG at reduced scale when ``fast_decode``), as inference decodes.
     An image that fails to decode yields ``None``; :func:`collate_skipping_broken`
     drops it and counts it, so one bad file never stops a long training run.
     With ``with_index=True`` an item is (image, targets, i), or a
@@ -65,9 +69,12 @@ class SampleDataset(Dataset):
         targets: Sequence[Sequence[int]],
         transform: Callable,
         with_index: bool = False,
+        fast_decode: bool = True,
     ) -> None:
         self.samples = samples
         self.targets = torch.as_tensor(targets, dtype=torch.long)
+        if not isinstance(transform, FileTransform):
+            transform = FileTransform(transform, fast_decode)
         self.transform = transform
         self.with_index = with_index
 
@@ -76,11 +83,11 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple | DecodeFailure | None:
         try:
-            image = open_rgb(self.samples[i].path)
+            image = self.transform(self.samples[i].path)
         except ImageDecodeError as err:
             log.warning("skipping an image that does not decode: %s", err)
             return DecodeFailure(i, str(err)) if self.with_index else None
-        item = (self.transform(image), self.targets[i])
+        item = (image, self.targets[i])
         return (*item, i) if self.with_index else item
 
 

@@ -1,4 +1,5 @@
-"""Torchvision transforms built from a :class:`~moths_framework.preprocessing.Preprocessing`.
+"""Torchvision transforms built from a :class:`~moths_framework.preprocessing.Preprocessing`,
+and :class:`FileTransform`, which decodes an image file straight to their first step's region.
 
 The eval transform here is the reference that ONNX inference reproduces in
 numpy (``moths_framework.inference``); a test keeps the two equal.
@@ -6,13 +7,31 @@ numpy (``moths_framework.inference``); a test keeps the two equal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import torch
+from PIL import Image
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
+from moths_framework.images import open_rgb
 from moths_framework.preprocessing import Preprocessing
+from moths_framework.scaled_decode import (
+    RESAMPLING,
+    CentreCrop,
+    CropResize,
+    Region,
+    centre_crop,
+    decode_region,
+)
 
-__all__ = ["eval_transform", "train_transform"]
+__all__ = ["FileTransform", "eval_transform", "train_transform"]
+
+_RANDOM_RESIZED_CROPS = (T.RandomResizedCrop, v2.RandomResizedCrop)
+_RESIZES = (T.Resize, v2.Resize)
+_CENTER_CROPS = (T.CenterCrop, v2.CenterCrop)
 
 
 def _interpolation(p: Preprocessing) -> T.InterpolationMode:
@@ -41,3 +60,95 @@ def train_transform(p: Preprocessing) -> Callable:
             T.Normalize(p.mean, p.std),
         ]
     )
+
+
+class FileTransform:
+    """An image file to a tensor: ``transform`` applied to the decoded image.
+
+    When ``transform`` starts with a ``RandomResizedCrop``, or with ``Resize`` (of the
+    shorter side) and ``CenterCrop`` (torchvision's, v1 or v2), that first step is done
+    while decoding, by :func:`moths_framework.scaled_decode.decode_region`: the crop is
+    chosen on the full size read from the file's header (with torch's random numbers,
+    as ``RandomResizedCrop`` draws them), a JPEG decodes at the smallest scale at which
+    the crop keeps at least the output's pixels, and the rest of ``transform`` runs on
+    the small image. Inference decodes the same way. Other transforms run on the
+    image decoded whole.
+
+    Args:
+        transform: a torchvision ``Compose`` or a single transform of a PIL image.
+        fast_decode: ``False`` decodes every image at full size (same crops, and
+            torchvision's pixels exactly).
+    """
+
+    def __init__(self, transform: Callable, fast_decode: bool = True) -> None:
+        steps = list(getattr(transform, "transforms", [transform]))
+        self.region, self.resample, rest = _split_region(steps)
+        self.rest = T.Compose(rest) if self.region is not None else transform
+        self.fast_decode = fast_decode
+        self.transform = transform
+
+    def __call__(self, source: str | os.PathLike | Image.Image) -> Any:
+        """Decode ``source`` and transform it; raises ImageDecodeError as decoding does."""
+        if self.region is None:
+            return self.rest(open_rgb(source))
+        image = decode_region(source, self.region, self.resample, fast=self.fast_decode)
+        return self.rest(image)
+
+    def __repr__(self) -> str:
+        return f"FileTransform({self.transform!r}, fast_decode={self.fast_decode})"
+
+
+def _split_region(
+    steps: Sequence[Callable],
+) -> tuple[Callable[[int, int], Region] | None, int, list[Callable]]:
+    """(the region of the first step(s), its Pillow filter, the steps after it), or
+    ``(None, 0, steps)`` when the first step is not one the decoder can do."""
+    first = steps[0] if steps else None
+    if isinstance(first, _RANDOM_RESIZED_CROPS):
+        return _random_resized_crop(first), _resample(first.interpolation), list(steps[1:])
+    if (
+        isinstance(first, _RESIZES)
+        and len(steps) > 1
+        and isinstance(steps[1], _CENTER_CROPS)
+        and _shorter_side(first) is not None
+    ):
+        region = _centre_crop(_shorter_side(first), _pair(steps[1].size))
+        return region, _resample(first.interpolation), list(steps[2:])
+    return None, 0, list(steps)
+
+
+def _random_resized_crop(step: T.RandomResizedCrop) -> Callable[[int, int], CropResize]:
+    height, width = _pair(step.size)
+
+    def region(full_width: int, full_height: int) -> CropResize:
+        # torchvision's own draw, on a stand-in of the image's size (no memory).
+        stand_in = torch.empty(1, 1, 1).expand(1, full_height, full_width)
+        top, left, h, w = T.RandomResizedCrop.get_params(stand_in, step.scale, step.ratio)
+        return CropResize((left, top, left + w, top + h), (width, height))
+
+    return region
+
+
+def _centre_crop(shorter: int, crop: tuple[int, int]) -> Callable[[int, int], CentreCrop]:
+    return lambda width, height: centre_crop(width, height, shorter, crop)
+
+
+def _shorter_side(step: T.Resize) -> int | None:
+    size = step.size
+    if isinstance(size, int):
+        return size if step.max_size is None else None
+    if isinstance(size, Sequence) and len(size) == 1 and step.max_size is None:
+        return int(size[0])
+    return None
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    return (int(size[0]), int(size[0])) if len(size) == 1 else (int(size[0]), int(size[1]))
+
+
+def _resample(interpolation: T.InterpolationMode | int) -> int:
+    if isinstance(interpolation, T.InterpolationMode):
+        return RESAMPLING[interpolation.value]
+    return int(interpolation)  # a Pillow filter given directly

@@ -22,7 +22,7 @@ from moths_framework.inference.prediction import (
     softmax,
     top_k,
 )
-from moths_framework.inference.preprocess import jpeg_draft_size, preprocess
+from moths_framework.inference.preprocess import model_input, preprocess
 from moths_framework.inference.providers import EngineSettings
 from moths_framework.inference.rollup import (
     check_rollup_method,
@@ -64,9 +64,10 @@ class OnnxClassifier:
         decode_workers: threads that decode and preprocess images while the
             model runs; default ``min(4, cpu_count)``.
         fast_decode: decode JPEG files at the smallest reduced scale
-            (``Image.draft``) that still covers the resize; faster on large
-            photos, close to but not bit-equal with the training transform
-            (see :func:`.preprocess.jpeg_draft_size`). PIL images are used as given.
+            (``Image.draft``) that still covers the resize (the default): faster on
+            large photos, and what validation during training does too
+            (:mod:`moths_framework.scaled_decode`). ``False``: a full decode, equal
+            to torchvision's evaluation transform. PIL images always decode whole.
         rollup: ``heads``, ``species_sum`` or ``fused`` (see :mod:`.rollup`);
             default: the model's calibrated method, or the independent walk of
             the heads for an uncalibrated model.
@@ -89,7 +90,7 @@ class OnnxClassifier:
         species_list: SpeciesList | None = None,
         mask_mode: str = DEFAULT_MASK_MODE,
         decode_workers: int | None = None,
-        fast_decode: bool = False,
+        fast_decode: bool = True,
         rollup: str | None = None,
         features: bool = False,
     ) -> None:
@@ -113,7 +114,7 @@ class OnnxClassifier:
         )
         self._other_index = {rank: classes.index(OTHER) for rank, classes in self._classes.items()}
         self._decode_workers = decode_workers or min(4, os.cpu_count() or 1)
-        self._draft_size = jpeg_draft_size(self.metadata.preprocessing) if fast_decode else None
+        self.fast_decode = fast_decode
 
     @classmethod
     def from_file(
@@ -126,7 +127,7 @@ class OnnxClassifier:
         mask_mode: str = DEFAULT_MASK_MODE,
         num_threads: int | None = None,
         decode_workers: int | None = None,
-        fast_decode: bool = False,
+        fast_decode: bool = True,
         rollup: str | None = None,
         engine: EngineSettings | None = None,
         features: bool = False,
@@ -177,6 +178,12 @@ class OnnxClassifier:
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB image as a model input, float32 ``[3, H, W]``."""
         return preprocess(image, self.metadata.preprocessing)
+
+    def model_input(self, image: ImageInput | bytes, max_pixels: int | None = None) -> np.ndarray:
+        """Decode an image file (path or bytes) or a PIL image to one model input, float32
+        ``[3, H, W]``, as :meth:`predict` does (``fast_decode`` included)."""
+        p = self.metadata.preprocessing
+        return model_input(image, p, fast=self.fast_decode, max_pixels=max_pixels)
 
     def logits(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw logits per rank for a preprocessed batch ``[N, 3, H, W]``."""
@@ -253,9 +260,7 @@ class OnnxClassifier:
     def _predictions(
         self, images: Iterable[ImageInput], top_k: int, batch_size: int
     ) -> Iterator[Prediction]:
-        batches = decoded_batches(
-            images, batch_size, self._decode_workers, self.preprocess, self._draft_size
-        )
+        batches = decoded_batches(images, batch_size, self._decode_workers, self.model_input)
         with closing(batches):  # stops the decoding threads when the caller stops early
             for batch in batches:
                 yield from self._classify(batch, top_k)

@@ -15,8 +15,6 @@ from typing import Any, NamedTuple, TypeVar
 
 from PIL import Image
 
-from moths_framework.images import DraftSize, open_rgb
-
 __all__ = ["Decoded", "ImageInput", "decoded_batches", "prepared_ahead", "source_name"]
 
 ImageInput = str | os.PathLike | Image.Image
@@ -38,8 +36,7 @@ def decoded_batches(
     images: Iterable[ImageInput],
     batch_size: int,
     workers: int,
-    to_input: Callable[[Image.Image], Any],
-    draft_size: DraftSize | None = None,
+    to_input: Callable[[ImageInput], Any],
 ) -> Iterator[list[Decoded]]:
     """Batches of ``batch_size`` images (the last may be shorter), in input order.
 
@@ -47,15 +44,14 @@ def decoded_batches(
         images: paths or PIL images.
         batch_size: images per batch.
         workers: decoding threads.
-        to_input: an RGB image -> the model input (the preprocessing).
-        draft_size: passed to :func:`moths_framework.images.open_rgb` (fast JPEG decoding).
+        to_input: a path or PIL image -> the model input (decode and preprocessing);
+            it may raise, for an image that cannot be decoded.
     """
 
     def decode(index: int, image: ImageInput) -> Decoded:
         source = source_name(image, index)
         try:
-            # PIL images take the same decode path as files (orientation, alpha, 16-bit).
-            return Decoded(source, to_input(open_rgb(image, draft_size=draft_size)), None)
+            return Decoded(source, to_input(image), None)
         except Exception as error:  # one bad image must not end a run of a million
             return Decoded(source, None, str(error) or type(error).__name__)
 
