@@ -244,3 +244,17 @@ def test_request_detections_skip_the_detector_for_their_image_only(
     assert species(first) == DARK_SPECIES
     assert {d.source_image_id for d in rest} == {"2"} and len(rest) == 3
     assert {d.algorithm.key for d in rest} == {"full-detector"}
+
+
+def test_more_detections_than_the_server_admits_is_a_413(
+    files: dict[str, Path], host: ImageHost
+) -> None:
+    image = ("1", host.add("/frames/g.png", frame_png()))
+    options = ServeOptions(max_in_flight=3, max_wait_ms=2)
+    with running(create_app([load_served_model(files["classifier"])], options)) as small:
+        two = [antenna_detection(image, BRIGHT_BOX)] * 2
+        assert len(post(small, antenna_request("bright", [image], two)).detections) == 2
+        three = antenna_request("bright", [image], [antenna_detection(image, BRIGHT_BOX)] * 3)
+        response = httpx.post(f"{small.url}/process", json=three)
+        assert response.status_code == 413, response.text
+        assert "1 images and 3 detections in one request; at most 3" in response.text
