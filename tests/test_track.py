@@ -282,6 +282,7 @@ def test_truth_scores_tracks_against_counting_detections(night, tmp_path, capsys
     # by hand: true moths per species: pronuba 1, comes 1, io 2 (4 in all); tracks the
     # same; detections: pronuba 10, comes 10, io 8 + 7 = 15 -> |9| + |9| + |13| = 31 of 4
     assert metrics["count_error"] == pytest.approx(0.0)
+    assert metrics["individuals_error"] == pytest.approx(0.0)
     assert metrics["detection_count_error"] == pytest.approx(31 / 4)
     report = (out.parent / "report.html").read_text()
     assert "IDF1" in report and "Counts per species per night" in report

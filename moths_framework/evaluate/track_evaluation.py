@@ -74,12 +74,25 @@ class TrackEvaluation:
         """The same for counting detections."""
         return _error(self.counts, "detections")
 
+    @property
+    def individuals_error(self) -> float:
+        """Tracks against moths whatever their species: sum over nights of |tracks - moths|,
+        over the moths (what linking alone gets wrong, the classifier aside)."""
+        nights: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for row in self.counts:
+            nights[row.night][0] += row.tracks
+            nights[row.night][1] += row.true
+        total = sum(true for _, true in nights.values())
+        wrong = sum(abs(found - true) for found, true in nights.values())
+        return wrong / total if total else float("nan")
+
     def summary(self) -> dict[str, float]:
         return {
             "mota": self.mota, "idf1": self.idf1, "id_switches": self.switches,
             "misses": self.misses, "false_boxes": self.false_boxes,
             "true_boxes": self.true_boxes, "count_error": self.count_error,
             "detection_count_error": self.detection_count_error,
+            "individuals_error": self.individuals_error,
         }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ def render_track_report(evaluation: TrackEvaluation, tracks_csv: str) -> str:
         ("false boxes", str(evaluation.false_boxes)),
         ("count error, tracks", percent(evaluation.count_error)),
         ("count error, detections", percent(evaluation.detection_count_error)),
+        ("individuals error (species aside)", percent(evaluation.individuals_error)),
     ]
     nights = [
         (escape(name), number(m["mota"]), number(m["idf1"]), int(m["num_switches"]),
@@ -35,7 +36,9 @@ def render_track_report(evaluation: TrackEvaluation, tracks_csv: str) -> str:
         "IDF1: the F1 of boxes carrying the right identity under the best one-to-one "
         "pairing of tracks and moths. Count error: the sum over (night, taxon) of |count − "
         "true moths|, over the true total; a taxon's count is its number of tracks "
-        "(track_prediction), or, for detections, its number of rows (prediction).</p>",
+        "(track_prediction), or, for detections, its number of rows (prediction). "
+        "Individuals error: the same with every taxon of a night together (tracks against "
+        "moths, the classifier aside).</p>",
         "<h2>Summary</h2>",
         table(["measure", "value"], summary),
         "<h2>Per night</h2>",
