@@ -251,3 +251,13 @@ def test_the_page_names_every_term_and_column() -> None:
     text = (REPO / "docs" / "commands" / "darwin-core.md").read_text(encoding="utf-8")
     names = [*TERMS, *OCCURRENCE_COLUMNS, *DEPLOYMENT_COLUMNS]
     assert not [name for name in names if f"`{name}`" not in text]
+
+
+def test_without_a_run_json_chain_identified_by_is_empty_and_said(counted, tmp_path, capsys):
+    Path(f"{counted['occurrences']}.run.json").unlink()
+    archive = tmp_path / "archive.zip"
+    assert export(counted, archive) == 0
+    assert {r["identifiedBy"] for r in rows_of(archive)} == {""}
+    assert all(r["occurrenceID"].endswith("/unknown-model") for r in rows_of(archive))
+    err = capsys.readouterr().err
+    assert "no run.json chain names the classifier: identifiedBy is empty" in err

@@ -93,6 +93,11 @@ def main(args: list[str] | None = None) -> int:
         record_written(output.parent, [output.name], PROG)
         run.write(output)
     print(_summary(export, dataset.license, output))
+    if not export.identification.models:
+        print(
+            f"{PROG}: no run.json chain names the classifier: identifiedBy is empty",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -111,12 +116,9 @@ def _summary(export: DarwinCoreExport, license_name: str, output: Path) -> str:
     individuals = sum(int(r["individualCount"]) for r in export.records)
     left = sum(export.left_out.values())
     words = kinds_in_words(export.left_out)
-    line = (
+    return (
         f"{PROG}: {len(export.records)} occurrence{'s' * (len(export.records) != 1)} "
         f"({individuals} individuals) under {license_name}; "
         f"left out {left} individual{'s' * (left != 1)}{f' ({words})' if words else ''}; "
         f"wrote {output}"
     )
-    if not export.identification.models:
-        line += f"\n{PROG}: no run.json chain names the classifier: identifiedBy is empty"
-    return line
