@@ -21,6 +21,7 @@ import pytest
 from moths_framework.cli.track import main
 from moths_framework.inference.prediction import OTHER_PREDICTION
 from moths_framework.nights.night_tracks import TRACK_COLUMNS
+from moths_framework.provenance import SCHEMA
 
 COLUMNS = [
     "path", "width", "height", "detection", "x1", "y1", "x2", "y2", "detection_score",
@@ -182,6 +183,12 @@ def test_the_vote_weighs_each_crop_by_its_confidence(tmp_path, monkeypatch) -> N
     expected_genus = 1.0 * 2.6 / 4  # share 1, mean of 0.9, 0.8, 0.6, 0.3
     assert (row["track_prediction"], row["track_prediction_rank"]) == ("Noctua", "genus")
     assert float(row["track_prediction_prob"]) == pytest.approx(expected_genus, abs=1e-6)
+    # the thresholds moths-infer used, from detections.csv's run.json, without --thresholds
+    record = {"schema": SCHEMA, "settings": {"classifier": {"thresholds": {"species": 0.6}}}}
+    (folder / "detections.csv.run.json").write_text(json.dumps(record))
+    assert main([str(detections), "--features", str(features), "--output", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert read(out)[0]["track_prediction_rank"] == "genus"
 
 
 def test_a_track_of_mostly_novel_crops_is_other(tmp_path, monkeypatch) -> None:
