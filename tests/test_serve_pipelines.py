@@ -246,15 +246,13 @@ def test_request_detections_skip_the_detector_for_their_image_only(
     assert {d.algorithm.key for d in rest} == {"full-detector"}
 
 
-def test_more_detections_than_the_server_admits_is_a_413(
+def test_more_boxes_than_images_admitted_wait_for_their_turn(
     files: dict[str, Path], host: ImageHost
 ) -> None:
     image = ("1", host.add("/frames/g.png", frame_png()))
-    options = ServeOptions(max_in_flight=3, max_wait_ms=2)
+    options = ServeOptions(max_in_flight=2, max_wait_ms=2, max_batch=2)
     with running(create_app([load_served_model(files["classifier"])], options)) as small:
-        two = [antenna_detection(image, BRIGHT_BOX)] * 2
-        assert len(post(small, antenna_request("bright", [image], two)).detections) == 2
-        three = antenna_request("bright", [image], [antenna_detection(image, BRIGHT_BOX)] * 3)
-        response = httpx.post(f"{small.url}/process", json=three)
-        assert response.status_code == 413, response.text
-        assert "1 images and 3 detections in one request; at most 3" in response.text
+        sent = [antenna_detection(image, BRIGHT_BOX), antenna_detection(image, DARK_BOX)] * 5
+        result = post(small, antenna_request("bright", [image], sent))
+        assert [species(d) for d in result.detections] == [BRIGHT_SPECIES, DARK_SPECIES] * 5
+        assert small.engine.crop_slots._value == 2  # every slot given back

@@ -116,15 +116,7 @@ def create_app(
         """Process the source images of an AMI pipeline request (see :mod:`.process`)."""
         data = await read_pipeline_request(request, options.max_in_flight)
         engine.model(data.pipeline)  # an unknown pipeline is a 422 before anything is counted
-        images = len(unique_images(data))
-        _check_count(images, options)
-        boxes = images + len(data.detections or [])  # each detection's crop is admitted too
-        if boxes > options.max_in_flight:
-            raise HTTPException(
-                413,
-                f"{images} images and {boxes - images} detections in one request; at most "
-                f"{options.max_in_flight} together: split it",
-            )
+        _check_count(len(unique_images(data)), options)
         # The wire object of PipelineResultsResponse, rendered by orjson (see json_body).
         return FastJSONResponse(await process_pipeline_request(engine, data))
 

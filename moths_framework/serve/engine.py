@@ -163,6 +163,9 @@ class ServeEngine:
         self._decoders: anyio.CapacityLimiter | None = None
         self._warm_up: asyncio.Task[None] | None = None
         self._detectors: dict[str, ThreadPoolExecutor] = {}  # one thread per detector session
+        # Crops being preprocessed or waiting for their model, over all requests: a frame
+        # may have hundreds of boxes, so crops wait for a slot where images are refused.
+        self.crop_slots = asyncio.Semaphore(options.max_in_flight)
 
     def model(self, slug: str) -> ServedModel:
         if slug not in self.models:

@@ -69,9 +69,8 @@ async def process_pipeline_request(engine: ServeEngine, request: PipelineRequest
     boxed = model.detector is not None or model.filter is not None
     whole = [i for i in unique if i.id not in given and not boxed]
     jobs = [partial(work.image, i, given.get(i.id)) for i in unique if i.id in given or boxed]
-    if jobs:
-        count = len(jobs) + sum(map(len, given.values()))
-        await engine.run_admitted(count, jobs)
+    if jobs:  # images are admitted; their boxes wait for the engine's crop slots
+        await engine.run_admitted(len(jobs), jobs)
     if whole:
         await work.whole_images(whole)
     order = {image.id: n for n, image in enumerate(unique)}
@@ -212,8 +211,9 @@ class _Work:
         self.slots[slot] = answer
 
     async def _run(self, classifier: Any, key: str, crop: Image.Image) -> Any:
-        array = await self.engine.in_decoder(classifier.preprocess, crop)
-        return await self.engine.classify_array(key, array)
+        async with self.engine.crop_slots:  # bounds the preprocessed crops held at once
+            array = await self.engine.in_decoder(classifier.preprocess, crop)
+            return await self.engine.classify_array(key, array)
 
 
 def _is_moth(model: ServedModel, result: Any) -> bool:
