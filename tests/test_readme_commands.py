@@ -97,6 +97,24 @@ def _a_prediction_folder(sandbox: Path) -> None:
         )
 
 
+def _a_tracks_csv(sandbox: Path) -> None:
+    """tracks.csv of test_data/nights, as docs/commands/track.md makes it."""
+    if not (sandbox / "tracks.csv").is_file():
+        night = ["--features", "features.npy", "--no-progress"]
+        _console("moths-infer", "--detector", "zoo:nl-moths-demo-detector", "--model",
+                 "zoo:nl-moths-demo", "--output", "detections.csv", "test_data/nights/garden",
+                 *night)  # fmt: skip
+        _console("moths-track", "detections.csv", "--deployments",
+                 "test_data/nights/deployments.csv", "--output", "tracks.csv", *night)  # fmt: skip
+
+
+def _an_occurrences_csv(sandbox: Path) -> None:
+    if not (sandbox / "occurrences.csv").is_file():
+        _a_tracks_csv(sandbox)
+        _console("moths-count", "tracks.csv", "--deployments", "test_data/nights/deployments.csv",
+                 "--output", "occurrences.csv")  # fmt: skip
+
+
 def _a_gbif_scaffold(sandbox: Path) -> None:
     if not (sandbox / "moths-plugin-gbif").is_dir():
         _console("moths-plugins", "new", "gbif", "--group", "data_sources")
@@ -139,7 +157,11 @@ RULES = [
     Rule(r"^moths-infer --pipeline pipelines/", numbers="measured"),  # the zoo's demo models
     Rule(r"^moths-infer\b", numbers="measured", before=_an_onnx_model),
     Rule(r"^moths-zoo\b", before=_an_onnx_model),
-    Rule(r"^moths-(count|dwc)\b"),  # test_data/night's hand-made tracks.csv
+    # the night of track.md's moths-track, counted and exported; then test_data/night's
+    # hand-made tracks.csv
+    Rule(r"^moths-count tracks\.csv", numbers="measured", before=_a_tracks_csv),
+    Rule(r"^moths-dwc occurrences\.csv", numbers="measured", before=_an_occurrences_csv),
+    Rule(r"^moths-(count|dwc)\b"),
     Rule(r"^moths-serve\b", how="server", before=_an_onnx_model),
     Rule(r"^curl\b", how="shell", numbers="measured"),  # against the page's moths-serve
     Rule(r"^createdb\b", skip="needs a PostgreSQL server"),
