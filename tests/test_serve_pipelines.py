@@ -82,9 +82,11 @@ def server(files: dict[str, Path]) -> Iterator[Running]:
         folder / "full.yaml", files["classifier"], files["detector"], files["filter"],
         "name: Grid, leaf filter, brightness\ndescription: test pipeline",
     )  # fmt: skip
+    filtered = pipeline_file(folder / "filtered.yaml", files["classifier"], None, files["filter"])
     models = [
         load_served_model(files["classifier"]),  # slug "bright": whole image
         load_served_pipeline(full, providers="cpu"),  # slug "full"
+        load_served_pipeline(filtered, providers="cpu"),  # slug "filtered": no detector
     ]
     options = ServeOptions(fetch_timeout=2, max_wait_ms=2, max_batch=8)
     with running(create_app(models, options)) as live:
@@ -193,7 +195,8 @@ def test_info_lists_the_detector_the_filter_and_the_ranks(
     server: Running, files: dict[str, Path]
 ) -> None:
     info = parses_unchanged(ProcessingServiceInfoResponse, httpx.get(f"{server.url}/info").json())
-    whole, full = info.pipelines
+    whole, full, filtered = info.pipelines
+    assert [a.key for a in filtered.algorithms][:2] == ["whole-image", "filtered-filter"]
     assert [a.key for a in whole.algorithms][0] == "whole-image"
     assert (full.slug, full.name, full.description) == ("full", "Grid, leaf filter, brightness",
                                                         "test pipeline")  # fmt: skip
@@ -256,3 +259,20 @@ def test_more_boxes_than_images_admitted_wait_for_their_turn(
         result = post(small, antenna_request("bright", [image], sent))
         assert [species(d) for d in result.detections] == [BRIGHT_SPECIES, DARK_SPECIES] * 5
         assert small.engine.crop_slots._value == 2  # every slot given back
+
+
+def test_without_a_detector_the_filter_judges_the_whole_image(
+    server: Running, host: ImageHost
+) -> None:
+    leaf = ("leaf", host.add("/whole/leaf.png", encode(Image.new("RGB", (40, 30), LEAF), "PNG")))
+    grey = ("grey", host.add("/whole/grey.png", encode(Image.new("RGB", (50, 20), "white"), "PNG")))
+    result = post(server, antenna_request("filtered", [leaf, grey]))
+    assert result.errors == []
+    first, second = result.detections
+    assert (first.source_image_id, bbox(first), first.algorithm.key) == (
+        "leaf", (0, 0, 40, 30), "whole-image"
+    )  # fmt: skip
+    assert [c.classification for c in first.classifications] == ["nonmoth"]
+    assert (second.source_image_id, bbox(second)) == ("grey", (0, 0, 50, 20))
+    assert second.classifications[0].classification == "moth"
+    assert species(second) == BRIGHT_SPECIES
