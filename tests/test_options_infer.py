@@ -75,23 +75,32 @@ def test_providers_cpu_asks_for_cpu_alone_where_auto_would_pick_cuda(
     assert f"1 of 1 images classified, 0 errors, on {CPU}" in capsys.readouterr().out
 
 
-def test_fast_decode_reaches_the_classifier_and_stays_close(
+def test_fast_decode_is_the_default_and_no_fast_decode_decodes_whole(
     model_file: Path, tmp_path: Path
 ) -> None:
-    """--fast-decode gives exactly what OnnxClassifier(fast_decode=True) gives: not the
-    full decode's numbers, but close to them (the input bound is held in
-    test_inference_decode.py: under 1 grey level on average)."""
+    """By default moths-infer gives exactly what OnnxClassifier (fast_decode=True, the
+    validation transform's decode) gives; --no-fast-decode the full decode's numbers,
+    close to them (the input bound is held in test_inference_decode.py)."""
     images = [photo_like(tmp_path / f"{i}.jpg", i) for i in range(3)]
-    full, fast = tmp_path / "full.jsonl", tmp_path / "fast.jsonl"
-    assert infer(model_file, images, full, "--top-k", "99") == 0  # every class
-    assert infer(model_file, images, fast, "--top-k", "99", "--fast-decode") == 0
-    classifier = OnnxClassifier.from_file(model_file, "cpu", fast_decode=True)
+    full, fast, asked = tmp_path / "full.jsonl", tmp_path / "fast.jsonl", tmp_path / "a.jsonl"
+    assert infer(model_file, images, full, "--top-k", "99", "--no-fast-decode") == 0
+    assert infer(model_file, images, fast, "--top-k", "99") == 0  # every class
+    assert infer(model_file, images, asked, "--top-k", "99", "--fast-decode") == 0
+    classifier = OnnxClassifier.from_file(model_file, "cpu")
     library = [probabilities(p.top_k) for p in classifier.predict(images, top_k=99)]
+    exact = OnnxClassifier.from_file(model_file, "cpu", fast_decode=False)
+    whole = [probabilities(p.top_k) for p in exact.predict(images, top_k=99)]
     full, fast = probabilities_of(full), probabilities_of(fast)
     np.testing.assert_allclose(fast, library, atol=1e-6, rtol=0)  # 6 decimals written
+    np.testing.assert_allclose(probabilities_of(asked), library, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(full, whole, atol=1e-6, rtol=0)
     differences = np.abs(np.array(fast) - np.array(full))
     assert differences.max() > 1e-5  # a reduced-scale decode, not the full one
     assert differences.max() < 0.02
+    assert json.loads((tmp_path / "fast.jsonl.run.json").read_text())["settings"]["fast_decode"]
+    assert not json.loads((tmp_path / "full.jsonl.run.json").read_text())["settings"][
+        "fast_decode"
+    ]
 
 
 def probabilities(top_k: dict) -> list[float]:

@@ -129,7 +129,7 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
             min_score=opts.min_score,
             max_detections=opts.max_detections,
             num_threads=opts.threads,
-            fast_decode=opts.fast_decode,
+            fast_decode=bool(opts.fast_decode),  # the detector's: only when asked for
         )
     thresholds = spec.classifier.thresholds if spec is not None else None
     classifier = open_classifier(opts, thresholds) if opts.model is not None else None

@@ -97,9 +97,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads")
     p.add_argument(
-        "--fast-decode", action="store_true", help="decode JPEGs at reduced scale: faster, not "
-        "bit-equal (with --detector: the detector's input; crops stay full resolution)",
-    )  # fmt: skip
+        "--fast-decode",
+        action=argparse.BooleanOptionalAction,
+        help="decode JPEG images at the smallest reduced scale that covers the model's resize, "
+        "as training's validation does (default for images; --no-fast-decode: full decode, "
+        "torchvision's pixels exactly); with --detector, opt-in, for the detector's input "
+        "(crops stay full resolution)",
+    )
     p.add_argument(
         "--fp16-engine",
         action="store_true",
@@ -186,7 +190,7 @@ def open_classifier(
         species_list=opts.species_list,
         mask_mode=opts.mask_mode,
         num_threads=opts.threads,
-        fast_decode=opts.fast_decode,
+        fast_decode=opts.fast_decode is not False,  # on unless --no-fast-decode
         rollup=opts.rollup,
         engine=EngineSettings(opts.batch_size, True if opts.fp16_engine else None),
         features=getattr(opts, "features", None) is not None,

@@ -30,7 +30,9 @@ def record_infer_run(
     """Write ``run``'s record beside ``opts.output``: the models, settings and input count
     (and the pipeline file, with ``--pipeline``)."""
     settings: dict[str, Any] = {"images": images, "top_k": opts.top_k}
-    settings["fast_decode"] = bool(opts.fast_decode)
+    # Images: the classifier's decode (on by default); frames: the detector's (opt-in).
+    fast = classifier.fast_decode if detector is None and classifier is not None else None
+    settings["fast_decode"] = bool(opts.fast_decode) if fast is None else fast
     if getattr(opts, "pipeline", None) is not None:
         run.add_input(opts.pipeline)
     if moth_filter is not None:
