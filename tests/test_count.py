@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,16 @@ def test_a_track_the_moth_filter_stopped_is_a_non_moth(tmp_path, capsys) -> None
     got = {(r["taxon"], r["taxon_rank"], r["individuals"]) for r in read(out)}
     assert got == {("non-moth (leaf)", "", "1"), ("Aus alpha", "species", "1")}
     assert "(0 Other, 1 non-moth, 0 without an answer)" in capsys.readouterr().out
+
+
+def test_counting_and_the_archive_need_only_the_standard_library() -> None:
+    # moths-count and moths-dwc run on the base install: no numpy, torch or ONNX Runtime
+    code = (
+        "import sys; before = set(sys.modules)\n"
+        "import moths_framework.cli.count, moths_framework.cli.dwc\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(sorted(n for n in new if n not in sys.stdlib_module_names"
+        " and not n.startswith('_')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['moths_framework']"
