@@ -21,11 +21,8 @@ from helpers.pipeline_models import (
     pipeline_file,
 )
 
-from moths_framework.inference.pipeline_file import (
-    PipelineFileError,
-    load_pipeline,
-    read_pipeline_file,
-)
+from moths_framework.inference.pipeline_file import PipelineFileError, read_pipeline_file
+from moths_framework.inference.pipeline_models import load_pipeline
 
 CELL = (640 // GRID[0], 480 // GRID[1])
 GREY_CELLS = [(2, 1), (10, 6)]

@@ -7,13 +7,12 @@ import os
 from dataclasses import dataclass
 
 from moths_framework.inference import OnnxClassifier
-from moths_framework.inference.pipeline_file import (
+from moths_framework.inference.pipeline_file import read_pipeline_file, slug_of
+from moths_framework.inference.pipeline_models import (
     LoadedModel,
     LoadedPipeline,
     file_sha256,
     load_pipeline,
-    read_pipeline_file,
-    slug_of,
 )
 
 __all__ = [
