@@ -27,6 +27,13 @@ REQUIRED_COLUMNS = (
 )  # fmt: skip
 
 
+# every column a count reads: the required ones and those it uses when present
+_USED = (
+    *REQUIRED_COLUMNS, "crop", "prediction", "prediction_prob", "detection_score",
+    "detection_class", "filter_class",
+)  # fmt: skip
+
+
 class TracksError(ValueError):
     """A ``tracks.csv`` that cannot be counted; the message is one line."""
 
@@ -62,21 +69,32 @@ def read_tracks(path: str | os.PathLike) -> list[TrackedDetection]:
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            reader = csv.reader(file)
+            header = next(reader, [])
+            missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise TracksError(
                     f"{path} is not a tracks.csv (no column {', '.join(missing)}); "
                     "moths-track writes one"
                 )
-            return [_row(path, line, row) for line, row in enumerate(reader, start=2)]
+            where = {c: header.index(c) for c in _USED if c in header}
+            return [
+                _row(path, line, {c: _text(cells, i) for c, i in where.items()})
+                for line, cells in enumerate(reader, start=2)
+            ]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise TracksError(f"cannot read {path}: {error}") from None
 
 
-def _row(path: Path, line: int, row: dict[str, str | None]) -> TrackedDetection:
+def _text(cells: list[str], index: int) -> str:
+    """A cell as written (spreadsheet quoting undone); empty when the row is short."""
+    cell = cells[index].strip() if index < len(cells) else ""
+    return from_spreadsheet_safe(cell) if cell.startswith("'") else cell
+
+
+def _row(path: Path, line: int, row: dict[str, str]) -> TrackedDetection:
     def text(column: str) -> str:
-        return from_spreadsheet_safe((row.get(column) or "").strip())
+        return row.get(column, "")
 
     where = f"{path}, line {line}"
     for column in ("track", "deployment", "night", "timestamp"):
