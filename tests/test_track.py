@@ -241,6 +241,11 @@ def test_frames_without_a_time_are_listed(night, tmp_path, capsys) -> None:
     untimed = read(tmp_path / "untimed_frames.csv")
     assert [u["path"] for u in untimed] == ["night/garden/IMG_0001.jpg"]
     assert "1 frame(s) without a time left out" in capsys.readouterr().err
+    rows[1][0] = "night/garden/20240701220000.jpg"  # timed again: the old list goes
+    with detections.open("w", newline="") as file:
+        csv.writer(file).writerows(rows)
+    assert main([str(detections), "--output", str(out), "--no-progress"]) == 0
+    assert not (tmp_path / "untimed_frames.csv").exists()
     for row in rows[1:]:
         row[0] = "night/garden/IMG_0001.jpg"
     with detections.open("w", newline="") as file:

@@ -133,7 +133,9 @@ def _track(opts: argparse.Namespace, run: Run) -> int:
     write_tracks(output, table, tracks)
     record_written(output.parent, [output.name], PROG)
     written = [output.name]
-    if untimed:
+    if not untimed:  # not a list left by an earlier run (checked ours above)
+        (output.parent / UNTIMED).unlink(missing_ok=True)
+    else:
         write_untimed(output.parent / UNTIMED, untimed)
         written.append(UNTIMED)
         print(f"{PROG}: {len(untimed)} frame(s) without a time left out, listed in "
