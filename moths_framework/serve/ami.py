@@ -30,10 +30,8 @@ __all__ = [
     "WHOLE_IMAGE",
     "WHOLE_IMAGE_REFERENCE",
     "Answer",
-    "ClassifiedImage",
     "answers",
     "detector_reference",
-    "detections",
     "pipeline_config",
     "taxon_rank",
 ]
@@ -76,23 +74,6 @@ class Answer:
     filter: BatchResult | None = None
     moth: bool = True
     result: BatchResult | None = None
-
-
-@dataclass(frozen=True)
-class ClassifiedImage:
-    """What the model gave one image.
-
-    Attributes:
-        id: the request's id of the image.
-        size: (width, height) of the decoded image.
-        logits: rank -> this image's raw logits (one row).
-        seconds: the model's time for this image (its share of the batch).
-    """
-
-    id: str
-    size: tuple[int, int]
-    logits: Mapping[str, np.ndarray]
-    seconds: float
 
 
 def taxon_rank(rank: str, label: str) -> str:
@@ -208,23 +189,6 @@ def pipeline_config(model: ServedModel) -> PipelineConfigResponse:
         description=model.description,
         stages=[],
         algorithms=[*algorithms, *(classification_algorithm(model, r) for r in ranks)],
-    )
-
-
-def detections(model: ServedModel, images: Sequence[ClassifiedImage]) -> list[dict[str, Any]]:
-    """The detections of a request's whole-image classified images (one per image, its
-    whole frame), as ``DetectionResponse`` JSON objects; see :func:`answers`."""
-    return answers(
-        model,
-        [
-            Answer(
-                image.id,
-                (0.0, 0.0, float(image.size[0]), float(image.size[1])),
-                WHOLE_IMAGE_REFERENCE,
-                result=BatchResult(dict(image.logits), image.seconds),
-            )
-            for image in images
-        ],
     )
 
 
