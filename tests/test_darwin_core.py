@@ -21,7 +21,7 @@ from helpers.paths import REPO
 from moths_framework.cli.count import main as count
 from moths_framework.cli.dwc import main as dwc
 from moths_framework.occurrences.counts import DEPLOYMENT_COLUMNS, OCCURRENCE_COLUMNS
-from moths_framework.occurrences.darwin_core import TERMS
+from moths_framework.occurrences.darwin_core import TERMS, _media
 from moths_framework.provenance import model_record, write_provenance
 
 DWC, DC = "http://rs.tdwg.org/dwc/terms/", "http://purl.org/dc/terms/"
@@ -261,3 +261,30 @@ def test_without_a_run_json_chain_identified_by_is_empty_and_said(counted, tmp_p
     assert all(r["occurrenceID"].endswith("/unknown-model") for r in rows_of(archive))
     err = capsys.readouterr().err
     assert "no run.json chain names the classifier: identifiedBy is empty" in err
+
+
+def test_a_deployment_without_a_place_is_exit_2(counted, tmp_path, capsys) -> None:
+    counted["deployments"].write_text("deployment,latitude,longitude\nT,52.1,5.2\n")
+    assert export(counted, tmp_path / "a.zip") == 2
+    err = capsys.readouterr().err
+    assert "deployment 'U' of occurrences.csv is not in the deployments table" in err
+    assert not (tmp_path / "a.zip").exists()
+
+
+def test_without_a_dataset_yaml_it_says_what_is_missing(counted, tmp_path, capsys) -> None:
+    archive = tmp_path / "a.zip"
+    args = [str(counted["occurrences"]), "--deployments", str(counted["deployments"])]
+    assert dwc([*args, "--output", str(archive)]) == 0
+    assert "no --dataset: a generic title, no creator, CC-BY-4.0" in capsys.readouterr().err
+    with zipfile.ZipFile(archive) as z:
+        dataset = ET.fromstring(z.read("eml.xml")).find("dataset")
+    assert dataset.findtext("title").startswith("Moths at automated light traps, 2024-07-01")
+    assert dataset.findtext("creator/organizationName").startswith("unknown")
+
+
+def test_media_stays_under_the_base_url() -> None:
+    base = "https://example.org/m"
+    assert _media("crops/a b.jpg", base) == "https://example.org/m/crops/a%20b.jpg"
+    assert _media("/abs/x.jpg", base) == "https://example.org/m/abs/x.jpg"
+    assert _media("C:\\data\\x.jpg", base) == "https://example.org/m/data/x.jpg"
+    assert _media("crops/x.jpg", "") == "crops/x.jpg"

@@ -93,6 +93,12 @@ def main(args: list[str] | None = None) -> int:
         record_written(output.parent, [output.name], PROG)
         run.write(output)
     print(_summary(export, dataset.license, output))
+    if opts.dataset is None:
+        print(
+            f"{PROG}: no --dataset: a generic title, no creator, {dataset.license}; name them "
+            "in a dataset.yaml before publishing",
+            file=sys.stderr,
+        )
     if not export.identification.models:
         print(
             f"{PROG}: no run.json chain names the classifier: identifiedBy is empty",

@@ -2,10 +2,10 @@
 ``occurrences.csv``.
 
 A taxon is the track's answer (``track_prediction``): a track rolled up to a genus
-counts under that genus, at that rank. A track whose crops the detector (or filter)
-called a non-moth class counts under that class, whatever the classifier said of it; so does a track a moth
-filter stopped on most of its crops (``non-moth (<filter class>)`` unless that class
-already says non-moth).
+counts under that genus, at that rank. A track whose crops the detector called a
+non-moth class counts under that class, whatever the classifier said of it; so does a
+track a moth filter stopped on most of its crops (``non-moth (<filter class>)`` unless
+that class already says non-moth).
 One row per (deployment, night, taxon): ``individuals`` (tracks), ``detections``
 (rows), ``first_seen`` and ``last_seen`` (the earliest and latest of those rows'
 timestamps), ``best_crop`` (the crop of the detection its classifier was surest of,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PureWindowsPath
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -148,9 +149,13 @@ def _identification_remarks(occurrence: Occurrence) -> str:
 
 
 def _media(crop: str, base_url: str) -> str:
+    """``base_url`` + the crop's path (as a relative POSIX path, so it stays under the
+    base), or the path as written without a base."""
     if not crop or not base_url:
         return crop
-    return urljoin(base_url if base_url.endswith("/") else base_url + "/", quote(crop))
+    path = PureWindowsPath(crop)  # reads / and \ alike
+    relative = "/".join(path.parts[1:] if path.anchor else path.parts)
+    return urljoin(base_url if base_url.endswith("/") else base_url + "/", quote(relative))
 
 
 def _one_line(value: str) -> str:

@@ -48,7 +48,18 @@ def prepare_export(
     provenance: Mapping[str, Any] | None,
     include_other: bool = False,
 ) -> DarwinCoreExport:
-    """The archive's content for ``occurrences`` (see the module)."""
+    """The archive's content for ``occurrences`` (see the module).
+
+    Raises:
+        ValueError: ``deployments`` lists none of a deployment of ``occurrences``.
+    """
+    listed = {row.id for row in deployments.rows or []}
+    unlisted = sorted({o.deployment for o in occurrences} - listed)
+    if unlisted:
+        raise ValueError(
+            f"deployment {unlisted[0]!r} of occurrences.csv is not in the deployments table "
+            "(its place is needed for each record); add a row for it"
+        )
     identification = _identification(provenance)
     kept, left_out = [], Counter()
     for occurrence in occurrences:
