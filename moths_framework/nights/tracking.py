@@ -231,26 +231,32 @@ def nested_in(boxes: np.ndarray, fraction: float) -> np.ndarray:
 
 
 class _OpenTracks:
-    """The tracks that may still be continued: last box, summed unit features, last seen."""
+    """The tracks that may still be continued: last box, summed unit features, last seen.
+
+    :meth:`close_old` starts each frame and fixes the order of the rows of
+    :meth:`boxes` and :meth:`unit` (:meth:`track_at` maps a row back to its track).
+    """
 
     def __init__(self) -> None:
         self.count = 0
         self._last: dict[int, tuple[np.ndarray, np.ndarray | None, int, float]] = {}
+        self._order: list[int] = []
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self._order)
 
     def start(self) -> int:
         self.count += 1
         return self.count - 1
 
-    def extend(self, track: int, box, unit, position: int, seconds: float) -> None:
+    def extend(
+        self, track: int, box: np.ndarray, unit: np.ndarray, position: int, seconds: float
+    ) -> None:
         previous = self._last.get(track)
         summed = None if np.isnan(unit).any() or unit.size == 0 else unit
         if previous is not None and previous[1] is not None:
             summed = previous[1] + summed if summed is not None else previous[1]
         self._last[track] = (box, summed, position, seconds)
-        self._order = None
 
     def close_old(self, position: int, seconds: float, settings: TrackSettings) -> None:
         for track, (_, _, last_position, last_seconds) in list(self._last.items()):
