@@ -288,3 +288,15 @@ def test_media_stays_under_the_base_url() -> None:
     assert _media("/abs/x.jpg", base) == "https://example.org/m/abs/x.jpg"
     assert _media("C:\\data\\x.jpg", base) == "https://example.org/m/data/x.jpg"
     assert _media("crops/x.jpg", "") == "crops/x.jpg"
+
+
+def test_nothing_to_publish_is_exit_1_and_no_archive(counted, tmp_path, capsys) -> None:
+    occurrences = counted["occurrences"]
+    rows = occurrences.read_text(encoding="utf-8").splitlines()
+    others = [rows[0], *(r for r in rows[1:] if ",Other (" in r)]
+    occurrences.write_text("\n".join(others) + "\n", encoding="utf-8")
+    assert export(counted, tmp_path / "a.zip") == 1
+    err = capsys.readouterr().err
+    assert "no occurrence to write" in err and "(1 Other; --include-other keeps" in err
+    assert not (tmp_path / "a.zip").exists()
+    assert export(counted, tmp_path / "a.zip", "--include-other") == 0

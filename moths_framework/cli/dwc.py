@@ -63,22 +63,24 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run ``moths-dwc``; 0 when the archive was written, 2 on a usage error."""
+    """Run ``moths-dwc``; 0 when the archive was written, 1 when there is no occurrence to
+    write (nothing written), 2 on a usage error."""
     opts = parser().parse_args(args)
     run = Run(PROG, args)
     output = Path(opts.output)
     try:
         _check_output(output)
-        occurrences = read_occurrences(opts.occurrences)
-        deployments = read_deployments(opts.deployments)
         dataset = read_dataset(opts.dataset)
         export = prepare_export(
-            occurrences,
-            deployments,
+            read_occurrences(opts.occurrences),
+            read_deployments(opts.deployments),
             dataset,
             read_provenance(opts.occurrences),
             opts.include_other,
         )
+        if not export.records:
+            print(_nothing_to_write(export, opts.occurrences), file=sys.stderr)
+            return 1
         for path in (opts.occurrences, opts.deployments, opts.dataset):
             if path:
                 run.add_input(path)
@@ -93,9 +95,25 @@ def main(args: list[str] | None = None) -> int:
         record_written(output.parent, [output.name], PROG)
         run.write(output)
     print(_summary(export, dataset.license, output))
-    if opts.dataset is None:
+    _warnings(export, opts.dataset is None, dataset.license)
+    return 0
+
+
+def _nothing_to_write(export: DarwinCoreExport, occurrences: str) -> str:
+    words = kinds_in_words(export.left_out)
+    if not words:
+        return f"{PROG}: no occurrence to write: {occurrences} holds none; nothing written"
+    return (
+        f"{PROG}: no occurrence to write: {occurrences} holds only individuals left out "
+        f"({words}; --include-other keeps Other and unanswered ones); nothing written"
+    )
+
+
+def _warnings(export: DarwinCoreExport, no_dataset: bool, license_name: str) -> None:
+    """What the archive lacks for publishing, on stderr."""
+    if no_dataset:
         print(
-            f"{PROG}: no --dataset: a generic title, no creator, {dataset.license}; name them "
+            f"{PROG}: no --dataset: a generic title, no creator, {license_name}; name them "
             "in a dataset.yaml before publishing",
             file=sys.stderr,
         )
@@ -104,7 +122,6 @@ def main(args: list[str] | None = None) -> int:
             f"{PROG}: no run.json chain names the classifier: identifiedBy is empty",
             file=sys.stderr,
         )
-    return 0
 
 
 def _check_output(output: Path) -> None:
