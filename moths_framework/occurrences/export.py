@@ -110,15 +110,7 @@ def _methods(
         "Automated light-trap cameras photographed the lit sheet through each night; frames "
         "were grouped by deployment and by night (noon to noon, local time)."
     ]
-    for run in reversed(runs):  # the first step first
-        models = ", ".join(_model_words(m) for m in run.get("models") or [])
-        settings = json.dumps(run.get("settings") or {}, sort_keys=True, default=str)
-        steps.append(
-            f"{run.get('command', '?')} (run {run.get('run_id', '?')}, "
-            f"{run.get('started', '?')} to {run.get('finished', '?')})"
-            + (f" with {models}" if models else "")
-            + f"; settings {settings}."
-        )
+    steps += [_run_words(run) for run in reversed(runs)]  # the first step first
     steps.append(
         "moths-track linked each night's detections across consecutive frames into tracks "
         "(appearance, overlap, size and distance); a track is one individual and answers with "
@@ -133,6 +125,21 @@ def _methods(
         steps.append("No run.json was found beside occurrences.csv: the models are not named.")
     steps.append("run.json in this archive holds the full provenance of every step.")
     return steps
+
+
+def _run_words(run: Mapping[str, Any]) -> str:
+    """``moths-infer (moths-framework 0.1.0, run <id>, <start> to <end>) with the
+    classifier ...; settings {...}.``"""
+    version = (run.get("software") or {}).get("moths-framework", "?")
+    models = ", ".join(_model_words(m) for m in run.get("models") or [])
+    settings = run.get("settings")
+    return (
+        f"{run.get('command', '?')} (moths-framework {version}, run {run.get('run_id', '?')}, "
+        f"{run.get('started', '?')} to {run.get('finished', '?')})"
+        + (f" with {models}" if models else "")
+        + (f"; settings {json.dumps(settings, sort_keys=True, default=str)}" if settings else "")
+        + "."
+    )
 
 
 def _model_words(model: Mapping[str, Any]) -> str:
