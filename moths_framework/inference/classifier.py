@@ -204,6 +204,12 @@ class OnnxClassifier:
         logits = dict(zip(self.hierarchy.ranks, outputs, strict=False))
         return logits, outputs[-1] if wanted else None
 
+    def keep_features(self) -> bool:
+        """From now on, run the model's ``features`` output with every batch (as
+        ``features=True`` does) when the model has one; whether it has."""
+        self.features = FEATURES_OUTPUT in {o.name for o in self.session.get_outputs()}
+        return self.features
+
     def novelty_scores(self, features: np.ndarray) -> np.ndarray | None:
         """Novelty score per row of the ``features`` output; ``None`` without a detector."""
         return None if self.novelty is None else self.novelty.score(features)

@@ -132,7 +132,8 @@ def create_app(
             raise HTTPException(422, str(error)) from None
         outcomes = await engine.classify(model.slug, images)
         return ClassifyResponse(
-            model=model.slug, results=v1.classify_results(classifier, outcomes, body.top_k)
+            model=model.slug,
+            results=v1.classify_results(classifier, outcomes, body.top_k, body.features),
         )
 
     @app.get("/v1/models", tags=["v1"])

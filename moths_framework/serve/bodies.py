@@ -112,6 +112,7 @@ async def _multipart(request: Request) -> tuple[ClassifyOptions, list[ImageReque
             "top_k": form.get("top_k") or 5,
             "thresholds": _form_thresholds(str(form.get("thresholds") or "")),
             "species_list": [str(s) for s in form.getlist("species_list")] or None,
+            "features": form.get("features") or False,
         }
     )
     return body, images

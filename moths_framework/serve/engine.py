@@ -187,6 +187,7 @@ class ServeEngine:
         )
         self._decoders = anyio.CapacityLimiter(o.decode_workers or min(8, os.cpu_count() or 1))
         for slug, model in self.models.items():
+            model.classifier.keep_features()  # /v1/classify may ask for them
             batcher = DynamicBatcher(
                 model.classifier.model_outputs, o.max_batch, o.max_wait_ms / 1e3, name=slug
             )

@@ -41,6 +41,7 @@ CLASSIFY_BODY = {
                         "top_k": {"type": "integer", "minimum": 1},
                         "thresholds": {"type": "string", "description": "species=0.6,genus=0.5"},
                         "species_list": {"type": "array", "items": {"type": "string"}},
+                        "features": {"type": "boolean"},
                     },
                     "required": ["files"],
                 }

@@ -48,6 +48,11 @@ class ClassifyOptions(BaseModel):
     species_list: list[str] | None = Field(
         default=None, description="Only these species (a regional checklist)."
     )
+    features: bool = Field(
+        default=False,
+        description="Add each image's feature vector (the model's features output, what "
+        "moths-infer --features writes) to its result as 'features'.",
+    )
 
 
 class ClassifyRequest(ClassifyOptions):
@@ -60,7 +65,9 @@ class ClassifyResult(BaseModel):
     Besides the fields below, each rank has ``<rank>`` (top-1 name, or the
     hierarchy-consistent path's class for a calibrated model) and ``<rank>_prob``;
     a model with a novelty detector adds ``novelty_score`` (distance from the
-    trained species) and ``novel`` (bool). Every value is null when ``error`` is set.
+    trained species) and ``novel`` (bool); a request with ``features`` adds
+    ``features`` (a list of floats; null for a model exported without that output).
+    Every value is null when ``error`` is set.
     """
 
     model_config = ConfigDict(extra="allow")

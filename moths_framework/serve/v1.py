@@ -47,10 +47,14 @@ def _view(
 
 
 def classify_results(
-    classifier: OnnxClassifier, outcomes: Sequence[ImageOutcome], top_k: int
+    classifier: OnnxClassifier,
+    outcomes: Sequence[ImageOutcome],
+    top_k: int,
+    features: bool = False,
 ) -> list[ClassifyResult]:
     """One JSON Lines record of ``moths-infer`` per outcome, with the image's ``id``
-    (with ``novelty_score`` and ``novel`` when the model has a novelty detector)."""
+    (with ``novelty_score`` and ``novel`` when the model has a novelty detector, and
+    with ``features``, the image's feature vector, when asked for)."""
     ranks = classifier.hierarchy.ranks
     novelty = classifier.novelty is not None
     results = []
@@ -69,6 +73,9 @@ def classify_results(
                 score = float(classifier.novelty_scores(result.features[None])[0])
             prediction = classifier.prediction_from_probabilities(source, first, top_k, score)
         record = prediction_json(prediction, ranks, novelty)
+        if features:
+            vector = None if result is None or outcome.error else result.features
+            record["features"] = None if vector is None else [float(v) for v in vector]
         results.append(ClassifyResult(id=image.id, **record))
     return results
 
