@@ -188,7 +188,7 @@ def test_structure_is_what_gbif_reads(counted, tmp_path) -> None:
     ids = [line.split("\t")[id_index] for line in lines[1:]]
     assert len(set(ids)) == len(ids) == 3
     # EML: the dataset's title, creator, license and the methods naming the model
-    assert eml.tag == "{eml://ecoinformatics.org/eml-2.1.1}eml"
+    assert eml.tag == "{https://eml.ecoinformatics.org/eml-2.2.0}eml"
     dataset = eml.find("dataset")
     assert dataset.findtext("title") == "Test traps"
     person = dataset.find("creator/individualName")

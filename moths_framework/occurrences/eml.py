@@ -1,4 +1,4 @@
-"""``eml.xml``: the archive's dataset metadata, EML 2.1.1 as GBIF's metadata profile has it.
+"""``eml.xml``: the archive's dataset metadata, EML 2.2.0 as GBIF's metadata profile 1.3 has it.
 
 Title, creators (also the metadata provider and contact), publication date,
 language, abstract, license (``intellectualRights``, worded as GBIF's IPT words it),
@@ -19,10 +19,9 @@ from moths_framework.occurrences.dataset import Creator, DatasetInfo
 
 __all__ = ["EML_NAMESPACE", "Coverage", "eml_xml"]
 
-EML_NAMESPACE = "eml://ecoinformatics.org/eml-2.1.1"
-_SCHEMA = (
-    "eml://ecoinformatics.org/eml-2.1.1 http://rs.gbif.org/schema/eml-gbif-profile/1.2/eml.xsd"
-)
+EML_NAMESPACE = "https://eml.ecoinformatics.org/eml-2.2.0"
+# GBIF's metadata profile 1.3 (EML 2.2.0), what GBIF's IPT writes and validates against
+_SCHEMA = f"{EML_NAMESPACE} http://rs.gbif.org/schema/eml-gbif-profile/1.3/eml.xsd"
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _UNKNOWN_CREATOR = Creator(organization="unknown (name the creators in dataset.yaml)")
