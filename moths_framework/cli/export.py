@@ -9,7 +9,7 @@ import sys
 
 from moths_framework.export import ExportError
 from moths_framework.inference.inputs import InputError, collect_inputs
-from moths_framework.model.checkpoint import CheckpointError
+from moths_framework.model.checkpoint_meta import CheckpointError
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP, trusting_checkpoints
 from moths_framework.output_folders import OutputFolderError
 

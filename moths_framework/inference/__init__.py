@@ -16,16 +16,40 @@ Trap frames: :class:`OnnxDetector` finds the moths, :class:`Pipeline` classifies
 >>> [len(f.detections) for f in pipeline.run(["frame.jpg"])]            # doctest: +SKIP
 """
 
-from moths_framework.inference.classifier import ImageInput, OnnxClassifier
-from moths_framework.inference.detector import Detection, OnnxDetector
-from moths_framework.inference.metadata import ModelFormatError, ModelMetadata
-from moths_framework.inference.pipeline import FrameDetection, FrameResult, Pipeline
-from moths_framework.inference.prediction import (
-    DEFAULT_THRESHOLD,
-    OTHER_PREDICTION,
-    Prediction,
-)
-from moths_framework.inference.species_list import SpeciesListError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moths_framework.inference.classifier import ImageInput, OnnxClassifier
+    from moths_framework.inference.detector import Detection, OnnxDetector
+    from moths_framework.inference.metadata import ModelFormatError, ModelMetadata
+    from moths_framework.inference.pipeline import FrameDetection, FrameResult, Pipeline
+    from moths_framework.inference.prediction import (
+        DEFAULT_THRESHOLD,
+        OTHER_PREDICTION,
+        Prediction,
+    )
+    from moths_framework.inference.species_list import SpeciesListError
+
+# Each name's module, imported on first use: a module that needs only the metadata
+# contract (the checkpoint, moths-fit --help) does not load ONNX Runtime.
+_EXPORTS = {
+    "DEFAULT_THRESHOLD": "prediction",
+    "OTHER_PREDICTION": "prediction",
+    "Detection": "detector",
+    "FrameDetection": "pipeline",
+    "FrameResult": "pipeline",
+    "ImageInput": "classifier",
+    "ModelFormatError": "metadata",
+    "ModelMetadata": "metadata",
+    "OnnxClassifier": "classifier",
+    "OnnxDetector": "detector",
+    "Pipeline": "pipeline",
+    "Prediction": "prediction",
+    "SpeciesListError": "species_list",
+}
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -42,3 +66,16 @@ __all__ = [
     "Prediction",
     "SpeciesListError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

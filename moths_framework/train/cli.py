@@ -56,6 +56,7 @@ __all__ = ["RUN_DIR_ENV", "MothsCLI", "no_weight_sources", "run_entry_point", "r
 
 log = logging.getLogger(__name__)
 
+
 # Lightning starts DDP ranks > 0 as copies of this command; they take the run folder
 # their parent made from here rather than making one of their own.
 RUN_DIR_ENV = "MOTHS_RUN_DIR"
@@ -99,6 +100,19 @@ def no_weight_sources(init_args: Namespace | None, sources: dict[str, Any]) -> I
             init_args[key] = value
 
 
+def _epilog(command: str) -> str:
+    """The end of ``--help``: the command-line-only flags, and whose options it lists."""
+    epilog = f"{TRUST_FLAG}: {TRUST_HELP}. {INSECURE_FLAG}: {INSECURE_HELP}."
+    if command == "calibrate":  # for classifiers only
+        return epilog
+    # train/task.py picks the CLI from the config before parsing, --help included.
+    return (
+        f"{epilog} These are the options of the model the config names: a classifier's, or "
+        "a detector's when it names model.detector and data.instances (e.g. "
+        f"moths-{command} --config configs/detector-dev.yaml --help)."
+    )
+
+
 class RunConfigSaver(SaveConfigCallback):
     """Writes the full resolved config to ``<run dir>/config.yaml``."""
 
@@ -136,7 +150,7 @@ class MothsCLI(LightningCLI):
             auto_configure_optimizers=False,
             parser_kwargs={
                 "prog": f"moths-{command}",
-                "epilog": f"{TRUST_FLAG}: {TRUST_HELP}. {INSECURE_FLAG}: {INSECURE_HELP}.",
+                "epilog": _epilog(command),
                 "default_env": False,
                 "exit_on_error": False,
             },

@@ -1,4 +1,8 @@
-"""``TimmBackbone``: any timm model as a moths-framework feature extractor."""
+"""``TimmBackbone``: any timm model as a moths-framework feature extractor.
+
+timm is imported when a model is built, not with this module: loading the plugin
+(as ``moths-fit --help`` does, to list it) costs no timm.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-from timm.models import parse_model_name
 from torch import nn
 
 from moths_framework.model.backbone import Backbone, BackboneError, load_weights_strictly
@@ -110,6 +112,9 @@ def timm_preprocessing(cfg: dict[str, Any]) -> Preprocessing:
 
 
 def _check_name(name: str) -> None:
+    import timm
+    from timm.models import parse_model_name
+
     source, model_name = parse_model_name(name)
     if source is not None or timm.is_model(model_name):
         return  # hf-hub: / local-dir: names are resolved by timm itself
@@ -120,6 +125,8 @@ def _check_name(name: str) -> None:
 
 
 def _create_model(name: str, pretrained: bool | str, drop_path_rate: float) -> nn.Module:
+    import timm
+
     _check_name(name)
     kwargs: dict[str, Any] = {"num_classes": 0, "exportable": True}
     if drop_path_rate:
@@ -170,6 +177,8 @@ def _architecture(name: str, kwargs: dict[str, Any]) -> dict[str, torch.Size]:
 
     Built on the meta device: no memory, no initialisation.
     """
+    import timm
+
     kwargs = {k: v for k, v in kwargs.items() if k != "num_classes"}
     with torch.device("meta"):
         whole = timm.create_model(name, **kwargs)
