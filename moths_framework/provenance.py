@@ -147,7 +147,11 @@ def _zoo_facts(given: str | None) -> dict[str, Any]:
 
     if not zoo.is_zoo_ref(given):
         return {}
-    entry = zoo.find(str(given))
+    try:
+        entry = zoo.find(str(given))
+    except zoo.ZooError:  # the index went away since the model was fetched: say what is known
+        name, _, version = str(given).removeprefix(zoo.PREFIX).partition("@")
+        return {"zoo_id": name, "zoo_version": version or None}
     return {"zoo_id": entry.id, "zoo_version": entry.version, "zoo_title": entry.data.get("title")}
 
 

@@ -122,3 +122,10 @@ def test_the_reference_page_names_every_field(tmp_path):
     names = [*written, *written["models"][0], *written["inputs"][0], *written["output"]]
     text = (REPO / "docs" / "reference" / "provenance.md").read_text(encoding="utf-8")
     assert not [name for name in names if f"`{name}`" not in text]
+
+
+def test_a_zoo_index_gone_after_the_run_still_gives_a_record(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOTHS_ZOO_INDEX", str(tmp_path / "no-index.json"))
+    record = model_record("classifier", DEMO_ONNX, given="zoo:nl-moths-demo@1.0.0")
+    assert (record["zoo_id"], record["zoo_version"]) == ("nl-moths-demo", "1.0.0")
+    assert record["sha256"] == hashlib.sha256(DEMO_ONNX.read_bytes()).hexdigest()
