@@ -113,7 +113,7 @@ def test_zoo_entries_say_whether_they_detect_or_classify(tmp_path, monkeypatch, 
     index = json.loads((REPO / "zoo" / "index.json").read_text())
     classifier = index["models"][0]
     assert "task" not in classifier  # an index written before detectors: still valid
-    index["models"].append(_detector_entry(classifier))
+    index["models"] = [classifier, _detector_entry(classifier)]
     zoo.validate_index(index, "index.json")
     assert [zoo.ZooIndex("x", index).entries[i].task for i in (0, 1)] == [
         "classification", "detection"]  # fmt: skip
