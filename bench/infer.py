@@ -4,12 +4,14 @@ Builds a ``MothsClassifier`` with the timm ``efficientnet_b0`` backbone (random
 weights, 224x224) and a 50-species plain hierarchy CSV, writes its checkpoint
 as ``moths-fit`` does (``state_dict`` + what ``on_save_checkpoint`` adds),
 exports it with the real exporter (``export_onnx``, parity check included),
-and writes ``--images`` camera-like 640x480 JPEGs (gradients, shapes, noise,
-quality 90), all in a temporary directory. Then, in the same run, end to end
-from image files to species top-1:
+and writes ``--images`` camera-like JPEGs of ``--size`` (default 1600x1200, as
+cameras take them; gradients, shapes, noise, quality 90), all in a temporary
+directory. Then, in the same run, end to end from image files to species top-1:
 
 (a) ``OnnxClassifier.from_file(model, providers="cpu").predict(paths)``:
-    decode, preprocess, model, softmax, top-k and roll-up, at batch 8, 16, 32, 64;
+    decode (by default each JPEG at the smallest reduced scale that covers the
+    resize, as validation during training decodes), preprocess, model, softmax,
+    top-k and roll-up, at batch 8, 16, 32, 64;
 (b) what a PyTorch user writes: a ``Dataset`` that opens each file
     (``Image.open(...).convert("RGB")`` + ``eval_transform``), a ``DataLoader``
     with 1 or 2 worker processes (persistent, so they start once), the
@@ -22,10 +24,12 @@ torch intra-op threads in the main process, the loader's workers run one
 each). Every setting of each side is timed over ``--sweep-rounds`` passes,
 interleaved, and each side's best setting (highest rate seen) is kept. The two
 best settings then alternate for ``--rounds`` rounds (who goes first
-alternates too); the result compares their median rates.
+alternates too); the result compares their median rates. Each round also times
+ONNX Runtime on the model alone (the same images, decoded beforehand, at the
+chosen batch size): end to end should reach 85% of that rate.
 
-Run: ``.venv/bin/python bench/infer.py [--images 200] [--rounds 5] [--sweep-rounds 2]
-[--threads N]``. The last line printed is the result:
+Run: ``.venv/bin/python bench/infer.py [--images 120] [--size 1600x1200] [--rounds 5]
+[--sweep-rounds 2] [--threads N]``. The last line printed is the result:
 ``infer: ort X img/s (batch B), torch best Y img/s (batch B2, workers W), N.NNx``
 """
 
@@ -65,15 +69,17 @@ TORCH_WORKERS = (1, 2)
 
 
 def camera_like_jpeg(seed: int, size: tuple[int, int] = IMAGE_SIZE) -> bytes:
-    """A photo-like JPEG at the benchmark's size (see ``photos.camera_like_jpeg``)."""
-    return photos.camera_like_jpeg(seed, size, shapes=12, radius=(10, 120), blur=1.5)
+    """A photo-like JPEG (see ``photos.camera_like_jpeg``); shapes scale with the size."""
+    scale = size[0] / IMAGE_SIZE[0]
+    radius = (int(10 * scale), int(120 * scale))
+    return photos.camera_like_jpeg(seed, size, shapes=12, radius=radius, blur=1.5 * scale)
 
 
-def write_images(folder: Path, count: int) -> list[str]:
+def write_images(folder: Path, count: int, size: tuple[int, int] = IMAGE_SIZE) -> list[str]:
     folder.mkdir()
     paths = [folder / f"{i:04d}.jpg" for i in range(count)]
     for seed, path in enumerate(paths):
-        path.write_bytes(camera_like_jpeg(seed))
+        path.write_bytes(camera_like_jpeg(seed, size))
     return [str(p) for p in paths]
 
 
@@ -214,15 +220,22 @@ def sweep(runs: dict[str, Callable[[], object]], rounds: int, images: int) -> di
 
 
 def alternate(
-    ort: Callable[[], object], eager: Callable[[], object], rounds: int, images: int
-) -> tuple[list[float], list[float]]:
-    """Img/s of each per round, alternating which goes first."""
-    ort_rates, torch_rates = [], []
+    runs: dict[str, Callable[[], object]], rounds: int, images: int
+) -> dict[str, list[float]]:
+    """Img/s of each run per round, the order reversed every other round."""
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
     for r in range(rounds):
-        order = [("ort", ort), ("torch", eager)]
-        for name, run in order if r % 2 == 0 else order[::-1]:
-            (ort_rates if name == "ort" else torch_rates).append(images / seconds(run))
-    return ort_rates, torch_rates
+        for name in names if r % 2 == 0 else names[::-1]:
+            rates[name].append(images / seconds(runs[name]))
+    return rates
+
+
+def model_only(classifier: OnnxClassifier, paths: list[str], batch_size: int) -> Callable:
+    """ONNX Runtime on the model alone: ``paths`` decoded and preprocessed beforehand."""
+    arrays = [classifier.model_input(p) for p in paths]
+    batches = [np.stack(arrays[i : i + batch_size]) for i in range(0, len(arrays), batch_size)]
+    return lambda: [classifier.logits(batch) for batch in batches]
 
 
 def result_line(
@@ -266,13 +279,27 @@ def end_to_end(
         if label != torch_label:
             del setting.loader  # stop the other settings' workers
 
-    ort_rates, torch_rates = alternate(
-        runs[f"ort batch {ort_b}"], runs[f"torch {torch_label}"], args.rounds, len(paths)
+    rates = alternate(
+        {
+            "ort": runs[f"ort batch {ort_b}"],
+            "torch": runs[f"torch {torch_label}"],
+            "model": model_only(classifier, paths, ort_b),
+        },
+        args.rounds,
+        len(paths),
     )
+    ort_rates, torch_rates = rates["ort"], rates["torch"]
     ratios = [o / t for o, t in zip(ort_rates, torch_rates, strict=True)]
+    shares = [o / m for o, m in zip(ort_rates, rates["model"], strict=True)]
     print(f"  ort batch {ort_b} img/s per round: {', '.join(f'{v:.1f}' for v in ort_rates)}")
     print(f"  torch {torch_label} img/s per round: {', '.join(f'{v:.1f}' for v in torch_rates)}")
+    print(f"  ort model only img/s per round: {', '.join(f'{v:.1f}' for v in rates['model'])}")
     print(f"  ratio per round: {', '.join(f'{v:.2f}' for v in ratios)}")
+    print(f"  ort end to end / model only per round: {', '.join(f'{v:.0%}' for v in shares)}")
+    print(
+        f"infer: ort end to end {statistics.median(shares):.0%} of its model-only rate "
+        f"({statistics.median(rates['model']):.1f} img/s, batch {ort_b})"
+    )
     if max(ratios) > 1.25 * min(ratios):
         # Torch's OpenMP threads slow down far more than ONNX Runtime's when other
         # work takes the cores, so a busy machine inflates the ratio: say so.
@@ -294,7 +321,10 @@ def _by_side(runs: dict[str, Callable[[], object]]) -> tuple[list[str], list[str
 def agreement(
     model: MothsClassifier, classifier: OnnxClassifier, paths: list[str], setting: TorchSetting
 ) -> None:
+    # The same pixels on both sides (a full decode): this checks the runtimes agree.
+    classifier.fast_decode = False
     ort_top1 = onnx_predict(classifier, paths, setting.batch_size)
+    classifier.fast_decode = True
     torch_top1 = torch_predict(model, setting)
     classes = model.hierarchy.classes("species")
     agree = np.mean([o == classes[t] for o, t in zip(ort_top1, torch_top1, strict=True)])
@@ -309,19 +339,22 @@ def stage_costs(args: argparse.Namespace, classifier: OnnxClassifier, paths: lis
     decode = time.perf_counter() - start
     arrays = [classifier.preprocess(image) for image in images]
     preprocess = time.perf_counter() - start - decode
+    fast = seconds(lambda: [classifier.model_input(p) for p in sample])
     batch = np.stack(arrays)
     classifier.logits(batch)  # warm-up
     model = min(seconds(lambda: classifier.logits(batch)) for _ in range(3))
     n = len(sample) / 1e3
     return (
-        f"ort stages per image: decode {decode / n:.2f} ms + preprocess {preprocess / n:.2f} ms "
-        f"(one thread), model {model / n:.2f} ms ({args.threads} threads, batch {len(sample)})"
+        f"ort stages per image: full decode {decode / n:.2f} ms + preprocess "
+        f"{preprocess / n:.2f} ms, or fast decode and preprocess {fast / n:.2f} ms (one "
+        f"thread), model {model / n:.2f} ms ({args.threads} threads, batch {len(sample)})"
     )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=200, help="640x480 JPEGs to classify")
+    parser.add_argument("--images", type=int, default=120, help="JPEGs to classify")
+    parser.add_argument("--size", default="1600x1200", help="their WIDTHxHEIGHT")
     parser.add_argument("--rounds", type=int, default=5, help="alternations of the best two")
     parser.add_argument(
         "--sweep-rounds", type=int, default=2, help="passes per setting when choosing the best"
@@ -332,6 +365,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.images, args.rounds, args.sweep_rounds, args.threads) < 1:
         parser.error("--images, --rounds, --sweep-rounds and --threads must be >= 1")
+    width, _, height = args.size.partition("x")
+    args.size = (int(width), int(height))
     return args
 
 
@@ -341,14 +376,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="moths-bench-infer-") as name:
         tmp = Path(name)
-        paths = write_images(tmp / "images", args.images)
+        paths = write_images(tmp / "images", args.images, args.size)
         model = build_model(tmp, paths)
         classifier = OnnxClassifier.from_file(
             export(model, tmp, paths), providers="cpu", num_threads=args.threads
         )
         print(
             f"{BACKBONE} {model.preprocessing.input_size}, {args.images} images "
-            f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, {args.threads} threads "
+            f"{args.size[0]}x{args.size[1]}, {args.threads} threads "
             f"(torch {torch.get_num_threads()}), {os.cpu_count()} cores"
         )
         print(stage_costs(args, classifier, paths))

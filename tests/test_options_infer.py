@@ -97,10 +97,11 @@ def test_fast_decode_is_the_default_and_no_fast_decode_decodes_whole(
     differences = np.abs(np.array(fast) - np.array(full))
     assert differences.max() > 1e-5  # a reduced-scale decode, not the full one
     assert differences.max() < 0.02
-    assert json.loads((tmp_path / "fast.jsonl.run.json").read_text())["settings"]["fast_decode"]
-    assert not json.loads((tmp_path / "full.jsonl.run.json").read_text())["settings"][
-        "fast_decode"
-    ]
+    recorded = {
+        name: json.loads((tmp_path / f"{name}.jsonl.run.json").read_text())["settings"]
+        for name in ("fast", "full")
+    }
+    assert recorded["fast"]["fast_decode"] and not recorded["full"]["fast_decode"]
 
 
 def probabilities(top_k: dict) -> list[float]:

@@ -17,9 +17,11 @@ from helpers.onnx_models import export_model, metadata, tiny_net
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from torchvision import transforms as T
 
+from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.data.dataset import SampleDataset
-from moths_framework.data.sources import Sample
+from moths_framework.data.sources import ImageFolder, Sample
 from moths_framework.data.transforms import FileTransform, eval_transform
+from moths_framework.hierarchy import CsvHierarchy
 from moths_framework.inference import OnnxClassifier
 from moths_framework.preprocessing import Preprocessing
 from moths_framework.scaled_decode import CropResize, decode_region, eval_region, reduction
@@ -159,3 +161,18 @@ def test_validation_and_inference_give_the_same_input(tmp_path) -> None:
     np.testing.assert_array_equal(classifier.model_input(path), torch_reference)  # exact
     classifier.fast_decode = True
     assert not np.array_equal(classifier.model_input(path), torch_reference)  # reduced
+
+
+def test_the_data_modules_fast_decode_option_reaches_its_datasets(tmp_path) -> None:
+    folder = tmp_path / "images" / "Aglais io"
+    folder.mkdir(parents=True)
+    data = photo_like(8, (900, 700))
+    (folder / "a.jpg").write_bytes(data)
+    csv = tmp_path / "hierarchy.csv"
+    csv.write_text("species,group,family,genus\nAglais io,butterflies,Nymphalidae,Aglais\n")
+    reference = eval_transform(Preprocessing())(oracle(data)).numpy()  # no trainer: 224 px
+    for fast in (True, False):
+        dm = MothsDataModule(ImageFolder(tmp_path / "images"), CsvHierarchy(csv), fast_decode=fast)
+        dm.predict_phase = "all"
+        image = dm.predict_dataloader().dataset[0][0].numpy()
+        assert np.array_equal(image, reference) is not fast  # whole decode: exactly torchvision
