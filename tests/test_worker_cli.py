@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,42 +101,86 @@ def test_no_pipeline_is_one_line(token_file, capsys):
     assert "give the pipelines to run" in _error_line(capsys)
 
 
-def test_a_token_antenna_refuses_is_one_line_and_never_printed(antenna, tmp_path, capsys):
+@pytest.mark.parametrize(("more", "first"), [([], "projects/"), (["--no-register"], "jobs/")])
+def test_a_token_antenna_refuses_is_one_line_and_never_printed(antenna, tmp_path, more, first):
     wrong = tmp_path / "wrong.txt"
     wrong.write_text("not-the-token-8c1d")
-    assert main(_args(antenna.url, wrong)) == 2
-    captured = capsys.readouterr()
-    assert "not-the-token-8c1d" not in captured.out + captured.err
-    assert "error: Antenna refused the token (HTTP 401: Invalid token.)" in captured.err
-    assert antenna.refused == [("/api/v2/projects/", "token")]
+    worker = _Worker(_args(antenna.url, wrong, *more))  # its own process: a regression may hang
+    output = worker.output(timeout=60)
+    assert worker.process.returncode == 2, output
+    assert "not-the-token-8c1d" not in output
+    assert output.strip().endswith(
+        "error: Antenna refused the token (HTTP 401: Invalid token.); check --token-file and "
+        "the service's permissions in the project"
+    )
+    assert antenna.refused == [(f"/api/v2/{first}", "token")]
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "moths_framework.cli.worker", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+_STARTED: list[_Worker] = []
 
 
-def _wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"not reached; worker said:\n{process.communicate()[0]}")
-        time.sleep(0.05)
+class _Worker:
+    """``moths-worker`` in a process of its own, its output read line by line as it comes."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moths_framework.cli.worker", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        _STARTED.append(self)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def wait_for(self, condition, timeout: float = 60) -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail(f"not reached; the worker said:\n{self.output()}")
+            time.sleep(0.05)
+
+    def output(self, timeout: float = 30) -> str:
+        self.process.wait(timeout)
+        self.reader.join(5)
+        return "\n".join(self.lines)
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left() -> Iterator[None]:
+    yield
+    while _STARTED:
+        worker = _STARTED.pop()
+        if worker.process.poll() is None:  # a test that failed midway
+            worker.process.kill()
+            worker.process.wait()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # exited, not yet reaped
 
 
 def test_sigterm_mid_batch_posts_the_batch_in_hand_then_exits(antenna, host, token_file):
     slow = [(str(i), host.add(f"/term/{i}.jpg", p.read_bytes(), delay=1.5))
             for i, p in enumerate(moth_images(12))]  # fmt: skip
     antenna.add_job(4, SLUG, slow)
-    worker = _start(_args(antenna.url, token_file, "--batch-size", "6"))
-    _wait_for(lambda: antenna.claims, 30, worker)
-    worker.send_signal(signal.SIGTERM)  # its six images are still downloading
-    output, _ = worker.communicate(timeout=30)
+    worker = _Worker(_args(antenna.url, token_file, "--batch-size", "6"))
+    worker.wait_for(lambda: antenna.claims)
+    worker.process.send_signal(signal.SIGTERM)  # its six images are still downloading
+    output = worker.output()
 
-    assert worker.returncode == 0, output
+    assert worker.process.returncode == 0, output
     assert TOKEN not in output
     assert [(job, delivered) for job, _, _, delivered in antenna.claims] == [(4, 6)]
     answers = antenna.jobs[4].answers
@@ -147,22 +192,44 @@ def test_sigterm_mid_batch_posts_the_batch_in_hand_then_exits(antenna, host, tok
     assert "stopped: 6 tasks answered in 1 batches" in output
 
 
-def test_devices_run_one_worker_process_each(antenna, host, token_file):
-    images = [(str(i), host.add(f"/devices/{i}.jpg", p.read_bytes(), delay=0.05))
-              for i, p in enumerate(moth_images(40))]  # fmt: skip
-    antenna.add_job(5, SLUG, images)
-    worker = _start(_args(antenna.url, token_file, "--batch-size", "2", "--devices", "cpu,cpu"))
-    _wait_for(antenna.all_done, 60, worker)
-    worker.send_signal(signal.SIGTERM)
-    output, _ = worker.communicate(timeout=30)
+def _two_cpu_workers(antenna: AntennaServer, token_file: Path, batch_size: int) -> _Worker:
+    """``--devices cpu,cpu``, once both processes are looking for jobs (none yet)."""
+    worker = _Worker(_args(antenna.url, token_file, "--batch-size", str(batch_size),
+                           "--devices", "cpu,cpu"))  # fmt: skip
+    worker.wait_for(lambda: all(worker.said(f"[{n}/2 cpu]: no tasks for") for n in (1, 2)))
+    return worker
 
-    assert worker.returncode == 0, output
+
+def test_devices_run_one_worker_process_each(antenna, host, token_file):
+    worker = _two_cpu_workers(antenna, token_file, batch_size=2)
+    antenna.add_job(5, SLUG, [(str(i), host.add(f"/devices/{i}.jpg", p.read_bytes(), delay=0.05))
+                              for i, p in enumerate(moth_images(40))])  # fmt: skip
+    worker.wait_for(antenna.all_done)
+    worker.process.send_signal(signal.SIGTERM)
+    output = worker.output()
+
+    assert worker.process.returncode == 0, output
     pids = {info["pid"] for _, _, info, delivered in antenna.claims if delivered}
     assert len(pids) == 2 and os.getpid() not in pids, output  # two children did the work
     assert {info["device"] for _, _, info, _ in antenna.claims} == {"cpu"}
     assert len(antenna.registrations) == 1  # registered once, by the first
     assert antenna.answered == 40
-    assert "moths-worker [1/2 cpu]: " in output and "moths-worker [2/2 cpu]: " in output
+    assert output.count("stopped: ") == 2  # each child stopped gracefully
+
+
+def test_devices_children_stop_when_their_parent_is_killed(antenna, host, token_file):
+    worker = _two_cpu_workers(antenna, token_file, batch_size=1)
+    antenna.add_job(6, SLUG, [(str(i), host.add(f"/orphans/{i}.jpg", p.read_bytes(), delay=0.2))
+                              for i, p in enumerate(moth_images(60))])  # fmt: skip
+    pids = lambda: {info["pid"] for _, _, info, n in antenna.claims if n}  # noqa: E731
+    worker.wait_for(lambda: len(pids()) == 2)
+    worker.process.kill()  # SIGKILL: nothing is forwarded to the children
+    worker.process.wait()
+    deadline = time.monotonic() + 20
+    while not all(_gone(pid) for pid in pids()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(_gone(pid) for pid in pids())
+    assert not antenna.all_done()  # they stopped early, not at the end of the job
 
 
 def test_the_docs_page_names_every_option():

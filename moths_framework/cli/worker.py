@@ -199,13 +199,21 @@ def _run_one(opts: argparse.Namespace, root: str, token: str, device: str | None
         print(f"{_PROG}{tag}: pipeline {model.slug} <- {_stages(model)}", flush=True)
     print(f"{_PROG}{tag}: pulling from {root} as {settings.service_name!r}", flush=True)
 
+    parent = os.getppid()
+
     async def work() -> bool:
+        from moths_framework.worker.devices import stop_when_orphaned
         from moths_framework.worker.pull import run_until_signalled
 
         client = AntennaClient(root, token, _client_info(device, opts.child))
+        worker = PullWorker(client, models, options, settings)
+        watch = asyncio.create_task(stop_when_orphaned(parent, worker.request_stop)) \
+            if opts.child else None  # fmt: skip
         try:
-            return await run_until_signalled(PullWorker(client, models, options, settings))
+            return await run_until_signalled(worker)
         finally:
+            if watch is not None:
+                watch.cancel()
             await client.aclose()
 
     try:

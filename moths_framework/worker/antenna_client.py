@@ -15,10 +15,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from moths_framework.messages import one_line
 from moths_framework.serve.json_body import render
@@ -37,14 +38,15 @@ logger = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _MAX_PAGES = 100
+T = TypeVar("T", bound=BaseModel)
 
 
 class AntennaError(Exception):
     """Antenna answered a request with an error that trying again will not fix."""
 
 
-class AntennaRefused(AntennaError):
-    """Antenna refused the token (HTTP 401 or 403)."""
+class AntennaRefused(Exception):
+    """Antenna refused the token (HTTP 401 or 403): the worker cannot go on."""
 
 
 class Stopped(Exception):
@@ -122,7 +124,9 @@ class AntennaClient:
         for _ in range(_MAX_PAGES):
             if url is None:
                 break
-            page = (await self._send("GET", url, params={"limit": 100})).json()
+            page = _json(await self._send("GET", url, params={"limit": 100}))
+            if not isinstance(page, dict):
+                raise AntennaError(f"GET {url}: the answer is not a page of projects")
             found += [p for p in page.get("results", []) if isinstance(p, dict) and "id" in p]
             url = self._same_host(page.get("next"))
         return found
@@ -134,7 +138,7 @@ class AntennaClient:
         response = await self._send(
             "POST", f"projects/{project_id}/pipelines/", json=body.model_dump(mode="json")
         )
-        return response.json()
+        return _json(response)
 
     async def jobs(self, slugs: Sequence[str]) -> list[JobListItem]:
         """Unfinished ``async_api`` jobs of our pipelines (Antenna picks which, at random)."""
@@ -145,13 +149,13 @@ class AntennaClient:
             "dispatch_mode": "async_api",
         }
         response = await self._send("GET", "jobs/", params=params)
-        return JobsListResponse.model_validate(response.json()).results
+        return _parsed(JobsListResponse, response).results
 
     async def claim(self, job_id: int, batch_size: int) -> list[PipelineProcessingTask]:
         """Reserve up to ``batch_size`` tasks of a job; none when it has no more."""
         body = {"batch_size": batch_size, "client_info": self.client_info}
         response = await self._send("POST", f"jobs/{job_id}/tasks/", json=body)
-        return TasksResponse.model_validate(response.json()).tasks
+        return _parsed(TasksResponse, response).tasks
 
     async def post_results(self, job_id: int, results: list[dict[str, Any]]) -> dict[str, Any]:
         """Deliver ``PipelineTaskResult`` objects; Antenna's acknowledgement."""
@@ -163,7 +167,7 @@ class AntennaClient:
             headers={"Content-Type": "application/json"},
             patience=self.post_patience,
         )
-        return response.json()
+        return _json(response)
 
     async def _send(
         self, method: str, url: str, patience: float | None = None, **kwargs: Any
@@ -213,6 +217,22 @@ class AntennaClient:
             logger.warning("not following a page link to another host: %s", theirs.netloc)
             return None
         return url
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        where = f"{response.request.method} {response.request.url.path}"
+        raise AntennaError(f"{where}: the answer is not JSON: {_detail(response)}") from None
+
+
+def _parsed(model: type[T], response: httpx.Response) -> T:
+    try:
+        return model.model_validate(_json(response))
+    except ValidationError as error:
+        where = f"{response.request.method} {response.request.url.path}"
+        raise AntennaError(f"{where}: unexpected answer: {one_line(error, 200)}") from None
 
 
 def _checked(method: str, url: str, response: httpx.Response) -> httpx.Response:

@@ -10,6 +10,7 @@ fails stops the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -17,9 +18,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["cpu_threads", "parse_devices", "providers_for", "run_children", "use_device"]
+__all__ = [
+    "child_command",
+    "cpu_threads",
+    "parse_devices",
+    "providers_for",
+    "run_children",
+    "stop_when_orphaned",
+    "use_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +80,7 @@ def use_device(device: str | None) -> None:
 
 def run_children(commands: Sequence[list[str]], labels: Sequence[str]) -> int:
     """Run one process per command until all end; the worst exit status (0 if all clean)."""
-    children = [
-        subprocess.Popen(command, start_new_session=True)  # a terminal's Ctrl-C reaches us only
-        for command in commands
-    ]
-    for child, label in zip(children, labels, strict=True):
-        logger.info("worker %s started (pid %d)", label, child.pid)
+    children: list[subprocess.Popen] = []
 
     def forward(signum: int, frame: object) -> None:
         for child in children:
@@ -86,7 +90,11 @@ def run_children(commands: Sequence[list[str]], labels: Sequence[str]) -> int:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     worst = 0
     try:
-        running = list(zip(children, labels, strict=True))
+        for command, label in zip(commands, labels, strict=True):
+            # In a session of its own: a terminal's Ctrl-C reaches the parent only.
+            children.append(subprocess.Popen(command, start_new_session=True))
+            logger.info("worker %s started (pid %d)", label, children[-1].pid)
+        running = list(zip(children, labels))  # noqa: B905 (fewer if a start failed)
         while running:
             time.sleep(0.2)
             for child, label in list(running):
@@ -100,9 +108,19 @@ def run_children(commands: Sequence[list[str]], labels: Sequence[str]) -> int:
                         forward(signal.SIGTERM, None)
                     worst = worst or code
     finally:
+        forward(signal.SIGTERM, None)  # no-op after a clean end; else no child outlives us
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return worst if worst >= 0 else 1
+
+
+async def stop_when_orphaned(parent: int, stop: Callable[[], None], every: float = 1.0) -> None:
+    """Call ``stop`` once process ``parent`` is gone (a ``--devices`` child whose parent
+    was killed outright: nobody would forward it a signal)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(every)
+    logger.warning("the parent process is gone: stopping")
+    stop()
 
 
 def child_command(args: Sequence[str], device: str, label: str) -> list[str]:

@@ -125,7 +125,10 @@ class PullWorker:
         )
         projects = list(self.settings.projects)
         if not projects:
-            projects = [int(p["id"]) for p in await self.client.projects()]
+            try:
+                projects = [int(p["id"]) for p in await self.client.projects()]
+            except AntennaError as error:
+                logger.warning("cannot list the projects: %s", error)
             if not projects:
                 logger.warning("the token sees no project: pipelines registered nowhere")
         for project in projects:
