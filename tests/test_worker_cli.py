@@ -18,6 +18,7 @@ from helpers.antenna_server import TOKEN, AntennaServer
 from helpers.worker_runs import moth_images
 
 from moths_framework.cli.worker import main
+from moths_framework.worker.antenna_client import api_root
 
 SLUG = "nl-moths-demo"
 
@@ -79,6 +80,7 @@ def test_an_unreadable_or_empty_token_file_is_one_line(tmp_path, capsys):
         (["--model", "no-such-model.onnx"], "no-such-model.onnx"),
         (["--devices", "gpu0"], "--devices: gpu0 not understood"),
         (["--batch-size", "0"], "--batch-size must be > 0"),
+        (["--model", "zoo:nl-moths-demo"], "two models share the pipeline slug nl-moths-demo"),
     ],
 )
 def test_a_bad_model_or_option_is_one_line(token_file, capsys, more, says):
@@ -93,6 +95,19 @@ def test_a_bad_pipeline_file_is_one_line(token_file, tmp_path, capsys):
     assert main([*args, "--pipeline", str(bad)]) == 2
     line = _error_line(capsys)
     assert line.startswith("moths-worker: error:") and "bad.yaml" in line and "detektor" in line
+
+
+@pytest.mark.parametrize(
+    ("given", "root"),
+    [
+        ("https://antenna.example.org", "https://antenna.example.org/api/v2/"),
+        ("https://antenna.example.org/", "https://antenna.example.org/api/v2/"),
+        ("http://10.0.0.5:8000/api/v2", "http://10.0.0.5:8000/api/v2/"),
+        ("https://example.org/antenna/api/v2/", "https://example.org/antenna/api/v2/"),
+    ],
+)
+def test_the_antenna_url_is_its_api_root(given, root):
+    assert api_root(given) == root
 
 
 def test_no_pipeline_is_one_line(token_file, capsys):

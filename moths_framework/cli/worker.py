@@ -218,7 +218,7 @@ def _run_one(opts: argparse.Namespace, root: str, token: str, device: str | None
 
     try:
         graceful = asyncio.run(work())
-    except AntennaRefused as error:
+    except (AntennaRefused, ValueError) as error:  # ValueError: two pipelines, one slug
         print(f"{_PROG}{tag}: error: {error}", file=sys.stderr)
         return 2
     except WorkerFailed as error:
