@@ -36,20 +36,21 @@ def _parser() -> argparse.ArgumentParser:
         help="a pipeline file: detector, filter, classifier (moths-serve's); repeat")  # fmt: skip
     add("--model", action="append", default=[], metavar="PATH|zoo:ID",
         help="a classifier .onnx file or zoo:ID as a whole-image pipeline; repeatable")  # fmt: skip
-    add("--batch-size", type=int, default=24, help="tasks claimed (and images processed) at once")
+    add("--batch-size", type=int, default=24, metavar="N",
+        help="tasks claimed (and images processed) at once")  # fmt: skip
     add("--devices", metavar="DEV,...",
         help="one worker process per entry: cpu, cuda:0, cuda:1 ... (default: one process, "
         "the fastest device here)")  # fmt: skip
-    add("--poll-interval", type=float, default=5.0,
+    add("--poll-interval", type=float, default=5.0, metavar="S",
         help="seconds between looks for jobs while there are none")  # fmt: skip
     add("--project", type=int, action="append", default=[], metavar="ID",
         help="register with this Antenna project; repeat (default: every project the token "
         "can see)")  # fmt: skip
     add("--name", help=f"the processing service's name in Antenna (default: '{_PROG} (HOSTNAME)')")
     add("--no-register", action="store_true", help="do not register the pipelines at start")
-    add("--threads", type=int, help="ONNX Runtime CPU threads per model")
-    add("--fetch-timeout", type=float, default=10.0, help="seconds to fetch one image")
-    add("--max-image-mb", type=float, default=30.0, help="largest image file fetched")
+    add("--threads", type=int, metavar="N", help="ONNX Runtime CPU threads per model")
+    add("--fetch-timeout", type=float, default=10.0, metavar="S", help="seconds to fetch one image")
+    add("--max-image-mb", type=float, default=30.0, metavar="MB", help="largest image file fetched")
     add("--allow-hosts", metavar="HOST,...",
         help="fetch images only from these hosts (default: any http/https host)")  # fmt: skip
     add("--deny-private-networks", action="store_true",
