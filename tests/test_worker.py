@@ -40,6 +40,17 @@ def _host_images(host, prefix: str, count: int, delay: float = 0.0) -> list[tupl
     ]
 
 
+def _named_algorithms(result: PipelineResultsResponse) -> set[str]:
+    """The keys of the algorithms a result names (Antenna saves only registered ones)."""
+    return {d.algorithm.key for d in result.detections} | {
+        c.algorithm.key for d in result.detections for c in d.classifications
+    }
+
+
+def _registered(body: dict) -> set[str]:
+    return {a["key"] for pipeline in body["pipelines"] for a in pipeline["algorithms"]}
+
+
 def _species(result: PipelineResultsResponse) -> str:
     (detection,) = result.detections
     (terminal,) = [c for c in detection.classifications if c.terminal]
@@ -71,6 +82,7 @@ def test_a_job_is_registered_claimed_processed_and_answered(antenna, host, model
         assert result.pipeline == SLUG
         assert result.detections[0].source_image_id == image_id
         assert _species(result) == prediction.top1("species")[0]
+        assert _named_algorithms(result) <= _registered(antenna.registrations[0][1])
     error = PipelineResultsError.model_validate(answers["t999"][0])
     assert error.image_id == "999" and error.error
     assert worker.counts.tasks == 10 and worker.counts.failed == 1
@@ -158,9 +170,9 @@ def test_a_pipeline_file_runs_its_detector_filter_and_classifier(antenna, host, 
     run_worker(antenna, [load_served_pipeline(path, providers="cpu")])
 
     (_, body), _ = antenna.registrations
-    algorithms = body["pipelines"][0]["algorithms"]
-    assert [a["task_type"] for a in algorithms][:2] == ["localization", "classification"]
     result = PipelineResultsResponse.model_validate(antenna.jobs[11].answers["t1"][0])
+    assert {"grid-moths-detector", "grid-moths-filter"} <= _named_algorithms(result)
+    assert _named_algorithms(result) <= _registered(body)
     assert len(result.detections) == 3
     assert {d.algorithm.key for d in result.detections} == {"grid-moths-detector"}
     firsts = sorted(d.classifications[0].classification for d in result.detections)
