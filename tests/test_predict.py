@@ -13,9 +13,8 @@ import torch
 from helpers.paths import TEST_DATA
 
 from moths_framework.cli.predict import main as predict
-from moths_framework.data.transforms import eval_transform
+from moths_framework.data.transforms import FileTransform, eval_transform
 from moths_framework.evaluate.folder_writer import PREDICTIONS_CSV
-from moths_framework.images import open_rgb
 from moths_framework.model.rebuild import load_classifier
 
 
@@ -77,7 +76,8 @@ def test_a_new_folder_is_predicted_whole_with_an_error_row_for_a_broken_image(
     # each row holds the logits of its own image: recompute one without the framework's loader
     model = load_classifier(tiny_run / "best.ckpt")
     good = next(i for i, r in enumerate(rows) if not r["error"])
-    x = eval_transform(model.preprocessing)(open_rgb(rows[good]["path"]))[None]
+    # the data module's decode (a JPEG at reduced scale when that covers the resize)
+    x = FileTransform(eval_transform(model.preprocessing))(rows[good]["path"])[None]
     with torch.no_grad():
         logits, features = model.net.forward_with_features(x)
     np.testing.assert_allclose(outputs["logits_species"][good], logits[0][0].numpy(), atol=1e-4)
