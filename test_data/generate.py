@@ -419,6 +419,18 @@ def write_readme(counts: dict[str, dict[str, int]]) -> None:
         "`python test_data/generate_frames.py` (moths-synth-frames' library; seeded):",
         "frames 1-24 with 0 to 12 moths each, frame 25 with none, frame 26 with 60 small",
         "ones. Each box names its species in `attributes.species`.",
+        "",
+        "## Filter crops (for a moth / non-moth filter)",
+        "",
+        "`filter/` holds crops as a detector cuts them, in the image-folder layout",
+        "`<class>/<crop>`, made by `python test_data/generate_filter.py` (seeded; run",
+        "`generate_frames.py` first): `filter/moth/` 150 crops of the moths' boxes in",
+        "`frames/` (boxes at least 24 pixels a side), `filter/nonmoth/` 38 each of",
+        "`leaf-<n>.jpg`, `beetle-<n>.jpg`, `fly-<n>.jpg` (drawn, then pasted on sheets by",
+        "moths-synth-frames' library with the moths' halo and cut out) and `sheet-<n>.jpg`",
+        "(empty sheet between them), and `filter/hierarchy.csv`, the one-rank hierarchy",
+        "(`species`: `moth`, `nonmoth`). `configs/filter-dev.yaml` trains on it",
+        "(docs/commands/filter.md).",
     ]
     lines.append("")
     (ROOT / "README.md").write_bytes("\n".join(lines).encode("utf-8"))

@@ -137,6 +137,7 @@ RULES = [
     Rule(r"^moths-fit .*--ckpt_path"),  # the sandbox's run stopped one epoch short
     Rule(r"^moths-fit .*--tune true", slow=True, extra=SHORT, before=_prepared),
     Rule(r"^moths-fit --config configs/detector-dev\.yaml", slow=True, numbers="measured"),
+    Rule(r"^moths-fit --config configs/filter-dev\.yaml", slow=True, numbers="measured"),
     # configs/dev.yaml's 10 epochs: 10-60 s on 2 cores (efficientnet_b0 a little more)
     Rule(r"^moths-fit\b", slow=True, numbers="measured", before=_prepared),
     Rule(
@@ -146,7 +147,8 @@ RULES = [
     # three 1-epoch trials of dev.yaml; the report and best.yaml commands read what it wrote
     Rule(r"^moths-sweep --config", slow=True, numbers="any", before=_prepared),
     Rule(r"^moths-sweep --report", slow=True),
-    Rule(r"runs/detector/", slow=True, numbers="measured"),  # the detector the page trains
+    # the detector and the moth filter their pages train
+    Rule(r"runs/(detector|filter)/", slow=True, numbers="measured"),
     Rule(r"^moths-(validate|test|predict)\b"),
     Rule(r"^moths-evaluate\b", numbers="measured", before=_a_prediction_folder),
     Rule(r"^moths-stats\b"),
@@ -217,7 +219,7 @@ def sandbox(tmp_path_factory, tiny_run) -> Path:
     documents' examples name (photos/, more.jpg, list.txt, a.jpg, b.jpg, moth.jpg, ...)."""
     root = tmp_path_factory.mktemp("readme")
     (root / "test_data").mkdir()
-    for name in ("source_a", "source_b", "hierarchy.csv", "frames", "night", "nights"):
+    for name in ("source_a", "source_b", "hierarchy.csv", "frames", "night", "nights", "filter"):
         (root / "test_data" / name).symlink_to(TEST_DATA / name)
     for name in ("configs", "zoo", "pipelines"):
         (root / name).symlink_to(REPO / name)
