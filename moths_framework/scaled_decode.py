@@ -34,6 +34,7 @@ from moths_framework.preprocessing import Preprocessing
 __all__ = [
     "RESAMPLING",
     "CentreCrop",
+    "CentreCropRule",
     "CropResize",
     "Region",
     "centre_crop",
@@ -174,9 +175,20 @@ def centre_crop(width: int, height: int, shorter_side: int, crop: tuple[int, int
     return CentreCrop(resized, center_crop_box(*resized, crop[0], crop[1]))
 
 
-def eval_region(p: Preprocessing) -> Callable[[int, int], CentreCrop]:
+@dataclass(frozen=True)
+class CentreCropRule:
+    """:func:`centre_crop` as a function of the full size (picklable, for loader workers)."""
+
+    shorter_side: int
+    crop: tuple[int, int]
+
+    def __call__(self, width: int, height: int) -> CentreCrop:
+        return centre_crop(width, height, self.shorter_side, self.crop)
+
+
+def eval_region(p: Preprocessing) -> CentreCropRule:
     """The evaluation region of a model's preprocessing, as a function of the full size."""
-    return lambda width, height: centre_crop(width, height, p.resize_size, p.input_size)
+    return CentreCropRule(p.resize_size, p.input_size)
 
 
 def reduction(limit: float) -> int:

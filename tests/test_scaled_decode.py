@@ -9,6 +9,7 @@ fraction of a grey level on smooth photo-like images; a misplaced region costs m
 from __future__ import annotations
 
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from torchvision import transforms as T
 from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.data.dataset import SampleDataset
 from moths_framework.data.sources import ImageFolder, Sample
-from moths_framework.data.transforms import FileTransform, eval_transform
+from moths_framework.data.transforms import FileTransform, eval_transform, train_transform
 from moths_framework.hierarchy import CsvHierarchy
 from moths_framework.inference import OnnxClassifier
 from moths_framework.preprocessing import Preprocessing
@@ -176,3 +177,15 @@ def test_the_data_modules_fast_decode_option_reaches_its_datasets(tmp_path) -> N
         dm.predict_phase = "all"
         image = dm.predict_dataloader().dataset[0][0].numpy()
         assert np.array_equal(image, reference) is not fast  # whole decode: exactly torchvision
+
+
+@pytest.mark.parametrize("transform", [train_transform, eval_transform])
+def test_a_file_transform_pickles_for_spawned_loader_workers(transform) -> None:
+    """macOS and Windows start DataLoader workers by spawning: the dataset is pickled."""
+    data = photo_like(9, (640, 480))
+    original = FileTransform(transform(Preprocessing((64, 64))))
+    copy = pickle.loads(pickle.dumps(original))
+    torch.manual_seed(0)
+    expected = original(data)
+    torch.manual_seed(0)
+    assert torch.equal(copy(data), expected)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,10 +21,9 @@ from moths_framework.images import open_rgb
 from moths_framework.preprocessing import Preprocessing
 from moths_framework.scaled_decode import (
     RESAMPLING,
-    CentreCrop,
+    CentreCropRule,
     CropResize,
     Region,
-    centre_crop,
     decode_region,
 )
 
@@ -112,25 +112,30 @@ def _split_region(
         and isinstance(steps[1], _CENTER_CROPS)
         and _shorter_side(first) is not None
     ):
-        region = _centre_crop(_shorter_side(first), _pair(steps[1].size))
+        region = CentreCropRule(_shorter_side(first), _pair(steps[1].size))
         return region, _resample(first.interpolation), list(steps[2:])
     return None, 0, list(steps)
 
 
-def _random_resized_crop(step: T.RandomResizedCrop) -> Callable[[int, int], CropResize]:
-    height, width = _pair(step.size)
+@dataclass(frozen=True)
+class _RandomResizedCropRule:
+    """``RandomResizedCrop``'s draw as a function of the full size (picklable)."""
 
-    def region(full_width: int, full_height: int) -> CropResize:
+    size: tuple[int, int]  # (height, width)
+    scale: tuple[float, float]
+    ratio: tuple[float, float]
+
+    def __call__(self, full_width: int, full_height: int) -> CropResize:
         # torchvision's own draw, on a stand-in of the image's size (no memory).
         stand_in = torch.empty(1, 1, 1).expand(1, full_height, full_width)
-        top, left, h, w = T.RandomResizedCrop.get_params(stand_in, step.scale, step.ratio)
-        return CropResize((left, top, left + w, top + h), (width, height))
-
-    return region
+        top, left, h, w = T.RandomResizedCrop.get_params(stand_in, self.scale, self.ratio)
+        return CropResize((left, top, left + w, top + h), (self.size[1], self.size[0]))
 
 
-def _centre_crop(shorter: int, crop: tuple[int, int]) -> Callable[[int, int], CentreCrop]:
-    return lambda width, height: centre_crop(width, height, shorter, crop)
+def _random_resized_crop(step: T.RandomResizedCrop) -> _RandomResizedCropRule:
+    return _RandomResizedCropRule(
+        _pair(step.size), tuple(map(float, step.scale)), tuple(map(float, step.ratio))
+    )
 
 
 def _shorter_side(step: T.Resize) -> int | None:
