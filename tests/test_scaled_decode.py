@@ -17,6 +17,7 @@ import torch
 from helpers.onnx_models import export_model, metadata, tiny_net
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
 from moths_framework.data.datamodule import MothsDataModule
 from moths_framework.data.dataset import SampleDataset
@@ -96,6 +97,23 @@ def test_random_resized_crop_uses_torchvisions_draw_and_matches_its_pixels() -> 
     exact = FileTransform(crop, fast_decode=False)(data)
     torch.manual_seed(0)
     assert grey_levels(exact, crop(oracle(data))).max() == 0
+
+
+@pytest.mark.parametrize("named", [{}, {"interpolation": "bicubic"}])
+def test_torchvision_v2_transforms_name_their_interpolation(named: dict) -> None:
+    """v2's transforms keep their interpolation as its name, ``'bilinear'`` by default
+    (a config's listed ``torchvision.transforms.v2.RandomResizedCrop``): the decoder
+    resamples as they do."""
+    data = photo_like(5, (640, 480))
+    crops = [
+        v2.RandomResizedCrop(64, scale=(0.5, 1.0), **named),
+        v2.Compose([v2.Resize(72, **named), v2.CenterCrop(64)]),
+    ]
+    for crop in crops:
+        torch.manual_seed(0)
+        exact = FileTransform(crop, fast_decode=False)(data)
+        torch.manual_seed(0)
+        assert grey_levels(exact, crop(oracle(data))).max() == 0, crop
 
 
 def test_a_small_crop_of_a_large_photo_decodes_at_full_scale() -> None:

@@ -153,7 +153,9 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return (int(size[0]), int(size[0])) if len(size) == 1 else (int(size[0]), int(size[1]))
 
 
-def _resample(interpolation: T.InterpolationMode | int) -> int:
+def _resample(interpolation: T.InterpolationMode | str | int) -> int:
     if isinstance(interpolation, T.InterpolationMode):
         return RESAMPLING[interpolation.value]
+    if isinstance(interpolation, str):  # v2's transforms keep the mode's name
+        return RESAMPLING[T.InterpolationMode(interpolation).value]
     return int(interpolation)  # a Pillow filter given directly
