@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from helpers.bench_scripts import load_bench
 from helpers.paths import REPO
 
 # Run by the fresh process: the console script's main on the arguments; prints what it
@@ -70,3 +72,15 @@ def test_export_help_loads_no_torch():
     assert "--ckpt" in text
     found = loaded & {"torch", "lightning", "onnx", "onnxruntime"}
     assert not found, sorted(found)
+
+
+def test_the_startup_bench_times_each_help_and_counts_its_imports(capsys):
+    startup = load_bench("startup")
+    startup.main(["--rounds", "1", "--commands", "export", "serve"])
+    lines = capsys.readouterr().out.splitlines()
+    for line, command in zip(lines, ("moths-export", "moths-serve"), strict=True):
+        assert re.fullmatch(
+            rf"  {command} --help +wall \d+\.\d\d s, CPU \d+\.\d\d s, imports \d+\.\d\d s", line
+        )
+        assert float(line.rsplit("imports ", 1)[1].split()[0]) > 0  # -X importtime was read
+    assert startup.result_line(1.23) == "startup: moths-fit --help 1.2 s (was 5.4 s)"
