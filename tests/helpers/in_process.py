@@ -74,6 +74,9 @@ def _merged_output() -> Iterator[io.StringIO]:
             stream.flush()
             for handler, was in plain.items():
                 handler.setStream(was)
+            for handler in _plain_stream_handlers():
+                if handler.stream is stream:  # made during the command (a library imported
+                    handler.stream = streams[1]  # then, e.g. huggingface_hub): not left closed
             sys.stdout, sys.stderr = streams
             for fd, was in saved.items():
                 os.dup2(was, fd)
