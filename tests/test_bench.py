@@ -6,6 +6,7 @@ the order of the contenders and the wording of the result line are checked.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -124,3 +125,13 @@ def test_natural_photos_come_installed_and_make_over_200_views(monkeypatch, tmp_
     assert mirrored.getpixel((0, 0)) == whole.getpixel((450, 0))
     assert named["chelsea/crop2"].size == (338, 225)  # 3/4 of each side, top left
     assert named["chelsea/crop2"].getpixel((0, 0)) == whole.getpixel((0, 0))
+
+
+def test_data_bench_runs_both_loaders_and_ends_with_its_result_line(capsys) -> None:
+    data = load_bench("data")
+    assert data.result_line(35.84, 15.8) == "data: 35.8 img/s vs torchvision 15.8 img/s, 2.27x"
+    data.main(["--images", "12", "--size", "96x72", "--rounds", "2", "--workers", "0"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.match(r"\d+ training images 96x72 -> 224 px, batch 32, 0 workers", lines[0])
+    assert re.fullmatch(r"data: \d+\.\d img/s vs torchvision \d+\.\d img/s, \d+\.\d\dx", lines[-1])
+    assert re.fullmatch(r"  ours / torchvision per round: \d+\.\d\d, \d+\.\d\d", lines[-4])
