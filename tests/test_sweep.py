@@ -252,3 +252,31 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_continues_the_study(tmp_path, prepared
     after = load_study(sweep_dir).trials
     assert len(after) == len(before) + 1
     assert complete < {t.number for t in after if t.state == TrialState.COMPLETE}
+
+
+@pytest.mark.slow
+def test_a_sweep_over_a_detector_config_maximises_its_map(tmp_path, capsys):
+    """configs/optim-detector-dev.yaml's trials are detector fits (model.detector,
+    data.instances): each trial's value is the val/map_50 its best.ckpt stored, and
+    best.yaml trains a detector again."""
+    raw = yaml.safe_load((REPO / "configs" / "optim-detector-dev.yaml").read_text())
+    raw["base"] = str(REPO / "configs" / "detector-dev.yaml")
+    raw["trainer"] = {"max_epochs": 1, "limit_train_batches": 4, "enable_progress_bar": False}
+    raw["data"] = {"instances": str(TEST_DATA / "frames" / "instances.json")}
+    raw["sweep"].update(n_trials=1, space={LR: {"type": "categorical", "choices": [0.003]}})
+    config = tmp_path / "optim.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    sweep_dir = tmp_path / "sweep"
+    assert sweep(["--config", str(config), "--dir", str(sweep_dir)]) == 0
+
+    (trial,) = load_study(sweep_dir).trials
+    assert trial.state == TrialState.COMPLETE
+    saved = yaml.safe_load((sweep_dir / "trial-0" / "config.yaml").read_text())
+    assert saved["model"]["detector"]["init_args"]["name"] == "fasterrcnn_tiny"
+    stored = torch.load(sweep_dir / "trial-0" / "best.ckpt", weights_only=False)["moths"]
+    assert stored["task"] == "detection"
+    assert trial.value == pytest.approx(stored["metrics"]["val/map_50"], abs=1e-9)
+    assert 0.0 <= trial.value <= 1.0
+    best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
+    assert best["model"]["detector"]["init_args"]["name"] == "fasterrcnn_tiny"
+    assert "backbone" not in best["model"]

@@ -31,9 +31,11 @@ from optuna_integration import PyTorchLightningPruningCallback
 from moths_framework import plugins
 from moths_framework.messages import one_line
 from moths_framework.model.checkpoint import read_weights
+from moths_framework.model.detector_checkpoint import checkpoint_task, read_detector_checkpoint
 from moths_framework.output_folders import create_run_folder
 from moths_framework.sweep.settings import SweepSettings
 from moths_framework.train.cli import MothsCLI, run_fit
+from moths_framework.train.task import DETECTION, build_cli
 
 __all__ = ["TrialRun", "override_args", "release_memory"]
 
@@ -80,9 +82,10 @@ def release_memory(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None
 class TrialRun:
     """The objective: runs one trial as a ``moths-fit`` run and returns its metric.
 
-    The value is the metric stored in the trial's ``best.ckpt`` (the epoch with
-    the lowest ``val/loss``), so the table's number is the one of the model the
-    trial keeps; for a metric the checkpoint does not carry, the last epoch's.
+    The value is the metric stored in the trial's ``best.ckpt`` (a classifier's
+    epoch with the lowest ``val/loss``, a detector's with the highest ``val/map``),
+    so the table's number is the one of the model the trial keeps; for a metric the
+    checkpoint does not carry, the last epoch's.
 
     A trial that raises is recorded failed with its error (user attribute
     ``error``); the full config of every trial that started training is kept
@@ -124,7 +127,7 @@ class TrialRun:
 
     def _fit(self, trial: optuna.Trial, args: list[str]) -> float:
         plugins.load_all()
-        cli = MothsCLI("fit", args)
+        cli = build_cli("fit", args)  # a classifier or a detector, as moths-fit
         if cli.trainer.world_size > 1:
             raise ValueError(
                 "a trial runs on one device; for several GPUs start one worker per GPU "
@@ -148,10 +151,17 @@ class TrialRun:
         metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
         best = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
         if best and Path(best).is_file():
-            metrics.update(read_weights(best)[1].metrics)
+            metrics.update(_checkpoint_metrics(best))
         if metric not in metrics:
             logged = ", ".join(sorted(k for k in metrics if k.startswith("val/")))
             raise ValueError(f"metric {metric} was not logged; logged: {logged}")
         if math.isnan(metrics[metric]):
             raise FloatingPointError(f"{metric} is NaN (the loss diverged?)")
         return metrics[metric]
+
+
+def _checkpoint_metrics(path: str) -> dict[str, float]:
+    """The validation metrics a trial's best checkpoint (classifier or detector) stored."""
+    if checkpoint_task(path) == DETECTION:
+        return dict(read_detector_checkpoint(path)[1].metrics)
+    return dict(read_weights(path)[1].metrics)
