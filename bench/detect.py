@@ -225,8 +225,9 @@ def measure(
     classes = loop.classifier.hierarchy.classes("species")
     print(agreement(ort_species(pipelines[args.threads], paths), loop.loops["prefetch"](), classes)
           + " (torch prefetch: the same detector input)")  # fmt: skip
-    ort_rates, torch_rates = infer.alternate(runs[ort_name], runs[torch_name], args.rounds,
-                                             len(paths))  # fmt: skip
+    rates = infer.alternate({"ort": runs[ort_name], "torch": runs[torch_name]}, args.rounds,
+                            len(paths))  # fmt: skip
+    ort_rates, torch_rates = rates["ort"], rates["torch"]
     ratios = [o / t for o, t in zip(ort_rates, torch_rates, strict=True)]
     print(f"  {ort_name}: frames/s per round {', '.join(f'{v:.2f}' for v in ort_rates)}")
     print(f"  {torch_name}: frames/s per round {', '.join(f'{v:.2f}' for v in torch_rates)}")

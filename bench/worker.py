@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> dict[int, float]:
     checkpoints = sorted({min(1_000, opts.tasks), opts.tasks})
 
     host, antenna = ImageHost(), AntennaServer(keep_bodies=False)
-    photos = sorted((REPO / "test_data" / "image_folder").glob("*/*.jpg"))[: opts.images]
+    photos = sorted((REPO / "test_data" / "source_a").glob("*/*.jpg"))[: opts.images]
+    if not photos:
+        raise SystemExit("no JPEGs in test_data/source_a")
     urls = [host.add(f"/moth/{i}.jpg", p.read_bytes()) for i, p in enumerate(photos)]
     antenna.add_job(1, "nl-moths-demo", [(str(i), urls[i % len(urls)]) for i in range(opts.tasks)])
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ from moths_framework.cli.export import main as export
 from moths_framework.cli.fit import main as fit
 from moths_framework.cli.infer import main as infer
 from moths_framework.cli.predict import main as predict
-from moths_framework.data.transforms import eval_transform
+from moths_framework.data.transforms import FileTransform, eval_transform
 from moths_framework.images import open_rgb
 from moths_framework.model.checkpoint import read_checkpoint
 from moths_framework.model.rebuild import load_classifier
@@ -61,7 +61,9 @@ def independent_temperatures(run: Path, calibrated: Path) -> dict[str, float]:
     model = load_classifier(calibrated)
     with open(run / "split.csv", newline="", encoding="utf-8") as file:
         val = [row for row in csv.DictReader(file) if row["phase"] == "val"]
-    x = torch.stack([eval_transform(model.preprocessing)(open_rgb(r["path"])) for r in val])
+    # the data module's decode (a JPEG at reduced scale when that covers the resize)
+    decode = FileTransform(eval_transform(model.preprocessing))
+    x = torch.stack([decode(r["path"]) for r in val])
     with torch.no_grad():
         logits = [out.double().numpy() for out in model(x)]
     targets = np.array([model.hierarchy.targets(r["species"]) for r in val])

@@ -74,8 +74,7 @@ def validation_loss_and_accuracy(run, world_size: int) -> tuple[float, float]:
     smoothing) and species accuracy, computed with plain torch from best.ckpt."""
     from torch.nn import functional as F
 
-    from moths_framework.data.transforms import eval_transform
-    from moths_framework.images import open_rgb
+    from moths_framework.data.transforms import FileTransform, eval_transform
     from moths_framework.model.rebuild import load_classifier
 
     model = load_classifier(run / "best.ckpt").eval()
@@ -85,7 +84,9 @@ def validation_loss_and_accuracy(run, world_size: int) -> tuple[float, float]:
     with open(run / "split.csv", newline="", encoding="utf-8") as file:
         val = [(r["path"], r["species"]) for r in csv.DictReader(file) if r["phase"] == "val"]
     val += val[: -len(val) % world_size]
-    x = torch.stack([eval_transform(model.preprocessing)(open_rgb(path)) for path, _ in val])
+    # the data module's decode (a JPEG at reduced scale when that covers the resize)
+    decode = FileTransform(eval_transform(model.preprocessing))
+    x = torch.stack([decode(path) for path, _ in val])
     targets = torch.tensor([model.hierarchy.targets(species) for _, species in val])
     with torch.no_grad():
         logits = model(x)

@@ -27,7 +27,10 @@ def demo_model() -> ServedModel:
 
 
 def moth_images(count: int) -> list[Path]:
-    return sorted((TEST_DATA / "image_folder").glob("*/*.jpg"))[:count]
+    """Committed moth photos (test_data/image_folder is made by moths-prepare, not committed)."""
+    photos = sorted((TEST_DATA / "source_a").glob("*/*.jpg"))[:count]
+    assert len(photos) == count, f"test_data/source_a holds {len(photos)} JPEGs, not {count}"
+    return photos
 
 
 def run_worker(
