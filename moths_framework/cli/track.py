@@ -25,11 +25,12 @@ from moths_framework.nights.night_tracks import (
     write_tracks,
     write_untimed,
 )
+from moths_framework.nights.sampled_nights import NIGHTS_CSV, sampled_nights, write_nights
 from moths_framework.nights.timestamps import DEFAULT_NAME_PATTERN, NamePattern
 from moths_framework.nights.track_vote import specificity_order
 from moths_framework.nights.tracking import CostWeights, TrackSettings
 from moths_framework.output_folders import check_may_overwrite, record_written
-from moths_framework.provenance import Run, read_provenance
+from moths_framework.provenance import Run, read_provenance, sidecar_path
 
 __all__ = ["main", "parser"]
 
@@ -115,8 +116,9 @@ def _track(opts: argparse.Namespace, run: Run) -> int:
     settings = _settings(opts)
     names = NamePattern(opts.name_pattern)
     output = Path(opts.output)
-    extra = [UNTIMED, *([REPORT, METRICS] if opts.truth else [])]
-    check_may_overwrite(output.parent, [output.name, *extra], PROG)
+    ours = [output.name, NIGHTS_CSV, UNTIMED, *([REPORT, METRICS] if opts.truth else [])]
+    sidecars = [sidecar_path(output.parent / name).name for name in ours]
+    check_may_overwrite(output.parent, [*ours, *sidecars], PROG)
     table = read_detections(opts.detections)
     features = read_features(opts.features) if opts.features else None
     check_feature_rows(table, features)
@@ -131,10 +133,12 @@ def _track(opts: argparse.Namespace, run: Run) -> int:
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     write_tracks(output, table, tracks)
-    record_written(output.parent, [output.name], PROG)
-    written = [output.name]
+    write_nights(output.parent / NIGHTS_CSV, sampled_nights(times.values()))
+    written = [output.name, NIGHTS_CSV]
+    record_written(output.parent, written, PROG)
     if not untimed:  # not a list left by an earlier run (checked ours above)
         (output.parent / UNTIMED).unlink(missing_ok=True)
+        sidecar_path(output.parent / UNTIMED).unlink(missing_ok=True)
     else:
         write_untimed(output.parent / UNTIMED, untimed)
         written.append(UNTIMED)
@@ -146,7 +150,8 @@ def _track(opts: argparse.Namespace, run: Run) -> int:
     for path in [opts.detections, *([opts.features] if opts.features else [])]:
         run.add_input(path)
     run.settings |= _recorded(opts, settings, thresholds, order)
-    run.write(output)
+    for name in written:  # every file of this run gets its record (one run id)
+        run.write(output.parent / name)
     seconds = time.perf_counter() - started
     print(
         f"{PROG}: {len(tracks.cells)} detections in {tracks.frames} frames, {tracks.nights} "
