@@ -33,8 +33,8 @@ from moths_framework.inference.detection_writer import DetectionWriter
 from moths_framework.inference.feature_file import FeatureRows, check_feature_path
 from moths_framework.inference.pipeline import MothFilter, WholeFrame
 from moths_framework.inference.pipeline_file import PipelineSpec, read_pipeline_file
-from moths_framework.output_folders import record_written
-from moths_framework.provenance import Run
+from moths_framework.output_folders import check_may_overwrite, record_written
+from moths_framework.provenance import Run, sidecar_path
 from moths_framework.zoo.transport import allowing_insecure_http
 
 __all__ = ["run"]
@@ -118,7 +118,8 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
     if opts.features is not None:
         if opts.model is None:
             raise ValueError("--features are the classifier's: add --model CLS.onnx")
-        check_feature_path(opts.features)
+        features = check_feature_path(opts.features)
+        check_may_overwrite(features.parent, [sidecar_path(features).name], PROG)
     crops = CropFolder(opts.crops, PROG) if opts.crops is not None else None
     paths = input_paths(opts)
     detector = WholeFrame()

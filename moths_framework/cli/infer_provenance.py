@@ -7,6 +7,8 @@ which of moths-infer's options and models go in. Imports no torch.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,17 @@ def record_infer_run(
     crop_margin: int | None = None,
     moth_filter: MothFilter | None = None,
 ) -> Path:
-    """Write ``run``'s record beside ``opts.output``: the models, settings and input count
-    (and the pipeline file, with ``--pipeline``)."""
+    """Write ``run``'s record beside ``opts.output`` (and beside ``--features``' file): the
+    models, settings and input count (and the pipeline file, with ``--pipeline``: among the
+    inputs, and its path, sha256 and content under ``settings["pipeline"]``). Returns the
+    output's record's path."""
     settings: dict[str, Any] = {"images": images, "top_k": opts.top_k}
     # Images: the classifier's decode (on by default); frames: the detector's (opt-in).
     fast = classifier.fast_decode if detector is None and classifier is not None else None
     settings["fast_decode"] = bool(opts.fast_decode) if fast is None else fast
     if getattr(opts, "pipeline", None) is not None:
         run.add_input(opts.pipeline)
+        settings["pipeline"] = _pipeline_file(opts.pipeline)
     if moth_filter is not None:
         model = moth_filter.model
         run.add_model("filter", model.source, card=model.metadata.model_card)
@@ -65,7 +70,22 @@ def record_infer_run(
         )
         settings["classifier"] = _classifier_settings(classifier, opts)
     run.settings |= settings
+    if getattr(opts, "features", None) is not None:
+        run.write(opts.features)
     return run.write(opts.output)
+
+
+def _pipeline_file(path: str) -> dict[str, Any]:
+    """The pipeline file as it was read: its path, sha256 and parsed content (one read,
+    so the content is the one hashed)."""
+    import yaml  # the file was read with it already (the infer extra)
+
+    data = Path(path).read_bytes()
+    return {
+        "file": os.fspath(path),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "content": yaml.safe_load(data.decode("utf-8")),
+    }
 
 
 def _classifier_settings(classifier: OnnxClassifier, opts: argparse.Namespace) -> dict[str, Any]:
