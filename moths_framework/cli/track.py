@@ -84,6 +84,15 @@ def parser() -> argparse.ArgumentParser:
         "(default 1 each)",
     )
     p.add_argument(
+        "--overlap",
+        default=str(TrackSettings.overlap),
+        metavar="F",
+        help="a track whose boxes hold at least F of the area of the boxes of two other "
+        "tracks, or overlap a stronger track's box by F of the smaller box, in most of its "
+        "frames, is not counted as an individual (tracks.csv's track_uncounted says why); "
+        f"'off': every track counts (default {TrackSettings.overlap})",
+    )
+    p.add_argument(
         "--thresholds",
         default="",
         metavar="RANK=P,...",
@@ -155,7 +164,8 @@ def _track(opts: argparse.Namespace, run: Run) -> int:
     seconds = time.perf_counter() - started
     print(
         f"{PROG}: {len(tracks.cells)} detections in {tracks.frames} frames, {tracks.nights} "
-        f"night(s): {tracks.tracks} tracks; {len(untimed)} frame(s) without a time; "
+        f"night(s): {tracks.tracks} tracks ({tracks.uncounted} not counted, see "
+        f"track_uncounted); {len(untimed)} frame(s) without a time; "
         f"{seconds:.1f} s; wrote {output}"
     )
     return 0 if times else 1
@@ -182,11 +192,18 @@ def _settings(opts: argparse.Namespace) -> TrackSettings:
             weights[term.strip()] = float(value)
         except ValueError:
             raise ValueError(f"--cost {part!r}: the weight is not a number") from None
-    settings = TrackSettings(CostWeights(**weights), opts.max_cost, frames, seconds)
+    overlap = opts.overlap.strip().lower()
+    try:
+        overlap = None if overlap == "off" else float(overlap)
+    except ValueError:
+        raise ValueError(f"--overlap {opts.overlap!r}: a share in (0, 1], or off") from None
+    settings = TrackSettings(
+        CostWeights(**weights), opts.max_cost, frames, seconds, overlap=overlap
+    )
     try:
         settings.check()
     except ValueError as error:
-        raise ValueError(f"{error} (--cost, --max-cost, --max-gap)") from None
+        raise ValueError(f"{error} (--cost, --max-cost, --max-gap, --overlap)") from None
     return settings
 
 
@@ -241,6 +258,7 @@ def _recorded(opts, settings: TrackSettings, thresholds, order) -> dict:
             "max_cost": settings.max_cost,
             "max_gap_frames": settings.max_gap_frames,
             "max_gap_seconds": settings.max_gap_seconds,
+            "overlap": settings.overlap,
             "name_pattern": opts.name_pattern,
             "deployments": opts.deployments,
             "features": opts.features is not None,

@@ -7,9 +7,11 @@ boxes to its true ones (IoU at least 0.5) and scores the identities over time:
 MOTA (1 - (misses + false boxes + identity switches) / true boxes) and IDF1 (the F1
 of boxes given the right identity under the best one-to-one pairing of tracks and
 moths). The count of a species in a night is its number of tracks
-(``track_prediction``); counting detections instead (rows per ``prediction``)
+(``track_prediction``) that count as individuals (``track_uncounted`` empty, as
+``moths-count`` counts them); counting detections instead (rows per ``prediction``)
 counts a moth once per frame. The count error is the sum over (night, species) of
-the absolute difference from the true number of moths, over the true total. No torch.
+the absolute difference from the true number of moths, over the true total. MOTA and
+IDF1 score every tracked box, counted or not. No torch.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class TruthBox:
 
 @dataclass(frozen=True)
 class CountRow:
-    """One (night, taxon): true moths, tracks and detections answering that taxon."""
+    """One (night, taxon): true moths, counted tracks and detections answering that taxon."""
 
     night: str
     taxon: str
@@ -186,7 +188,8 @@ def _counts(tracks, truth, frame_times) -> list[CountRow]:
     detections: Counter = Counter()
     for row in tracks:
         night = f"{row['deployment']}/{row['night']}"
-        track_sets[(night, from_spreadsheet_safe(row["track_prediction"]))].add(row["track"])
+        if not row.get("track_uncounted"):
+            track_sets[(night, from_spreadsheet_safe(row["track_prediction"]))].add(row["track"])
         detections[(night, from_spreadsheet_safe(row.get("prediction", "")))] += 1
     keys = sorted(set(true) | set(track_sets) | set(detections))
     return [

@@ -36,7 +36,8 @@ def render_track_report(evaluation: TrackEvaluation, tracks_csv: str) -> str:
         "IDF1: the F1 of boxes carrying the right identity under the best one-to-one "
         "pairing of tracks and moths. Count error: the sum over (night, taxon) of |count − "
         "true moths|, over the true total; a taxon's count is its number of tracks "
-        "(track_prediction), or, for detections, its number of rows (prediction). "
+        "(track_prediction) counted as individuals (track_uncounted empty), or, for "
+        "detections, its number of rows (prediction). MOTA and IDF1 score every track. "
         "Individuals error: the same with every taxon of a night together (tracks against "
         "moths, the classifier aside).</p>",
         "<h2>Summary</h2>",

@@ -74,6 +74,13 @@ class DetectionTable:
         except ValueError as error:
             raise TrackInputError(f"{self.path}: a box cell is not a number ({error})") from None
 
+    def scores(self) -> np.ndarray:
+        """Each row's ``detection_score`` (0 where there is none)."""
+        try:
+            return np.array([float(c) if c else 0.0 for c in self._optional("detection_score")])
+        except ValueError as error:
+            raise TrackInputError(f"{self.path}: a detection_score is no number: {error}") from None
+
     def answer(self, row: int) -> DetectionAnswer | None:
         """The classifier's answer of a row; ``None`` without one."""
         if not self.ranks or not self.cell(row, "prediction"):

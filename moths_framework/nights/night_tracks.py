@@ -3,9 +3,11 @@
 Frames are grouped by deployment and night and put in time order (frames with the
 same time by path); frames the detector searched without finding anything count
 as frames of the night, so a gap is measured in the frames really taken. Each
-night is linked on its own (:func:`.tracking.link_frames`) and each track answers
-by :func:`.track_vote.vote`. The columns added to ``detections.csv``'s are
-:data:`TRACK_COLUMNS` (docs/reference/tracks-csv.md). No torch.
+night is linked on its own (:func:`.tracking.link_frames`), each track answers
+by :func:`.track_vote.vote`, and a track lying over other tracks' moths
+(:func:`.overlapping_tracks.overlapping_tracks`) says so in ``track_uncounted``. The
+columns added to ``detections.csv``'s are :data:`TRACK_COLUMNS`
+(docs/reference/tracks-csv.md). No torch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from moths_framework.atomic_files import replaced_atomically
 from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.nights.detection_table import DetectionTable, TrackInputError
 from moths_framework.nights.frame_times import FrameTime, UntimedFrame
+from moths_framework.nights.overlapping_tracks import OVER_SEVERAL, Overlap, overlapping_tracks
 from moths_framework.nights.track_vote import vote
 from moths_framework.nights.tracking import FrameBoxes, TrackSettings, link_frames
 
@@ -40,6 +43,7 @@ __all__ = [
 TRACK_COLUMNS = (
     "deployment", "night", "timestamp", "track",
     "track_prediction", "track_prediction_rank", "track_prediction_prob", "track_confident",
+    "track_uncounted",
 )  # fmt: skip
 _EPOCH = datetime(1970, 1, 1)
 
@@ -47,10 +51,12 @@ _EPOCH = datetime(1970, 1, 1)
 @dataclass
 class Tracks:
     """What tracking gave: the cells of :data:`TRACK_COLUMNS` for each row of
-    ``detections.csv`` that is in a track (in file order), and the counts."""
+    ``detections.csv`` that is in a track (in file order), and the counts (``uncounted``:
+    tracks not counted as individuals)."""
 
     cells: dict[int, list[str]] = field(default_factory=dict)
     tracks: int = 0
+    uncounted: int = 0
     nights: int = 0
     frames: int = 0
 
@@ -89,12 +95,15 @@ def track_table(
             frame = times[path]
             nights[(frame.deployment.id, frame.night.isoformat())].append(frame)
     result = Tracks(nights=len(nights))
+    scores = table.scores()
     total = sum(len(frames) for frames in nights.values())
     bar = tqdm(total=total, unit="frame", desc="tracks", file=sys.stderr, disable=not progress)
     with bar:
         for _, frames in sorted(nights.items()):
             frames.sort(key=lambda f: (f.time, f.path))
-            _track_night(table, features, frames, by_frame, settings, order, thresholds, result)
+            _track_night(
+                table, features, scores, frames, by_frame, settings, order, thresholds, result
+            )
             result.frames += len(frames)
             bar.update(len(frames))
     return result
@@ -109,7 +118,7 @@ def check_feature_rows(table: DetectionTable, features: np.ndarray | None) -> No
         )
 
 
-def _track_night(table, features, frames, by_frame, settings, order, thresholds, result) -> None:
+def _track_night(table, features, scores, frames, by_frame, settings, order, thresholds, result):
     width, height = table.column("width"), table.column("height")
     night_boxes, night_rows = [], []
     for frame in frames:
@@ -118,26 +127,43 @@ def _track_night(table, features, frames, by_frame, settings, order, thresholds,
         diagonal = float(np.hypot(float(width[rows[0]]), float(height[rows[0]]))) if rows else 1.0
         vectors = features[rows] if features is not None else np.zeros((len(rows), 0))
         seconds = (frame.time - _EPOCH).total_seconds()
-        night_boxes.append(FrameBoxes(seconds, diagonal, boxes, vectors))
+        night_boxes.append(FrameBoxes(seconds, diagonal, boxes, vectors, scores[rows]))
         night_rows.append((frame, rows))
     numbers = link_frames(night_boxes, settings)
+    uncounted = {}
+    if settings.overlap is not None:
+        uncounted = overlapping_tracks(
+            [f.boxes for f in night_boxes], numbers, [f.scores for f in night_boxes],
+            settings.overlap,
+        )  # fmt: skip
     members: dict[int, list[tuple[int, FrameTime]]] = defaultdict(list)
     for (frame, rows), assigned in zip(night_rows, numbers, strict=True):
         for row, number in zip(rows, assigned, strict=True):
             members[int(number)].append((row, frame))
     for number, rows in sorted(members.items()):
         frame = rows[0][1]
-        track = f"{frame.deployment.id}/{frame.night.isoformat()}/{number + 1}"
+        prefix = f"{frame.deployment.id}/{frame.night.isoformat()}/"
+        track = f"{prefix}{number + 1}"
         answer = vote([table.answer(r) for r, _ in rows], order, thresholds) if order else None
         tail = ["", "", "", ""]
         if answer is not None:
             confident = "true" if answer.confident else "false"
             prediction = spreadsheet_safe(answer.prediction)
             tail = [prediction, answer.rank, f"{answer.prob:.6f}", confident]
+        why = _why(uncounted[number], prefix) if number in uncounted else ""
+        tail = [*tail, spreadsheet_safe(why)]
         for row, member in rows:
             head = [member.deployment.id, member.night.isoformat(), member.iso_time(), track]
             result.cells[row] = [spreadsheet_safe(c) for c in head] + tail
     result.tracks += len(members)
+    result.uncounted += len(uncounted)
+
+
+def _why(overlap: Overlap, prefix: str) -> str:
+    """``track_uncounted``'s words: ``over several moths: <track>, <track>`` or
+    ``second box: <track>``."""
+    tracks = overlap.tracks if overlap.kind == OVER_SEVERAL else overlap.tracks[:1]
+    return f"{overlap.kind}: " + ", ".join(f"{prefix}{t + 1}" for t in tracks)
 
 
 def write_tracks(path: str | os.PathLike, table: DetectionTable, tracks: Tracks) -> None:

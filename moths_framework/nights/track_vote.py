@@ -3,11 +3,15 @@
 ``detections.csv`` keeps, per crop and rank, the class the answer came from and its
 probability (``species``, ``species_prob``, ...). At each rank every detection votes
 for its class with its probability as the weight; the class with the most weight
-wins. The track's probability of the winner is its share of all the weight (how
-much the crops agree) times the mean probability its voters gave it (how sure they
-were): ten sure crops that agree give about their own probability, a track split
-between two species half of it, one unsure crop its own probability. One blurred
-frame cannot outvote ten sharp ones.
+wins. The track's probability of the winner is its share of the weight of the two
+strongest classes (how clearly it beats its closest rival) times the mean
+probability its voters gave it (how sure they were): ten sure crops that agree give
+about their own probability, a track split between two species half of it, one
+unsure crop its own probability. Crops voting for third classes do not lower it:
+they do not tell the winner from its rival (mistakes scattered over many classes
+are noise, a rival that keeps coming back is doubt), so seven crops for a species
+and three for three other species weigh like seven against one. One blurred frame
+cannot outvote ten sharp ones.
 
 The roll-up is moths-infer's (:func:`moths_framework.inference.prediction.roll_up`):
 from the most specific rank to the least, the first rank whose best score clears its
@@ -78,8 +82,10 @@ def vote(
             name, prob = answer.classes[rank]
             weight[name] += prob
             voters[name] += 1
-        name = max(weight, key=lambda n: (weight[n], n))  # ties: the same class every run
-        share = weight[name] / max(sum(weight.values()), 1e-12)
+        # ties: the same class every run
+        name, *rivals = sorted(weight, key=lambda n: (weight[n], n), reverse=True)
+        rival = weight[rivals[0]] if rivals else 0.0
+        share = weight[name] / max(weight[name] + rival, 1e-12)
         best[rank] = (name, share * weight[name] / voters[name])
     prediction, rank, prob, confident = roll_up(best, order, thresholds)
     return TrackAnswer(prediction, rank, prob, confident)

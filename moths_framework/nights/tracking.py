@@ -67,6 +67,9 @@ class TrackSettings:
             a larger box of one other track in the same frame is the same moth boxed
             twice (a detector's nested boxes): it is folded into that track (1: only
             boxes wholly inside).
+        overlap: the share of a box's area from which a track lying over two or more
+            other tracks, or over one stronger track, is no moth of its own and is not
+            counted (:mod:`.overlapping_tracks`); ``None``: every track counts.
     """
 
     weights: CostWeights = field(default_factory=CostWeights)
@@ -74,6 +77,7 @@ class TrackSettings:
     max_gap_frames: int | None = 3
     max_gap_seconds: float | None = None
     nested: float = 0.8
+    overlap: float | None = 0.5
 
     def check(self) -> None:
         """ValueError naming the first setting out of range."""
@@ -84,6 +88,8 @@ class TrackSettings:
             raise ValueError(f"the gap must be 0 frames or more, got {self.max_gap_frames}")
         if not 0 < self.nested <= 1:
             raise ValueError(f"the nested fraction must be in (0, 1], got {self.nested}")
+        if self.overlap is not None and not 0 < self.overlap <= 1:
+            raise ValueError(f"the overlap must be in (0, 1], got {self.overlap}")
         if self.max_gap_seconds is not None and self.max_gap_seconds <= 0:
             raise ValueError(f"the gap must be more than 0 seconds, got {self.max_gap_seconds}")
 
@@ -91,12 +97,14 @@ class TrackSettings:
 @dataclass(frozen=True)
 class FrameBoxes:
     """One frame of a night: when (seconds), its diagonal (pixels), its boxes
-    ``[k, 4]`` (x1, y1, x2, y2) and their features ``[k, F]`` (NaN rows: none)."""
+    ``[k, 4]`` (x1, y1, x2, y2), their features ``[k, F]`` (NaN rows: none) and their
+    detection scores ``[k]`` (``None``: all 0)."""
 
     seconds: float
     diagonal: float
     boxes: np.ndarray
     features: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def link_costs(
