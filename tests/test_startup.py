@@ -3,7 +3,8 @@
 moths-fit's help is LightningCLI's parser, so it needs torch and Lightning; it
 must not also pay for what only a run uses (timm and its wandb and Hugging Face
 hub imports, ONNX, ONNX Runtime, TensorBoard). moths-export's help needs no torch
-at all. Checked in a fresh process, by the modules loaded, not by the clock.
+at all. Checked in a fresh process, by the modules loaded, not by the clock, with
+the help cache off (tests/test_help_cache.py tests the cache, which imports neither).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def help_run(script: str, *args: str) -> tuple[str, set[str]]:
     result = subprocess.run(
         [sys.executable, "-c", HELP_RUN, script, *args],
         cwd=REPO, capture_output=True, text=True, check=True,
-        env={**os.environ, "COLUMNS": "1000"},  # no line breaks inside what is looked for
+        # no line breaks inside what is looked for; the parser built, not a cached text
+        env={**os.environ, "COLUMNS": "1000", "MOTHS_NO_HELP_CACHE": "1"},
     )  # fmt: skip
     answer = json.loads(result.stdout)
     assert answer["code"] in (0, None), result.stderr

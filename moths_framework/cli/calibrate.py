@@ -15,13 +15,17 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from moths_framework.calibrate.calibration import CalibrationError
 from moths_framework.cli.lightning import run_command
-from moths_framework.model.checkpoint import CheckpointError, checkpoint_meta
+from moths_framework.model.checkpoint_meta import CheckpointError
 from moths_framework.model.trust import TRUST_FLAG, TRUST_HELP
 from moths_framework.output_folders import check_may_overwrite, record_written
-from moths_framework.train.cli import MothsCLI
+
+if TYPE_CHECKING:
+    from moths_framework.train.cli import MothsCLI
+
+# torch: imported by the functions that calibrate, not for --help.
 
 _PROG = "moths-calibrate"
 
@@ -103,6 +107,7 @@ def _calibrate(cli: MothsCLI, opts: argparse.Namespace, ckpt: Path, output: Path
         write_calibrated_checkpoint,
     )
     from moths_framework.cli.predict import default_split
+    from moths_framework.model.checkpoint import checkpoint_meta
 
     assert cli.checkpoint is not None
     if cli.trainer.world_size > 1:
@@ -150,6 +155,8 @@ def main(args: list[str] | None = None) -> int:
     lightning_args = ["--config", str(config), "--ckpt_path", str(ckpt), *rest]
     if opts.trust_checkpoint:
         lightning_args.append(TRUST_FLAG)  # run_command trusts for the whole command
+    from moths_framework.calibrate.calibration import CalibrationError
+
     try:
         return run_command(
             "calibrate", lightning_args, lambda cli: _calibrate(cli, opts, ckpt, output)

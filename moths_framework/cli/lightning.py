@@ -5,7 +5,9 @@ moths-validate, moths-test, moths-predict and moths-calibrate.
 :class:`~moths_framework.train.cli.MothsCLI` (or, for a detector's config, its
 :class:`~moths_framework.train.detector_cli.DetectorCLI`) and runs it; a mistake the user can
 cause (a bad config, a missing file, an unknown class) is printed as one line,
-exit code 2, no traceback.
+exit code 2, no traceback. A ``--help`` is printed from the cache of help texts when it
+holds this one (:mod:`moths_framework.cli.help_cache`): nothing here imports torch until
+the parser is built.
 """
 
 from __future__ import annotations
@@ -14,47 +16,53 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from jsonargparse import ArgumentError
+from moths_framework.cli.help_cache import answer_help
 
-from moths_framework import plugins
-from moths_framework.data.coco import CocoError
-from moths_framework.data.datamodule import TransformError
-from moths_framework.data.frame_dataset import FrameSizeError
-from moths_framework.data.sources import DataSourceError
-from moths_framework.hierarchy import HierarchyError
-from moths_framework.model.backbone import BackboneError
-from moths_framework.model.checkpoint import CheckpointError
-from moths_framework.model.detector import DetectorError
-from moths_framework.model.trust import TRUST_FLAG, trusting_checkpoints
-from moths_framework.model.warm_start import WarmStartError
-from moths_framework.output_folders import OutputFolderError
-from moths_framework.train.cli import MothsCLI, run_entry_point
-from moths_framework.train.task import ConfigTaskError, build_cli
-from moths_framework.zoo.transport import INSECURE_FLAG, allowing_insecure_http
+if TYPE_CHECKING:
+    from moths_framework.train.cli import MothsCLI
 
-__all__ = ["USER_ERRORS", "run_command"]
+__all__ = ["run_command", "user_errors"]
 
-# Errors a user causes: printed as one line, exit code 2, no traceback.
-USER_ERRORS = (
-    BackboneError,
-    CheckpointError,
-    CocoError,
-    ConfigTaskError,
-    DataSourceError,
-    DetectorError,
-    FrameSizeError,
-    HierarchyError,
-    plugins.PluginError,
-    FileNotFoundError,
-    OutputFolderError,
-    TransformError,
-    WarmStartError,
-)
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a user causes: printed as one line, exit code 2, no traceback."""
+    # Imported here: a --help answered from the cache imports none of them (nor torch).
+    from moths_framework import plugins
+    from moths_framework.data.coco import CocoError
+    from moths_framework.data.datamodule import TransformError
+    from moths_framework.data.frame_dataset import FrameSizeError
+    from moths_framework.data.sources import DataSourceError
+    from moths_framework.hierarchy import HierarchyError
+    from moths_framework.model.backbone import BackboneError
+    from moths_framework.model.checkpoint import CheckpointError
+    from moths_framework.model.detector import DetectorError
+    from moths_framework.model.warm_start import WarmStartError
+    from moths_framework.output_folders import OutputFolderError
+    from moths_framework.train.task import ConfigTaskError
+
+    return (
+        BackboneError,
+        CheckpointError,
+        CocoError,
+        ConfigTaskError,
+        DataSourceError,
+        DetectorError,
+        FrameSizeError,
+        HierarchyError,
+        plugins.PluginError,
+        FileNotFoundError,
+        OutputFolderError,
+        TransformError,
+        WarmStartError,
+    )
 
 
 def _config_error(command: str, err: Exception) -> str:
     """One readable message for a config jsonargparse rejected."""
+    from moths_framework import plugins
+
     noise = ("Expected a path but", "Does not validate against any", "Subtypes:", "Errors:")
     lines = [line.strip(" -") for line in str(err).splitlines()]
     lines = [line for line in lines if line and not line.startswith(noise)]
@@ -74,6 +82,9 @@ def _no_adverts(record: logging.LogRecord) -> bool:
 def _trust_flags(args: list[str] | None) -> tuple[list[str] | None, bool, bool]:
     """``args`` less ``--trust-checkpoint`` and ``--allow-insecure-http``, and whether each
     was given. They are taken from the command line only: no config file can trust for you."""
+    from moths_framework.model.trust import TRUST_FLAG
+    from moths_framework.zoo.transport import INSECURE_FLAG
+
     given = list(sys.argv[1:] if args is None else args)
     trust, insecure = TRUST_FLAG in given, INSECURE_FLAG in given
     if not (trust or insecure):
@@ -86,7 +97,8 @@ def _trust_flags(args: list[str] | None) -> tuple[list[str] | None, bool, bool]:
 def run_command(
     command: str, args: list[str] | None = None, run: Callable[[MothsCLI], None] | None = None
 ) -> int:
-    """Parse, build and run one command; returns the exit code.
+    """Parse, build and run one command; returns the exit code. A ``--help`` may be
+    answered from the cache of help texts (:mod:`moths_framework.cli.help_cache`).
 
     Args:
         command: ``fit``, ``validate``, ``test`` or ``predict`` (names the program).
@@ -95,6 +107,21 @@ def run_command(
         run: what to do with the built CLI; default: the Lightning entry point of
             that name with ``--ckpt_path``.
     """
+    given = list(sys.argv[1:] if args is None else args)
+    return answer_help(f"moths-{command}", given, lambda: _run_command(command, args, run))
+
+
+def _run_command(
+    command: str, args: list[str] | None, run: Callable[[MothsCLI], None] | None
+) -> int:
+    from jsonargparse import ArgumentError
+
+    from moths_framework import plugins
+    from moths_framework.model.trust import trusting_checkpoints
+    from moths_framework.train.cli import run_entry_point
+    from moths_framework.train.task import build_cli
+    from moths_framework.zoo.transport import allowing_insecure_http
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Lightning advertises its cloud services on every run; our output stays about the run.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_no_adverts)
@@ -105,12 +132,13 @@ def run_command(
     # Evaluating a checkpoint needs none of the callbacks that wrote it.
     warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks")
     args, trust, insecure = _trust_flags(args)
+    errors = user_errors()
     try:
         plugins.load_all()
         with trusting_checkpoints(trust), allowing_insecure_http(insecure):
             cli = build_cli(command, args)
             (run or run_entry_point)(cli)
-    except USER_ERRORS as err:
+    except errors as err:
         print(f"moths-{command}: error: {err}", file=sys.stderr)
         return 2
     except ArgumentError as err:
@@ -118,7 +146,7 @@ def run_command(
         return 2
     except ValueError as err:  # jsonargparse wraps what a link raises (the hierarchy's)
         cause = err.__cause__
-        if not isinstance(cause, USER_ERRORS):
+        if not isinstance(cause, errors):
             raise
         print(f"moths-{command}: error: {cause}", file=sys.stderr)
         return 2

@@ -16,17 +16,23 @@ An existing folder is replaced only when it is empty or a prediction folder
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moths_framework.cli.lightning import run_command
-from moths_framework.model.checkpoint import CheckpointError, checkpoint_meta
-from moths_framework.model.predict import gather_outputs
+from moths_framework.model.checkpoint_meta import CheckpointError
 from moths_framework.model.trust import lightning_load_options
-from moths_framework.train.cli import MothsCLI
-from moths_framework.train.detector_cli import DetectorCLI
+
+if TYPE_CHECKING:
+    from moths_framework.train.cli import MothsCLI
+    from moths_framework.train.detector_cli import DetectorCLI
+
+# torch, Lightning: imported in the functions that run, not for a --help from the cache.
 
 
 def default_split(cli: MothsCLI) -> str:
     """``test`` for the data source the checkpoint was trained on, ``all`` for any other."""
+    from moths_framework.model.checkpoint import checkpoint_meta
+
     assert cli.checkpoint is not None
     trained_on = checkpoint_meta(cli.checkpoint).data.get("source")
     return "test" if trained_on == repr(cli.datamodule.source) else "all"
@@ -34,6 +40,8 @@ def default_split(cli: MothsCLI) -> str:
 
 def run_predict(cli: MothsCLI) -> None:
     """Predict the chosen split and write the prediction folder; prints where."""
+    from moths_framework.train.detector_cli import DetectorCLI
+
     if isinstance(cli, DetectorCLI):
         run_detector_predict(cli)
         return
@@ -42,6 +50,8 @@ def run_predict(cli: MothsCLI) -> None:
         PREDICTION_FOLDER_MAKER,
         write_prediction_folder,
     )
+    from moths_framework.model.checkpoint import checkpoint_meta
+    from moths_framework.model.predict import gather_outputs
     from moths_framework.output_folders import check_replaceable_folder
 
     assert cli.checkpoint is not None

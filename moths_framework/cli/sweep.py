@@ -15,7 +15,6 @@ import logging
 import sys
 
 from moths_framework.output_folders import OutputFolderError
-from moths_framework.sweep.settings import SweepConfigError
 
 __all__ = ["main"]
 
@@ -89,6 +88,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"moths-sweep: error: unrecognized arguments: {' '.join(rest)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Imported once parsed: the sweep package imports torch, which --help does not need.
+    from moths_framework.sweep.settings import SweepConfigError
+
     try:
         return _report(parsed) if parsed.report else _sweep(parsed, rest)
     except (SweepConfigError, OutputFolderError) as err:

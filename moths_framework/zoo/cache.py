@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import platformdirs
 import pooch
 from filelock import FileLock, Timeout
 
+from moths_framework.user_cache import CACHE_ENV, cache_root
 from moths_framework.zoo.errors import ZooChecksumError, ZooError, ZooOfflineError
 from moths_framework.zoo.index import OFFLINE_ENV, ZooEntry, ZooFile, is_offline
 from moths_framework.zoo.transport import check_transport
@@ -40,18 +40,9 @@ __all__ = [
     "verify_cache",
 ]
 
-CACHE_ENV = "MOTHS_CACHE"
 pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading ..." line duplicates ours
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,16}")
-
-
-def cache_root() -> Path:
-    """``$MOTHS_CACHE``, else the platform's user cache folder for moths-framework."""
-    given = os.environ.get(CACHE_ENV)
-    return (
-        Path(given).expanduser() if given else Path(platformdirs.user_cache_dir("moths-framework"))
-    )
 
 
 def _blobs() -> Path:
