@@ -186,6 +186,50 @@ def test_a_track_the_moth_filter_stopped_is_a_non_moth(tmp_path, capsys) -> None
     assert "(0 Other, 1 non-moth, 0 without an answer)" in capsys.readouterr().out
 
 
+def test_tracks_moths_track_did_not_count_are_listed_apart(tmp_path, capsys) -> None:
+    header = (
+        "path,crop,prediction_prob,deployment,night,timestamp,track,track_prediction,"
+        "track_prediction_rank,track_prediction_prob,track_uncounted"
+    )
+    over = "over several moths: U/2024-07-01/1, U/2024-07-01/2"
+    second = "second box on a moth: U/2024-07-01/1"
+    # U/1 Aus alpha (2 rows) and U/2 Bus beta (1 row) count; U/3, a box over both, answered
+    # at the genus Aus (2 rows), and U/4, a second box on U/1 (1 row), do not
+    rows = [
+        "f1.jpg,c/1.jpg,0.9,U,2024-07-01,2024-07-01T22:00:00,U/2024-07-01/1,Aus alpha,species,0.9,",
+        "f2.jpg,c/2.jpg,0.8,U,2024-07-01,2024-07-01T22:01:00,U/2024-07-01/1,Aus alpha,species,0.9,",
+        "f1.jpg,c/3.jpg,0.7,U,2024-07-01,2024-07-01T22:00:00,U/2024-07-01/2,Bus beta,species,0.7,",
+        f'f1.jpg,c/4.jpg,0.4,U,2024-07-01,2024-07-01T22:00:00,U/2024-07-01/3,Aus,genus,0.5,"{over}"',
+        f'f2.jpg,c/5.jpg,0.6,U,2024-07-01,2024-07-01T22:01:00,U/2024-07-01/3,Aus,genus,0.5,"{over}"',
+        f"f2.jpg,c/6.jpg,0.5,U,2024-07-01,2024-07-01T22:01:00,U/2024-07-01/4,Aus alpha,species,"
+        f"0.5,{second}",
+    ]
+    tracks = tmp_path / "tracks.csv"
+    tracks.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    out = tmp_path / "occurrences.csv"
+    listed = tmp_path / "uncounted_tracks.csv"
+    assert main([str(tracks), "--output", str(out)]) == 0
+    got = {(r["taxon"], r["individuals"], r["detections"]) for r in read(out)}
+    assert got == {("Aus alpha", "1", "2"), ("Bus beta", "1", "1")}
+    assert [list(r.values()) for r in read(listed)] == [
+        ["U", "2024-07-01", "U/2024-07-01/3", over, "Aus", "genus", "2",
+         "2024-07-01T22:00:00", "2024-07-01T22:01:00", "c/5.jpg"],
+        ["U", "2024-07-01", "U/2024-07-01/4", second, "Aus alpha", "species", "1",
+         "2024-07-01T22:01:00", "2024-07-01T22:01:00", "c/6.jpg"],
+    ]  # fmt: skip
+    captured = capsys.readouterr()
+    assert captured.out.startswith("moths-count: 2 individuals of 2 taxa in 6 detections")
+    assert (
+        "moths-count: 2 track(s) not counted as individuals (1 over several moths, 1 second "
+        f"box on a moth), listed in {listed}"
+    ) in captured.err
+    assert (tmp_path / "uncounted_tracks.csv.run.json").exists()
+    # counted again with every track counted: the old list goes
+    tracks.write_text("\n".join([header, *rows[:3]]) + "\n", encoding="utf-8")
+    assert main([str(tracks), "--output", str(out)]) == 0
+    assert not listed.exists() and not (tmp_path / "uncounted_tracks.csv.run.json").exists()
+
+
 def test_counting_and_the_archive_need_only_the_standard_library() -> None:
     # moths-count and moths-dwc run on the base install: no numpy, torch or ONNX Runtime
     code = (

@@ -30,7 +30,8 @@ COLUMNS = [
 ]  # fmt: skip
 START = datetime(2024, 7, 1, 22, 0, 0)
 LOOKS = {name: np.eye(8)[i] for i, name in enumerate("ABCDEFGH")}  # orthogonal features
-GENUS = {"Noctua pronuba": "Noctua", "Noctua comes": "Noctua", "Aglais io": "Aglais"}
+GENUS = {"Noctua pronuba": "Noctua", "Noctua comes": "Noctua", "Aglais io": "Aglais",
+         "Pieris rapae": "Pieris", "Biston betularia": "Biston"}  # fmt: skip
 
 
 def box_at(x: float, y: float, size: float = 40) -> tuple[float, float, float, float]:
@@ -269,6 +270,10 @@ def test_bad_inputs_are_one_line_errors(night, tmp_path, capsys) -> None:
     assert "--max-gap 'soon'" in capsys.readouterr().err
     assert main([str(detections), "--output", out, "--cost", "colour=1"]) == 2
     assert "terms are appearance, overlap, size, distance" in capsys.readouterr().err
+    assert main([str(detections), "--output", out, "--overlap", "most"]) == 2
+    assert "--overlap 'most': a share in (0, 1], or off" in capsys.readouterr().err
+    assert main([str(detections), "--output", out, "--overlap", "1.5"]) == 2
+    assert "the overlap must be in (0, 1], got 1.5" in capsys.readouterr().err
 
 
 def test_truth_scores_tracks_against_counting_detections(night, tmp_path, capsys) -> None:
@@ -335,6 +340,94 @@ def test_a_second_box_inside_a_moths_box_is_the_same_moth(tmp_path, monkeypatch)
     assert main([str(detections), "--features", str(vectors), "--output", str(out),
                  "--no-progress"]) == 0  # fmt: skip
     assert {r["track"] for r in read(out)} == {"garden/2024-07-01/1"}
+
+
+def test_crops_scattered_over_other_species_do_not_outweigh_a_clear_winner(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "night"
+    folder.mkdir()
+    # one moth, ten frames: six crops say Noctua pronuba 0.7, four say four other species 0.6
+    said = [("Noctua pronuba", 0.7)] * 6 + [
+        ("Noctua comes", 0.6), ("Aglais io", 0.6), ("Pieris rapae", 0.6),
+        ("Biston betularia", 0.6),
+    ]  # fmt: skip
+    frames = [[("A", box_at(50, 60), species, prob)] for species, prob in said]
+    detections, features = save(folder, *write_night(folder, frames)[:2])
+    out = tmp_path / "tracks.csv"
+    assert main([str(detections), "--features", str(features), "--output", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    row = read(out)[0]
+    # by hand: pronuba 6 x 0.7 = 4.2 against its closest rival's 0.6: share 4.2 / 4.8,
+    # times its voters' mean 0.7 = 0.6125 (share of all the weight: 4.2 / 6.6 x 0.7 = 0.445)
+    assert (row["track_prediction"], row["track_prediction_rank"]) == ("Noctua pronuba", "species")
+    assert float(row["track_prediction_prob"]) == pytest.approx(4.2 / 4.8 * 0.7, abs=1e-6)
+
+
+def run_uncounted(tmp_path, frames, not_moths: set[str], *options: str):
+    """moths-track --truth on ``frames``, the boxes of ``not_moths`` left out of the truth;
+    (rows of tracks.csv, track_metrics.json)."""
+    folder = tmp_path / "night"
+    folder.mkdir(exist_ok=True)
+    rows, features, truth = write_night(folder, frames)
+    truth = [t for t in truth if t[1].removeprefix("garden-") not in not_moths]
+    detections, vectors = save(folder, rows, features, truth)
+    out = tmp_path / "out" / "tracks.csv"
+    assert main([str(detections), "--features", str(vectors), "--output", str(out),
+                 "--truth", str(folder / "truth.csv"), "--no-progress", *options]) == 0  # fmt: skip
+    return read(out), json.loads((out.parent / "track_metrics.json").read_text())
+
+
+def test_a_box_over_two_moths_is_reported_not_counted(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    # A and B sit side by side all six frames; the detector also boxes them together (H)
+    # in every frame: H holds all of A and all of B, so neither folds into it
+    a, b, both = box_at(100, 100), box_at(145, 100), (95.0, 95.0, 190.0, 145.0)
+    frames = [[("A", a, "Noctua pronuba", 0.9), ("B", b, "Noctua comes", 0.8),
+               ("H", both, "Aglais io", 0.6)] for _ in range(6)]  # fmt: skip
+    rows, metrics = run_uncounted(tmp_path, frames, {"H"})
+    why = {r["track"]: r["track_uncounted"] for r in rows}
+    assert why == {
+        "garden/2024-07-01/1": "",
+        "garden/2024-07-01/2": "",
+        "garden/2024-07-01/3": "over several moths: garden/2024-07-01/1, garden/2024-07-01/2",
+    }
+    assert len(rows) == 18  # nothing deleted
+    assert "3 tracks (1 not counted, see track_uncounted)" in capsys.readouterr().out
+    # by hand: pronuba 1 and comes 1, both counted; the box over both not counted
+    assert metrics["count_error"] == pytest.approx(0.0)
+    assert metrics["individuals_error"] == pytest.approx(0.0)
+    rows, metrics = run_uncounted(tmp_path, frames, {"H"}, "--overlap", "off")
+    assert {r["track_uncounted"] for r in rows} == {""}
+    # every track counts: Aglais io 1 against 0 true, of 2 moths
+    assert metrics["count_error"] == pytest.approx(1 / 2)
+
+
+def test_a_second_box_on_a_moth_is_reported_not_counted(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # A sits six frames; in frames 1 to 4 the detector puts a second box G on it, shifted
+    # half a box right (G shares 20 x 40 of its 40 x 40 with A: half); C sits 5 pixels
+    # right of A (no overlap with A; 15 x 40 with G: 0.375 of either box)
+    frames = []
+    for f in range(6):
+        moths = [("A", box_at(50, 60), "Noctua pronuba", 0.9),
+                 ("C", box_at(95, 60), "Noctua comes", 0.8)]  # fmt: skip
+        if 1 <= f <= 4:
+            moths.append(("G", box_at(70, 60), "Noctua pronuba", 0.7))
+        frames.append(moths)
+    rows, metrics = run_uncounted(tmp_path, frames, {"G"})
+    why = {r["track"]: r["track_uncounted"] for r in rows}
+    assert why == {
+        "garden/2024-07-01/1": "",
+        "garden/2024-07-01/2": "",
+        "garden/2024-07-01/3": "second box on a moth: garden/2024-07-01/1",
+    }
+    assert metrics["count_error"] == pytest.approx(0.0)  # pronuba 1, comes 1
+    # a stricter overlap: G (half on A) counts, one pronuba too many of 2 moths
+    rows, metrics = run_uncounted(tmp_path, frames, {"G"}, "--overlap", "0.6")
+    assert {r["track_uncounted"] for r in rows} == {""}
+    assert metrics["count_error"] == pytest.approx(1 / 2)
 
 
 def test_the_tracks_page_names_every_column() -> None:

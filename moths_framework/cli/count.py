@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from moths_framework.nights.deployments import read_deployments
-from moths_framework.occurrences.counts import Occurrence, count_occurrences, write_occurrences
+from moths_framework.occurrences.counts import (
+    Occurrence,
+    count_occurrences,
+    uncounted_tracks,
+    write_occurrences,
+    write_uncounted,
+)
 from moths_framework.occurrences.taxa import TAXON, kind_of, kinds_in_words
 from moths_framework.occurrences.tracks_csv import read_tracks
 from moths_framework.output_folders import check_may_overwrite, record_written
@@ -22,6 +28,7 @@ from moths_framework.provenance import Run, sidecar_path
 __all__ = ["main", "parser", "summary"]
 
 PROG = "moths-count"
+UNCOUNTED = "uncounted_tracks.csv"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
         "--output",
         required=True,
         help="occurrences.csv to write; an existing file is overwritten only when moths-count "
-        "wrote it",
+        f"wrote it. Tracks moths-track marked as no moth of their own are listed in {UNCOUNTED} "
+        "beside it",
     )
     return p
 
@@ -55,20 +63,36 @@ def main(args: list[str] | None = None) -> int:
     try:
         if output.is_dir():
             raise ValueError(f"--output {output} is a folder; name a .csv file")
-        check_may_overwrite(output.parent, [output.name, sidecar_path(output).name], PROG)
+        ours = [output.name, UNCOUNTED]
+        sidecars = [sidecar_path(output.parent / name).name for name in ours]
+        check_may_overwrite(output.parent, [*ours, *sidecars], PROG)
         rows = read_tracks(opts.tracks)
         deployments = read_deployments(opts.deployments) if opts.deployments else None
         occurrences = count_occurrences(rows, deployments)
+        uncounted = uncounted_tracks(rows)
         output.parent.mkdir(parents=True, exist_ok=True)
         write_occurrences(output, occurrences, with_deployments=deployments is not None)
+        written = [output.name]
+        if uncounted:
+            write_uncounted(output.parent / UNCOUNTED, uncounted)
+            written.append(UNCOUNTED)
+        else:  # not a list left by an earlier run (checked ours above)
+            (output.parent / UNCOUNTED).unlink(missing_ok=True)
+            sidecar_path(output.parent / UNCOUNTED).unlink(missing_ok=True)
     except (OSError, ValueError) as error:  # TracksError, DeploymentError, OutputFolderError
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    record_written(output.parent, [output.name], PROG)
+    record_written(output.parent, written, PROG)
     run.add_input(opts.tracks)
     if opts.deployments:
         run.add_input(opts.deployments)
-    run.write(output)
+    for name in written:
+        run.write(output.parent / name)
+    if uncounted:
+        reasons = Counter(track.reason.partition(":")[0] for track in uncounted)
+        words = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        print(f"{PROG}: {len(uncounted)} track(s) not counted as individuals ({words}), "
+              f"listed in {output.parent / UNCOUNTED}", file=sys.stderr)  # fmt: skip
     print(summary(occurrences, len(rows), PROG) + f"; wrote {output}")
     return 0
 

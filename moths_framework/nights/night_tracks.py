@@ -161,7 +161,7 @@ def _track_night(table, features, scores, frames, by_frame, settings, order, thr
 
 def _why(overlap: Overlap, prefix: str) -> str:
     """``track_uncounted``'s words: ``over several moths: <track>, <track>`` or
-    ``second box: <track>``."""
+    ``second box on a moth: <track>``."""
     tracks = overlap.tracks if overlap.kind == OVER_SEVERAL else overlap.tracks[:1]
     return f"{overlap.kind}: " + ", ".join(f"{prefix}{t + 1}" for t in tracks)
 

@@ -30,13 +30,14 @@ import numpy as np
 __all__ = ["OVER_SEVERAL", "SECOND_BOX", "Overlap", "overlapping_tracks"]
 
 OVER_SEVERAL = "over several moths"
-SECOND_BOX = "second box"
+SECOND_BOX = "second box on a moth"
 
 
 @dataclass(frozen=True)
 class Overlap:
     """Why a track is not counted: ``kind`` (:data:`OVER_SEVERAL` or :data:`SECOND_BOX`)
-    and the tracks its boxes lie over (most frames first)."""
+    and the tracks its boxes lie over (most frames first; for a box over several moths,
+    those that are not such boxes themselves, when there are any)."""
 
     kind: str
     tracks: tuple[int, ...]
@@ -101,11 +102,12 @@ def _over_several(boxes, numbers, overlap: float, length: Counter) -> dict[int, 
             if len(others) >= 2:
                 frames_over[int(track)] += 1
                 held[int(track)].update(others)
-    return {
-        track: Overlap(OVER_SEVERAL, tuple(t for t, _ in held[track].most_common()))
-        for track, count in frames_over.items()
-        if count * 2 > length[track]
-    }
+    over = {track for track, count in frames_over.items() if count * 2 > length[track]}
+    found = {}
+    for track in over:  # name the moths it lies over, not other such boxes (unless only those)
+        tracks = [t for t, _ in held[track].most_common()]
+        found[track] = Overlap(OVER_SEVERAL, tuple([t for t in tracks if t not in over] or tracks))
+    return found
 
 
 def _shared_matrix(boxes: np.ndarray) -> np.ndarray:

@@ -20,7 +20,8 @@ moth the detector misses once, or that flies off and lands again, keeps its trac
 A track's appearance is the mean of its crops' unit feature vectors, so one odd
 crop does not break it. A track whose every box lies (almost) wholly inside a box of
 one other track in the same frame is taken for the same moth boxed twice, as
-detectors do now and then: it is folded into that track. No torch.
+detectors do now and then: it is folded into that track, unless that track's box
+holds two or more tracks' boxes in a frame (a box over several moths). No torch.
 """
 
 from __future__ import annotations
@@ -177,19 +178,25 @@ def _fold_nested(
 ) -> list[np.ndarray]:
     """Fold each track whose every box lies inside a box of one other track in the same
     frame into that track (a detector's second, inner box on the same moth), then
-    renumber the tracks 0, 1, ... in order of first appearance."""
+    renumber the tracks 0, 1, ... in order of first appearance. A track that holds boxes
+    of two or more other tracks in one frame is a box over several moths, not a moth:
+    nothing is folded into it."""
     boxes: Counter = Counter()  # track -> its boxes
     inside: dict[int, Counter] = defaultdict(Counter)  # track -> holder track -> boxes
+    over_several = set()
     for frame, assigned in zip(frames, numbers, strict=True):
         holder = nested_in(frame.boxes, fraction)
+        held: dict[int, set[int]] = defaultdict(set)
         for k, track in enumerate(assigned):
             boxes[int(track)] += 1
             if holder[k] >= 0:
                 inside[int(track)][int(assigned[holder[k]])] += 1
+                held[int(assigned[holder[k]])].add(int(track))
+        over_several |= {t for t, inner in held.items() if len(inner - {t}) >= 2}
     into = {}
     for track, holders in inside.items():
         holder, count = holders.most_common(1)[0]
-        if count == boxes[track] and holder != track:
+        if count == boxes[track] and holder != track and holder not in over_several:
             into[track] = holder
 
     def final(track: int) -> int:

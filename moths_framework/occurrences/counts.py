@@ -11,7 +11,12 @@ One row per (deployment, night, taxon): ``individuals`` (tracks), ``detections``
 timestamps), ``best_crop`` (the crop of the detection its classifier was surest of,
 else that detection's frame) and ``mean_prob`` (the mean of the tracks'
 ``track_prediction_prob``). With a deployments table the rows also carry each
-deployment's ``latitude``, ``longitude`` and ``trap_type``. No torch.
+deployment's ``latitude``, ``longitude`` and ``trap_type``.
+
+A track that moths-track marked as no moth of its own (``track_uncounted``: a box
+over several moths, a second box on a moth) is not an individual: it is left out of
+``occurrences.csv`` and listed by :func:`uncounted_tracks` (``uncounted_tracks.csv``,
+:data:`UNCOUNTED_COLUMNS`), with the answer it would have counted under. No torch.
 """
 
 from __future__ import annotations
@@ -32,10 +37,14 @@ from moths_framework.occurrences.tracks_csv import TrackedDetection, TracksError
 __all__ = [
     "DEPLOYMENT_COLUMNS",
     "OCCURRENCE_COLUMNS",
+    "UNCOUNTED_COLUMNS",
     "Occurrence",
+    "UncountedTrack",
     "count_occurrences",
     "read_occurrences",
+    "uncounted_tracks",
     "write_occurrences",
+    "write_uncounted",
 ]
 
 OCCURRENCE_COLUMNS = (
@@ -43,6 +52,10 @@ OCCURRENCE_COLUMNS = (
     "first_seen", "last_seen", "best_crop", "mean_prob",
 )  # fmt: skip
 DEPLOYMENT_COLUMNS = ("latitude", "longitude", "trap_type")
+UNCOUNTED_COLUMNS = (
+    "deployment", "night", "track", "reason", "taxon", "taxon_rank", "detections",
+    "first_seen", "last_seen", "best_crop",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,15 +86,78 @@ def count_occurrences(
     Raises:
         TracksError: ``deployments`` lists none of a deployment in ``rows``.
     """
-    by_track: dict[str, list[TrackedDetection]] = defaultdict(list)
-    for row in rows:
-        by_track[row.track].append(row)
     groups: dict[tuple[str, str, str], list[list[TrackedDetection]]] = defaultdict(list)
-    for members in by_track.values():
+    for members in _by_track(rows).values():
+        if members[0].uncounted:
+            continue
         taxon, _ = _answer(members)
         groups[(members[0].deployment, members[0].night, taxon)].append(members)
     found = [_occurrence(key, tracks, deployments) for key, tracks in groups.items()]
     return sorted(found, key=lambda o: (o.deployment, o.night, -o.individuals, o.taxon))
+
+
+@dataclass(frozen=True)
+class UncountedTrack:
+    """A track not counted as an individual, and the taxon it would have counted as."""
+
+    deployment: str
+    night: str
+    track: str
+    reason: str
+    taxon: str
+    taxon_rank: str
+    detections: int
+    first_seen: str
+    last_seen: str
+    best_crop: str
+
+
+def uncounted_tracks(rows: Iterable[TrackedDetection]) -> list[UncountedTrack]:
+    """The tracks of ``rows`` that moths-track marked as no individual (``track_uncounted``),
+    in order of first row."""
+    found = []
+    for track, members in _by_track(rows).items():
+        if not members[0].uncounted:
+            continue
+        taxon, rank = _answer(members)
+        best = _best(members)
+        found.append(
+            UncountedTrack(
+                deployment=members[0].deployment,
+                night=members[0].night,
+                track=track,
+                reason=members[0].uncounted,
+                taxon=taxon,
+                taxon_rank=rank,
+                detections=len(members),
+                first_seen=min(members, key=lambda r: r.time).timestamp,
+                last_seen=max(members, key=lambda r: r.time).timestamp,
+                best_crop=best.crop or best.path,
+            )
+        )
+    return found
+
+
+def write_uncounted(path: str | os.PathLike, tracks: Sequence[UncountedTrack]) -> None:
+    """Write ``uncounted_tracks.csv`` (:data:`UNCOUNTED_COLUMNS`) atomically."""
+    with replaced_atomically(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(UNCOUNTED_COLUMNS)
+            for track in tracks:
+                writer.writerow(spreadsheet_safe_row(getattr(track, c) for c in UNCOUNTED_COLUMNS))
+
+
+def _by_track(rows: Iterable[TrackedDetection]) -> dict[str, list[TrackedDetection]]:
+    by_track: dict[str, list[TrackedDetection]] = defaultdict(list)
+    for row in rows:
+        by_track[row.track].append(row)
+    return by_track
+
+
+def _best(rows: Sequence[TrackedDetection]) -> TrackedDetection:
+    """The row its classifier (else its detector) was surest of."""
+    return max(rows, key=lambda r: -1.0 if r.detection_prob is None else r.detection_prob)
 
 
 def _answer(members: Sequence[TrackedDetection]) -> tuple[str, str]:
@@ -109,7 +185,7 @@ def _occurrence(
     ranks = Counter(_answer(members)[1] for members in tracks)
     first = min(rows, key=lambda r: r.time)
     last = max(rows, key=lambda r: r.time)
-    best = max(rows, key=lambda r: -1.0 if r.detection_prob is None else r.detection_prob)
+    best = _best(rows)
     probs = [m[0].track_prob for m in tracks if m[0].track_prob is not None]
     place = _deployment(deployments, deployment)
     return Occurrence(

@@ -4,8 +4,9 @@ Only the columns a count needs are kept: where and when (``deployment``, ``night
 ``timestamp``), which track, the track's answer (``track_prediction``,
 ``track_prediction_rank``, ``track_prediction_prob``) and, per detection, its frame,
 crop, detector class and how sure the classifier was of it (``prediction_prob``, else
-the detector's ``detection_score``), to pick a track's best crop, and what a moth filter
-called it (``filter_class``). Columns are
+the detector's ``detection_score``), to pick a track's best crop, what a moth filter
+called it (``filter_class``), and why the track is not counted (``track_uncounted``;
+a tracks.csv without the column counts every track). Columns are
 described in docs/reference/tracks-csv.md. No torch.
 """
 
@@ -30,7 +31,7 @@ REQUIRED_COLUMNS = (
 # every column a count reads: the required ones and those it uses when present
 _USED = (
     *REQUIRED_COLUMNS, "crop", "prediction", "prediction_prob", "detection_score",
-    "detection_class", "filter_class",
+    "detection_class", "filter_class", "track_uncounted",
 )  # fmt: skip
 
 
@@ -56,6 +57,7 @@ class TrackedDetection:
     detection_class: str
     filter_class: str = ""  # what a moth filter called the crop (moths-infer --pipeline)
     answered: bool = True  # the classifier answered for this crop (a filter may stop it)
+    uncounted: str = ""  # why the track is no individual (moths-track's track_uncounted)
 
 
 def read_tracks(path: str | os.PathLike) -> list[TrackedDetection]:
@@ -122,6 +124,7 @@ def _row(path: Path, line: int, row: dict[str, str]) -> TrackedDetection:
         detection_class=text("detection_class"),
         filter_class=text("filter_class"),
         answered=bool(text("prediction")),
+        uncounted=text("track_uncounted"),
     )
 
 
