@@ -15,9 +15,8 @@ distribution (the name, version and modification time of each ``.dist-info``, an
 ``.pth`` files), the size and modification time of each file of code outside the
 installed distributions that the command can load (an editable install of
 moths-framework or a plugin, a module a ``class_path`` names), and each file the
-arguments name (``--config``, and the files a config names in turn): its size,
-modification time and, up to 1 MiB, its content. Anything else changes the key's
-inputs, never the text.
+arguments name (``--config``, and the files a config, a YAML or JSON file up to 64 KiB,
+names in turn): its size, modification time and, up to 1 MiB, its content.
 
 A cache folder that cannot be read or written is passed over, never an error, and
 ``MOTHS_NO_HELP_CACHE=1`` turns the cache off. Only a ``--help`` (``-h``) is kept,
@@ -49,6 +48,7 @@ NO_HELP_CACHE_ENV = "MOTHS_NO_HELP_CACHE"
 _HELP_FLAGS = ("-h", "--help")
 _KEPT = 32  # help texts kept; older ones are removed when a new one is written
 _HASHED_UP_TO = 1 << 20  # a named file larger than this is keyed by size and time alone
+_CONFIG_UP_TO = 64 << 10  # a YAML or JSON file up to this size is a config: its names count
 _ENV_PREFIXES = ("MOTHS_", "JSONARGPARSE_", "PL_", "LIGHTNING_", "TORCH", "PYTORCH_")
 _LOCALE_ENV = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 _RECORD_SUFFIXES = (".dist-info", ".egg-info", ".egg-link", ".pth")
@@ -245,14 +245,16 @@ def _existing_file(value: str, base: Path) -> Path | None:
 
 
 def _strings_in_config(path: Path) -> list[str]:
-    """Every string in a small YAML or JSON file (none in another file)."""
-    if path.suffix not in (".yaml", ".yml", ".json") or path.stat().st_size > _HASHED_UP_TO:
+    """Every string in a YAML or JSON file of a config's size (none in another file: a
+    data file, such as a COCO file, names images, not options)."""
+    if path.suffix not in (".yaml", ".yml", ".json") or path.stat().st_size > _CONFIG_UP_TO:
         return []
     import yaml  # only when a config is named
 
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+        tree = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
         return []
     strings, todo = [], [tree]
     while todo:
