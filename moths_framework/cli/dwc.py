@@ -1,7 +1,9 @@
 """``moths-dwc``: ``occurrences.csv`` to a Darwin Core Archive for GBIF.
 
 Parses, then calls :mod:`moths_framework.occurrences` (the records and EML) and
-writes the archive (a ``.zip`` or a folder) and its ``run.json``. Imports no torch.
+writes the archive (a ``.zip`` or a folder) and its ``run.json``: occurrence core, or
+with ``--core event`` a sampling-event archive whose events are moths-track's
+``nights.csv``. Imports no torch.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from moths_framework.nights.deployments import read_deployments
+from moths_framework.nights.sampled_nights import read_nights
 from moths_framework.occurrences.archive import write_archive
 from moths_framework.occurrences.counts import read_occurrences
 from moths_framework.occurrences.dataset import read_dataset
@@ -54,6 +57,19 @@ def parser() -> argparse.ArgumentParser:
         help="the archive: a .zip file, or else a folder; replaced only when moths-dwc wrote it",
     )
     p.add_argument(
+        "--core",
+        choices=("occurrence", "event"),
+        default="occurrence",
+        help="occurrence: one record per taxon per night (default); event: a sampling-event "
+        "archive, one event per night sampled (nights without a moth too) and per "
+        "deployment, the occurrences linked to their night; needs --nights",
+    )
+    p.add_argument(
+        "--nights",
+        help="nights.csv, written by moths-track beside tracks.csv: the nights sampled "
+        "(with --core event)",
+    )
+    p.add_argument(
         "--include-other",
         action="store_true",
         help="keep 'Other' (novel) and unanswered individuals, as the order Lepidoptera "
@@ -63,12 +79,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run ``moths-dwc``; 0 when the archive was written, 1 when there is no occurrence to
-    write (nothing written), 2 on a usage error."""
+    """Run ``moths-dwc``; 0 when the archive was written, 1 when there is nothing to
+    write (no occurrence, nor with --core event a night; nothing written), 2 on a usage
+    error."""
     opts = parser().parse_args(args)
     run = Run(PROG, args)
     output = Path(opts.output)
     try:
+        _check_core(opts)
         _check_output(output)
         dataset = read_dataset(opts.dataset)
         export = prepare_export(
@@ -77,17 +95,23 @@ def main(args: list[str] | None = None) -> int:
             dataset,
             read_provenance(opts.occurrences),
             opts.include_other,
+            read_nights(opts.nights) if opts.nights else None,
         )
-        if not export.records:
+        if not export.records and not export.event_core:
             print(_nothing_to_write(export, opts.occurrences), file=sys.stderr)
             return 1
-        for path in (opts.occurrences, opts.deployments, opts.dataset):
+        for path in (opts.occurrences, opts.deployments, opts.dataset, opts.nights):
             if path:
                 run.add_input(path)
-        run.settings |= {"include_other": opts.include_other, "license": dataset.license}
+        run.settings |= {
+            "core": opts.core,
+            "include_other": opts.include_other,
+            "license": dataset.license,
+        }
         eml = eml_xml(dataset, export.coverage, export.methods, date.today().isoformat())
         output.parent.mkdir(parents=True, exist_ok=True)
-        write_archive(output, export.records, eml, run.record(output), PROG)
+        core, extensions = export.data_files()
+        write_archive(output, core, extensions, eml, run.record(output), PROG)
     except (OSError, ValueError) as error:  # TracksError, DeploymentError, DatasetError ...
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -97,6 +121,16 @@ def main(args: list[str] | None = None) -> int:
     print(_summary(export, dataset.license, output))
     _warnings(export, opts.dataset is None, dataset.license)
     return 0
+
+
+def _check_core(opts) -> None:
+    """--core event comes with --nights, and --nights only with it."""
+    if opts.core == "event" and not opts.nights:
+        raise ValueError(
+            "--core event needs --nights nights.csv (moths-track writes it beside tracks.csv)"
+        )
+    if opts.nights and opts.core != "event":
+        raise ValueError("--nights makes the events of --core event; add --core event")
 
 
 def _nothing_to_write(export: DarwinCoreExport, occurrences: str) -> str:
@@ -139,8 +173,16 @@ def _summary(export: DarwinCoreExport, license_name: str, output: Path) -> str:
     individuals = sum(int(r["individualCount"]) for r in export.records)
     left = sum(export.left_out.values())
     words = kinds_in_words(export.left_out)
+    events = ""
+    if export.event_core:
+        nights = {r["eventID"] for r in export.events if r["parentEventID"]}
+        empty = len(nights - {r["eventID"] for r in export.records})
+        events = (
+            f"{export.nights} night{'s' * (export.nights != 1)} as events "
+            f"({empty} without an occurrence), "
+        )
     return (
-        f"{PROG}: {len(export.records)} occurrence{'s' * (len(export.records) != 1)} "
+        f"{PROG}: {events}{len(export.records)} occurrence{'s' * (len(export.records) != 1)} "
         f"({individuals} individuals) under {license_name}; "
         f"left out {left} individual{'s' * (left != 1)}{f' ({words})' if words else ''}; "
         f"wrote {output}"

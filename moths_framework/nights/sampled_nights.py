@@ -22,10 +22,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moths_framework.atomic_files import replaced_atomically
 from moths_framework.csv_cells import from_spreadsheet_safe, spreadsheet_safe
-from moths_framework.nights.frame_times import FrameTime
+
+if TYPE_CHECKING:  # moths-dwc reads nights.csv on the base install (frame_times needs tqdm)
+    from moths_framework.nights.frame_times import FrameTime
 
 __all__ = [
     "NIGHTS_CSV",

@@ -1,9 +1,12 @@
-"""A Darwin Core Archive: ``occurrence.txt``, ``meta.xml``, ``eml.xml`` and ``run.json``.
+"""A Darwin Core Archive: its data files, ``meta.xml``, ``eml.xml`` and ``run.json``.
 
-``occurrence.txt`` is UTF-8, tab-separated, one header line, no quoting (no cell
-holds a tab or line break); ``meta.xml`` declares it the core with row type
-``http://rs.tdwg.org/dwc/terms/Occurrence``, ``occurrenceID`` (column 0) as its id
-and each column's term URI, and names ``eml.xml`` as the metadata. ``run.json`` (the
+Two shapes. Occurrence core (the default): ``occurrence.txt``, one record per
+occurrence, ``occurrenceID`` its id. Sampling-event core: ``event.txt``, one record
+per event (``eventID`` its id), with ``occurrence.txt`` as an extension whose
+``eventID`` column links each occurrence to its event (meta.xml's ``coreid``). Each
+data file is UTF-8, tab-separated, one header line of term names, no quoting (no cell
+holds a tab or line break); ``meta.xml`` declares each file's row type and each
+column's term URI, and names ``eml.xml`` as the metadata. ``run.json`` (the
 provenance of the archive and, through its inputs, of every step before it) rides
 along; meta.xml lists only the Darwin Core files. Written as a zip (``.zip``) or a
 folder. No torch.
@@ -16,63 +19,89 @@ import os
 import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from moths_framework.atomic_files import replaced_atomically, temporary_folder_beside
-from moths_framework.occurrences.darwin_core import TERMS, term_uri
+from moths_framework.occurrences.darwin_core import DWC, term_uri
 from moths_framework.output_folders import replace_folder
 
 __all__ = [
-    "CORE_FILE",
+    "EVENT_ROW_TYPE",
     "OCCURRENCE_ROW_TYPE",
+    "DataFile",
+    "data_text",
     "meta_xml",
-    "occurrence_txt",
     "write_archive",
 ]
 
-CORE_FILE, META_FILE, EML_FILE, RUN_FILE = "occurrence.txt", "meta.xml", "eml.xml", "run.json"
-OCCURRENCE_ROW_TYPE = "http://rs.tdwg.org/dwc/terms/Occurrence"
+META_FILE, EML_FILE, RUN_FILE = "meta.xml", "eml.xml", "run.json"
+OCCURRENCE_ROW_TYPE = DWC + "Occurrence"
+EVENT_ROW_TYPE = DWC + "Event"
 _TEXT_NAMESPACE = "http://rs.tdwg.org/dwc/text/"
 
 
-def meta_xml(terms: Sequence[str] = TERMS) -> str:
-    """The archive descriptor: the core file, its format, id column and term per column."""
-    fields = "\n".join(
-        f'    <field index="{index}" term="{term_uri(term)}"/>' for index, term in enumerate(terms)
-    )
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of the archive: its name, row type, columns (terms) and records;
+    ``key``: the term of its id column (the core's own id, or an extension's link to
+    the core)."""
+
+    name: str
+    row_type: str
+    terms: Sequence[str]
+    records: Sequence[Mapping[str, str]]
+    key: str
+
+
+def meta_xml(core: DataFile, extensions: Sequence[DataFile] = ()) -> str:
+    """The archive descriptor: each file, its format, id column and term per column."""
+    parts = [_file_xml("core", core, "id")]
+    parts += [_file_xml("extension", extension, "coreid") for extension in extensions]
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<archive xmlns="{_TEXT_NAMESPACE}" metadata="{EML_FILE}">\n'
-        '  <core encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" '
-        f'fieldsEnclosedBy="" ignoreHeaderLines="1" rowType="{OCCURRENCE_ROW_TYPE}">\n'
-        f"    <files>\n      <location>{CORE_FILE}</location>\n    </files>\n"
-        '    <id index="0"/>\n'
-        f"{fields}\n"
-        "  </core>\n"
-        "</archive>\n"
+        + "".join(parts)
+        + "</archive>\n"
     )
 
 
-def occurrence_txt(records: Sequence[Mapping[str, str]], terms: Sequence[str] = TERMS) -> str:
-    """The core file: a header of term names, then one tab-separated line per record."""
-    lines = ["\t".join(terms), *("\t".join(record[t] for t in terms) for record in records)]
+def _file_xml(tag: str, data: DataFile, id_tag: str) -> str:
+    fields = "\n".join(
+        f'    <field index="{index}" term="{term_uri(term)}"/>'
+        for index, term in enumerate(data.terms)
+    )
+    return (
+        f'  <{tag} encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" '
+        f'fieldsEnclosedBy="" ignoreHeaderLines="1" rowType="{data.row_type}">\n'
+        f"    <files>\n      <location>{data.name}</location>\n    </files>\n"
+        f'    <{id_tag} index="{list(data.terms).index(data.key)}"/>\n'
+        f"{fields}\n"
+        f"  </{tag}>\n"
+    )
+
+
+def data_text(data: DataFile) -> str:
+    """A data file's text: a header of term names, then one tab-separated line per record."""
+    lines = ["\t".join(data.terms), *("\t".join(r[t] for t in data.terms) for r in data.records)]
     return "\n".join(lines) + "\n"
 
 
 def write_archive(
     output: str | os.PathLike,
-    records: Sequence[Mapping[str, str]],
+    core: DataFile,
+    extensions: Sequence[DataFile],
     eml: str,
     run_record: Mapping[str, Any],
     command: str,
 ) -> None:
     """Write the archive to ``output``: a zip when it ends in ``.zip`` (atomically), else a
     folder (replaced only when ``command`` wrote it; see :mod:`.output_folders`)."""
-    files = {
-        CORE_FILE: occurrence_txt(records),
-        META_FILE: meta_xml(),
+    files = {data.name: data_text(data) for data in (core, *extensions)}
+    files |= {
+        META_FILE: meta_xml(core, extensions),
         EML_FILE: eml,
         RUN_FILE: json.dumps(run_record, indent=1, ensure_ascii=False, default=str) + "\n",
     }

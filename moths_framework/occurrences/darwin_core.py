@@ -7,7 +7,10 @@ last seen, ``basisOfRecord`` ``MachineObservation``, ``identifiedBy`` the classi
 from ``deployments.csv``. ``occurrenceID`` is stable: the same deployment, night,
 taxon and classifier give the same id in every export. ``Other`` and unanswered
 tracks, when asked for, are recorded as the order Lepidoptera with the model's words
-in ``verbatimIdentification``. The terms are in docs/commands/darwin-core.md. No torch.
+in ``verbatimIdentification``. ``taxonRank`` takes GBIF's rank vocabulary
+(:data:`TAXON_RANKS`); a hierarchy's own rank outside it (``group``, ``macro``) leaves
+``taxonRank`` empty and is kept in ``verbatimTaxonRank``, which always holds the rank
+as the model named it. The terms are in docs/commands/darwin-core.md. No torch.
 """
 
 from __future__ import annotations
@@ -24,7 +27,19 @@ from moths_framework.occurrences.counts import Occurrence
 from moths_framework.occurrences.dataset import DatasetInfo
 from moths_framework.occurrences.taxa import TAXON, kind_of
 
-__all__ = ["DWC", "DCTERMS", "TERMS", "Identification", "darwin_core_record", "term_uri"]
+__all__ = [
+    "DCTERMS",
+    "DWC",
+    "TAXON_RANKS",
+    "TERMS",
+    "Identification",
+    "darwin_core_record",
+    "interval",
+    "one_line",
+    "place_terms",
+    "taxon_rank",
+    "term_uri",
+]
 
 DWC = "http://rs.tdwg.org/dwc/terms/"
 DCTERMS = "http://purl.org/dc/terms/"
@@ -34,7 +49,7 @@ TERMS = (
     "eventID", "eventDate", "samplingProtocol", "samplingEffort",
     "locationID", "countryCode", "decimalLatitude", "decimalLongitude", "geodeticDatum",
     "coordinateUncertaintyInMeters",
-    "scientificName", "taxonRank", "kingdom", "phylum", "class", "order",
+    "scientificName", "taxonRank", "verbatimTaxonRank", "kingdom", "phylum", "class", "order",
     "verbatimIdentification", "identifiedBy", "dateIdentified",
     "identificationVerificationStatus", "identificationRemarks",
     "individualCount", "associatedMedia", "occurrenceRemarks",
@@ -42,6 +57,22 @@ TERMS = (
 _DCTERMS_TERMS = {"license"}
 HIGHER_TAXA = {"kingdom": "Animalia", "phylum": "Arthropoda", "class": "Insecta"}
 ORDER = "Lepidoptera"
+# GBIF's rank vocabulary (http://rs.gbif.org/vocabulary/gbif/rank), its Linnaean ranks
+# from domain to form: what taxonRank may hold.
+TAXON_RANKS = frozenset(
+    """domain superkingdom kingdom subkingdom infrakingdom superphylum phylum subphylum
+    infraphylum superclass class subclass infraclass superorder order suborder infraorder
+    parvorder superfamily family subfamily infrafamily supertribe tribe subtribe infratribe
+    genus subgenus infragenus section subsection series subseries species subspecies
+    variety subvariety form subform""".split()
+)
+
+
+def taxon_rank(rank: str) -> str:
+    """``rank`` as Darwin Core's ``taxonRank`` (GBIF's vocabulary, lower case), or ``""``
+    for a rank outside it (a hierarchy's own, such as ``group``)."""
+    name = rank.strip().lower()
+    return name if name in TAXON_RANKS else ""
 
 
 def term_uri(term: str) -> str:
@@ -80,7 +111,6 @@ def darwin_core_record(
     """The :data:`TERMS` of one occurrence (empty strings where nothing is known)."""
     taxon, rank = occurrence.taxon, occurrence.taxon_rank
     is_taxon = kind_of(taxon) == TAXON
-    located = deployment.latitude is not None and deployment.longitude is not None
     key = "/".join([occurrence.deployment, occurrence.night, _slug(taxon or "unidentified")])
     record = {
         "occurrenceID": f"{dataset.occurrence_id_prefix}{key}/{identification.model_key}",
@@ -90,19 +120,12 @@ def darwin_core_record(
         "datasetID": dataset.dataset_id,
         "datasetName": dataset.title,
         "eventID": f"{occurrence.deployment}/{occurrence.night}",
-        "eventDate": _interval(occurrence.first_seen, occurrence.last_seen),
-        "samplingProtocol": dataset.sampling_protocol or _protocol(deployment.trap_type),
+        "eventDate": interval(occurrence.first_seen, occurrence.last_seen),
         "samplingEffort": "1 trap-night",
-        "locationID": occurrence.deployment,
-        "countryCode": dataset.country_code,
-        "decimalLatitude": _number(deployment.latitude),
-        "decimalLongitude": _number(deployment.longitude),
-        "geodeticDatum": "WGS84" if located else "",
-        "coordinateUncertaintyInMeters": _number(dataset.coordinate_uncertainty_m)
-        if located
-        else "",
+        **place_terms(deployment, dataset),
         "scientificName": taxon if is_taxon else ORDER,
-        "taxonRank": rank if is_taxon else "order",
+        "taxonRank": taxon_rank(rank) if is_taxon else "order",
+        "verbatimTaxonRank": rank if is_taxon else "",
         **HIGHER_TAXA,
         "order": ORDER,
         "verbatimIdentification": taxon,
@@ -118,14 +141,31 @@ def darwin_core_record(
             "light-trap camera"
         ),
     }
-    return {term: _one_line(record[term]) for term in TERMS}
+    return {term: one_line(record[term]) for term in TERMS}
+
+
+def place_terms(deployment: Deployment, dataset: DatasetInfo) -> dict[str, str]:
+    """Where and how a deployment sampled: ``samplingProtocol``, ``locationID``,
+    ``countryCode``, the coordinates, their datum and uncertainty (empty when unknown)."""
+    located = deployment.latitude is not None and deployment.longitude is not None
+    return {
+        "samplingProtocol": dataset.sampling_protocol or _protocol(deployment.trap_type),
+        "locationID": deployment.id,
+        "countryCode": dataset.country_code,
+        "decimalLatitude": _number(deployment.latitude),
+        "decimalLongitude": _number(deployment.longitude),
+        "geodeticDatum": "WGS84" if located else "",
+        "coordinateUncertaintyInMeters": _number(dataset.coordinate_uncertainty_m)
+        if located
+        else "",
+    }
 
 
 def _slug(text: str) -> str:
     return re.sub(r"\s+", "_", text.strip())
 
 
-def _interval(first: str, last: str) -> str:
+def interval(first: str, last: str) -> str:
     """ISO 8601: one time, or ``first/last``."""
     return first if first == last else f"{first}/{last}"
 
@@ -158,6 +198,6 @@ def _media(crop: str, base_url: str) -> str:
     return urljoin(base_url if base_url.endswith("/") else base_url + "/", quote(relative))
 
 
-def _one_line(value: str) -> str:
+def one_line(value: str) -> str:
     """A cell of a tab-separated file: no tab or line break inside."""
     return re.sub(r"[\t\r\n]+", " ", value)

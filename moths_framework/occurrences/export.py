@@ -4,7 +4,9 @@ The occurrences come from ``occurrences.csv``; the models and settings from the
 run.json chain behind it (occurrences.csv's record, tracks.csv's inside it,
 detections.csv's inside that). ``Other``, non-moth and unanswered occurrences are
 left out unless ``include_other`` (then ``Other`` and unanswered ones are kept as the
-order Lepidoptera; a non-moth is never a moth occurrence). No torch.
+order Lepidoptera; a non-moth is never a moth occurrence). With the nights sampled
+(``nights.csv``) the archive is a sampling-event one: an event per deployment and per
+night, nights without an occurrence included, the occurrences an extension. No torch.
 """
 
 from __future__ import annotations
@@ -16,13 +18,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moths_framework.nights.deployments import Deployments
+from moths_framework.nights.sampled_nights import SampledNight
+from moths_framework.occurrences.archive import (
+    EVENT_ROW_TYPE,
+    OCCURRENCE_ROW_TYPE,
+    DataFile,
+)
 from moths_framework.occurrences.counts import Occurrence
 from moths_framework.occurrences.darwin_core import (
+    TERMS,
     Identification,
     darwin_core_record,
+    taxon_rank,
 )
 from moths_framework.occurrences.dataset import DatasetInfo
 from moths_framework.occurrences.eml import Coverage
+from moths_framework.occurrences.events import (
+    EVENT_TERMS,
+    event_records,
+    individuals_by_event,
+)
 from moths_framework.occurrences.taxa import NON_MOTH, TAXON, kind_of, kinds_in_words
 from moths_framework.provenance import models_in, runs_in
 
@@ -31,14 +46,33 @@ __all__ = ["DarwinCoreExport", "prepare_export"]
 
 @dataclass
 class DarwinCoreExport:
-    """The records of ``occurrence.txt``, the EML's coverage and methods, and what was
-    left out (individuals per kind: ``other``, ``non-moth``, ``unidentified``)."""
+    """The records of ``occurrence.txt`` (and of ``event.txt``: ``events``, empty for an
+    occurrence-core archive), the EML's coverage and methods, and what was left out
+    (individuals per kind: ``other``, ``non-moth``, ``unidentified``)."""
 
     records: list[dict[str, str]]
     coverage: Coverage
     methods: list[str]
     identification: Identification
     left_out: Counter[str] = field(default_factory=Counter)
+    events: list[dict[str, str]] = field(default_factory=list)
+    nights: int = 0  # nights sampled (event core)
+
+    @property
+    def event_core(self) -> bool:
+        """Whether the archive is a sampling-event one."""
+        return bool(self.events)
+
+    def data_files(self) -> tuple[DataFile, list[DataFile]]:
+        """The archive's core and extensions: ``occurrence.txt`` alone, or ``event.txt``
+        with ``occurrence.txt`` (``eventID`` first, its link to the core)."""
+        if not self.event_core:
+            return DataFile("occurrence.txt", OCCURRENCE_ROW_TYPE, TERMS, self.records,
+                            "occurrenceID"), []  # fmt: skip
+        linked = ("eventID", *(term for term in TERMS if term != "eventID"))
+        return DataFile("event.txt", EVENT_ROW_TYPE, EVENT_TERMS, self.events, "eventID"), [
+            DataFile("occurrence.txt", OCCURRENCE_ROW_TYPE, linked, self.records, "eventID")
+        ]
 
 
 def prepare_export(
@@ -47,19 +81,25 @@ def prepare_export(
     dataset: DatasetInfo,
     provenance: Mapping[str, Any] | None,
     include_other: bool = False,
+    nights: Sequence[SampledNight] | None = None,
 ) -> DarwinCoreExport:
-    """The archive's content for ``occurrences`` (see the module).
+    """The archive's content for ``occurrences`` (see the module); ``nights``: the nights
+    sampled, for a sampling-event archive (``None``: occurrence core).
 
     Raises:
-        ValueError: ``deployments`` lists none of a deployment of ``occurrences``.
+        ValueError: ``deployments`` lists none of a deployment of ``occurrences`` (or of
+            ``nights``), or ``nights`` lacks a night of ``occurrences``.
     """
     listed = {row.id for row in deployments.rows or []}
-    unlisted = sorted({o.deployment for o in occurrences} - listed)
-    if unlisted:
-        raise ValueError(
-            f"deployment {unlisted[0]!r} of occurrences.csv is not in the deployments table "
-            "(its place is needed for each record); add a row for it"
-        )
+    for what, rows in (("occurrences.csv", occurrences), ("nights.csv", nights or [])):
+        unlisted = sorted({row.deployment for row in rows} - listed)
+        if unlisted:
+            raise ValueError(
+                f"deployment {unlisted[0]!r} of {what} is not in the deployments table "
+                "(its place is needed for each record); add a row for it"
+            )
+    if nights is not None:
+        _check_nights(occurrences, nights)
     identification = _identification(provenance)
     kept, left_out = [], Counter()
     for occurrence in occurrences:
@@ -71,13 +111,29 @@ def prepare_export(
     records = [
         darwin_core_record(o, deployments.get(o.deployment), identification, dataset) for o in kept
     ]
+    events = []
+    if nights is not None:
+        events = event_records(nights, deployments, dataset, individuals_by_event(records))
     return DarwinCoreExport(
         records=records,
-        coverage=_coverage(kept or occurrences, deployments),
-        methods=_methods(provenance, left_out, include_other),
+        coverage=_coverage(kept or occurrences, deployments, nights),
+        methods=_methods(provenance, left_out, include_other, nights, records),
         identification=identification,
         left_out=left_out,
+        events=events,
+        nights=len(nights or []),
     )
+
+
+def _check_nights(occurrences: Sequence[Occurrence], nights: Sequence[SampledNight]) -> None:
+    sampled = {(n.deployment, n.night) for n in nights}
+    missing = sorted({(o.deployment, o.night) for o in occurrences} - sampled)
+    if missing:
+        deployment, night = missing[0]
+        raise ValueError(
+            f"night {night} of {deployment!r} has occurrences but is not in nights.csv: "
+            "give the nights.csv moths-track wrote beside these tracks"
+        )
 
 
 def _identification(provenance: Mapping[str, Any] | None) -> Identification:
@@ -90,20 +146,33 @@ def _identification(provenance: Mapping[str, Any] | None) -> Identification:
     return Identification(classifiers, dates[0] if dates else "")
 
 
-def _coverage(occurrences: Sequence[Occurrence], deployments: Deployments) -> Coverage:
-    used = sorted({o.deployment for o in occurrences})
+def _coverage(
+    occurrences: Sequence[Occurrence],
+    deployments: Deployments,
+    nights: Sequence[SampledNight] | None,
+) -> Coverage:
+    """What the records span: the occurrences' deployments and nights, or every night
+    sampled (event core: a night without a moth is data too)."""
+    sampled = nights or occurrences
+    used = sorted({o.deployment for o in sampled})
     points = []
     for name in used:
         place = deployments.get(name)
         if place.latitude is not None and place.longitude is not None:
             points.append((place.latitude, place.longitude))
-    nights = sorted(o.night for o in occurrences) or [""]
-    taxa = sorted({(o.taxon_rank, o.taxon) for o in occurrences if kind_of(o.taxon) == TAXON})
-    return Coverage(points, nights[0], nights[-1], used, taxa)
+    dates = sorted(o.night for o in sampled) or [""]
+    taxa = sorted(
+        {(taxon_rank(o.taxon_rank), o.taxon) for o in occurrences if kind_of(o.taxon) == TAXON}
+    )
+    return Coverage(points, dates[0], dates[-1], used, taxa)
 
 
 def _methods(
-    provenance: Mapping[str, Any] | None, left_out: Counter[str], include_other: bool
+    provenance: Mapping[str, Any] | None,
+    left_out: Counter[str],
+    include_other: bool,
+    nights: Sequence[SampledNight] | None,
+    records: Sequence[Mapping[str, str]],
 ) -> list[str]:
     runs = list(runs_in(provenance))
     steps = [
@@ -117,6 +186,16 @@ def _methods(
         "the confidence-weighted vote of its detections. individualCount is the number of tracks "
         "of a taxon at a deployment in a night. Identifications are by machine, unverified."
     )
+    if nights is not None:
+        with_records = {record["eventID"] for record in records}
+        empty = sum(f"{n.deployment}/{n.night}" not in with_records for n in nights)
+        steps.append(
+            f"Sampling events: each night a deployment's camera photographed the sheet is an "
+            f"event (eventID deployment/night, its parent the deployment's event), from the "
+            f"first frame to the last; {len(nights)} night{'s' * (len(nights) != 1)} sampled, "
+            f"{empty} without an occurrence in this archive (no moth of a kept kind was "
+            "counted that night: an absence)."
+        )
     if sum(left_out.values()):
         words = kinds_in_words(left_out)
         hint = "" if include_other else " (--include-other keeps Other and unanswered ones)"
