@@ -193,8 +193,8 @@ def _methods(
             f"Sampling events: each night a deployment's camera photographed the sheet is an "
             f"event (eventID deployment/night, its parent the deployment's event), from the "
             f"first frame to the last; {len(nights)} night{'s' * (len(nights) != 1)} sampled, "
-            f"{empty} without an occurrence in this archive (no moth of a kept kind was "
-            "counted that night: an absence)."
+            f"{empty} without an occurrence in this archive: the trap ran and no moth of the "
+            "kinds kept here was counted."
         )
     if sum(left_out.values()):
         words = kinds_in_words(left_out)
