@@ -64,3 +64,15 @@ def test_the_archive_names_the_models_behind_each_count(tmp_path, capsys) -> Non
         "classifier": _sha256(classifier),
     }
     assert "2 individuals" in capsys.readouterr().out
+
+    # the same night as a sampling event, from the nights.csv moths-track wrote
+    events = tmp_path / "events.zip"
+    nights = ["--core", "event", "--nights", str(tmp_path / "nights.csv")]
+    assert (
+        dwc([str(occurrences), *places, "--output", str(events), "--include-other", *nights]) == 0
+    )
+    with DwCAReader(str(events)) as reader:
+        found = {row.id: [e.data for e in row.extensions] for row in reader}
+    assert sorted(found) == ["garden", "garden/2024-07-01"]
+    count_term = "http://rs.tdwg.org/dwc/terms/individualCount"
+    assert sum(int(o[count_term]) for o in found["garden/2024-07-01"]) == 2
