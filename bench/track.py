@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 DETECTOR = REPO / "zoo/nl-moths-demo-detector/1.0.0/model.onnx"
 CLASSIFIER = REPO / "zoo/nl-moths-demo/1.0.0/model.onnx"
 MISSED = 0.1  # the true-box detector's misses
-HELD_OUT_SEED = 2026  # the defaults were tuned on seed 7 (bench/README.md)
+HELD_OUT_SEED = 2026  # the defaults were chosen on seeds 7, 1-5 (bench/README.md)
 
 
 def main(args: list[str] | None = None) -> None:
