@@ -22,7 +22,7 @@ from moths_framework.inference.prediction import (
     softmax,
     top_k,
 )
-from moths_framework.inference.preprocess import model_input, preprocess
+from moths_framework.inference.preprocess import crop_input, model_input, preprocess
 from moths_framework.inference.providers import EngineSettings
 from moths_framework.inference.rollup import (
     check_rollup_method,
@@ -184,6 +184,33 @@ class OnnxClassifier:
         ``[3, H, W]``, as :meth:`predict` does (``fast_decode`` included)."""
         p = self.metadata.preprocessing
         return model_input(image, p, fast=self.fast_decode, max_pixels=max_pixels)
+
+    def crop_input(self, image: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
+        """One model input from ``box`` (left, top, right, bottom, whole pixels) of an RGB
+        image, a frame say: :meth:`preprocess` of ``image.crop(box)``, resizing only the
+        pixels its centre crop keeps (see :func:`.preprocess.crop_input`)."""
+        return crop_input(image, box, self.metadata.preprocessing)
+
+    def predict_crops(
+        self,
+        image: Image.Image,
+        boxes: Sequence[tuple[int, int, int, int]],
+        top_k: int = 5,
+        batch_size: int = 32,
+    ) -> list[Prediction]:
+        """Classify boxes of one RGB image (a frame's crops): one :class:`Prediction` per
+        box, in order, its source ``#1``, ``#2``, ...; what :meth:`predict` gives for the
+        crops cut (see :meth:`crop_input`)."""
+        if top_k < 1 or batch_size < 1:
+            raise ValueError(f"top_k and batch_size must be >= 1, got {top_k} and {batch_size}")
+        predictions = []
+        for start in range(0, len(boxes), batch_size):
+            batch = [
+                Decoded(f"#{start + i + 1}", self.crop_input(image, box), None)
+                for i, box in enumerate(boxes[start : start + batch_size])
+            ]
+            predictions.extend(self._classify(batch, top_k))
+        return predictions
 
     def logits(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw logits per rank for a preprocessed batch ``[N, 3, H, W]``."""

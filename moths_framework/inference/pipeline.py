@@ -7,8 +7,11 @@ at most two frames are held in memory at full resolution, however many frames a
 night has. The detector
 finds the boxes; each box, widened by a margin and clamped to the frame, is cut
 from the full-resolution frame; :class:`OnnxClassifier` classifies the crops in
-batches, with its own preprocessing and roll-up. A frame that cannot be decoded
-is a result with ``error`` set, never the end of the run. No torch.
+batches, with its own preprocessing and roll-up. The classifier's input is made
+straight from the frame (:meth:`OnnxClassifier.predict_crops`): only the pixels
+its centre crop keeps are resized, so a sliver box costs what a square one does.
+A frame that cannot be decoded is a result with ``error`` set, never the end of the
+run. No torch.
 """
 
 from __future__ import annotations
@@ -93,15 +96,18 @@ class MothFilter:
     positive: str = "moth"
     threshold: float = 0.5
 
-    def judge(self, crops: list[Image.Image], batch_size: int) -> list[tuple[str, float]]:
-        """Each crop's (class, probability of ``positive``): ``positive`` when it passes,
-        else the likeliest other class."""
+    def judge(
+        self, image: Image.Image, boxes: list[Box], batch_size: int
+    ) -> list[tuple[str, float]]:
+        """Each box's crop of ``image``: (class, probability of ``positive``), ``positive``
+        when it passes, else the likeliest other class."""
         rank = self.model.hierarchy.ranks[0]
         classes = self.model.hierarchy.classes(rank)
         positive = classes.index(self.positive)
         out = []
-        for start in range(0, len(crops), batch_size):
-            batch = np.stack([self.model.preprocess(c) for c in crops[start : start + batch_size]])
+        for start in range(0, len(boxes), batch_size):
+            cut = boxes[start : start + batch_size]
+            batch = np.stack([self.model.crop_input(image, box) for box in cut])
             for row in self.model.probabilities(batch)[rank]:
                 others = row.copy()
                 others[positive] = -1.0
@@ -200,18 +206,18 @@ class Pipeline:
         width, height = frame.size
         detections = self.detector.detect_input(frame.input, frame.size)
         boxes = [crop_box(d.box, self.crop_margin, width, height) for d in detections]
-        crops = [_cut(frame.image, box) for box in boxes] if self.cuts_crops else []
         judged = [(None, None)] * len(boxes)
-        if self.moth_filter is not None and crops:
-            judged = self.moth_filter.judge(crops, self.batch_size)
+        if self.moth_filter is not None and boxes:
+            judged = self.moth_filter.judge(frame.image, boxes, self.batch_size)
         passed = [i for i, (name, _) in enumerate(judged) if name in (None, self._positive)]
         predictions: list[Prediction | None] = [None] * len(boxes)
-        if self.classifier is not None:
-            for i, p in zip(
-                passed, self._classify(source, [crops[i] for i in passed]), strict=True
-            ):
+        if self.classifier is not None and passed:
+            found = self.classifier.predict_crops(
+                frame.image, [boxes[i] for i in passed], self.top_k, self.batch_size
+            )
+            for i, p in zip(passed, found, strict=True):
                 predictions[i] = dataclasses.replace(p, source=f"{source}#{i + 1}")
-        kept = crops if self.keep_crops else [None] * len(boxes)
+        kept = [_cut(frame.image, b) for b in boxes] if self.keep_crops else [None] * len(boxes)
         parts = zip(detections, boxes, predictions, kept, judged, strict=True)
         return FrameResult(
             source, frame.size, [FrameDetection(d, b, p, c, *j) for d, b, p, c, j in parts]
@@ -220,9 +226,6 @@ class Pipeline:
     @property
     def _positive(self) -> str | None:
         return self.moth_filter.positive if self.moth_filter is not None else None
-
-    def _classify(self, source: str, crops: list[Image.Image]) -> list[Prediction]:
-        return self.classifier.predict(crops, self.top_k, self.batch_size) if crops else []
 
 
 def _cut(image: Image.Image, box: Box) -> Image.Image:

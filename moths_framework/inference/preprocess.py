@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from moths_framework.images import ImageSource
+from moths_framework.inference.frame_crops import cut_centre_crop
 from moths_framework.preprocessing import Preprocessing
 from moths_framework.scaled_decode import (
     RESAMPLING,
@@ -28,6 +29,7 @@ from moths_framework.scaled_decode import (
 
 __all__ = [
     "center_crop_box",
+    "crop_input",
     "model_input",
     "normalise",
     "preprocess",
@@ -63,6 +65,16 @@ def model_input(
         source, eval_region(p), RESAMPLING[p.interpolation], fast=fast, max_pixels=max_pixels
     )
     return normalise(image, p)
+
+
+def crop_input(image: Image.Image, box: tuple[int, int, int, int], p: Preprocessing) -> np.ndarray:
+    """One model input from ``box`` (left, top, right, bottom, whole pixels) of an RGB image:
+    :func:`preprocess` of ``image.crop(box)``, resizing only what its centre crop keeps
+    (:func:`~moths_framework.inference.frame_crops.cut_centre_crop`: where a sliver's
+    long side is cut, a pixel may be a grey level or two apart)."""
+    left, top, right, bottom = box
+    region = eval_region(p)(right - left, bottom - top)
+    return normalise(cut_centre_crop(image, box, region, RESAMPLING[p.interpolation]), p)
 
 
 def normalise(image: Image.Image, p: Preprocessing) -> np.ndarray:
