@@ -5,9 +5,10 @@ No torch; usable from every command.
 
 from __future__ import annotations
 
+import csv
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +17,7 @@ __all__ = [
     "temporary_folder_beside",
     "temporary_name",
     "write_bytes_atomically",
+    "write_csv_atomically",
     "write_text_atomically",
 ]
 
@@ -76,3 +78,16 @@ def write_bytes_atomically(path: str | Path, data: bytes) -> None:
 def write_text_atomically(path: str | Path, text: str) -> None:
     """:func:`write_bytes_atomically` for UTF-8 text."""
     write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_csv_atomically(
+    path: str | Path, header: Sequence[object], rows: Iterable[Sequence[object]]
+) -> None:
+    """Write a CSV file (UTF-8, ``header`` then ``rows``) so that a reader sees the old
+    or the new file (see :func:`replaced_atomically`). Cells are written as given: make
+    text cells spreadsheet-safe first (``moths_framework.csv_cells``)."""
+    with replaced_atomically(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(header)
+            writer.writerows(rows)

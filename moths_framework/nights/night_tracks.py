@@ -12,7 +12,6 @@ columns added to ``detections.csv``'s are :data:`TRACK_COLUMNS`
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from collections import defaultdict
@@ -23,7 +22,7 @@ from datetime import datetime
 import numpy as np
 from tqdm import tqdm
 
-from moths_framework.atomic_files import replaced_atomically
+from moths_framework.atomic_files import write_csv_atomically
 from moths_framework.csv_cells import spreadsheet_safe
 from moths_framework.nights.detection_table import DetectionTable, TrackInputError
 from moths_framework.nights.frame_times import FrameTime, UntimedFrame
@@ -169,19 +168,11 @@ def _why(overlap: Overlap, prefix: str) -> str:
 def write_tracks(path: str | os.PathLike, table: DetectionTable, tracks: Tracks) -> None:
     """``tracks.csv``: ``detections.csv``'s columns as written, then :data:`TRACK_COLUMNS`,
     one row per tracked detection in file order; atomically."""
-    with replaced_atomically(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow([*table.columns, *TRACK_COLUMNS])
-            for row in sorted(tracks.cells):
-                writer.writerow([*table.rows[row], *tracks.cells[row]])
+    rows = ([*table.rows[row], *tracks.cells[row]] for row in sorted(tracks.cells))
+    write_csv_atomically(path, [*table.columns, *TRACK_COLUMNS], rows)
 
 
 def write_untimed(path: str | os.PathLike, untimed: Sequence[UntimedFrame]) -> None:
     """``untimed_frames.csv``: each frame left out (``path``, ``reason``); atomically."""
-    with replaced_atomically(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["path", "reason"])
-            for frame in untimed:
-                writer.writerow([spreadsheet_safe(frame.path), spreadsheet_safe(frame.reason)])
+    rows = ([spreadsheet_safe(frame.path), spreadsheet_safe(frame.reason)] for frame in untimed)
+    write_csv_atomically(path, ["path", "reason"], rows)

@@ -24,7 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from moths_framework.atomic_files import replaced_atomically
+from moths_framework.atomic_files import write_csv_atomically
 from moths_framework.csv_cells import from_spreadsheet_safe, spreadsheet_safe
 
 if TYPE_CHECKING:  # moths-dwc reads nights.csv on the base install (frame_times needs tqdm)
@@ -85,15 +85,11 @@ def sampled_nights(times: Iterable[FrameTime]) -> list[SampledNight]:
 
 def write_nights(path: str | os.PathLike, nights: Sequence[SampledNight]) -> None:
     """Write ``nights.csv`` atomically."""
-    with replaced_atomically(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(NIGHT_COLUMNS)
-            for night in nights:
-                deployment = spreadsheet_safe(night.deployment)
-                writer.writerow(
-                    [deployment, night.night, night.frames, night.first_frame, night.last_frame]
-                )
+    rows = (
+        [spreadsheet_safe(n.deployment), n.night, n.frames, n.first_frame, n.last_frame]
+        for n in nights
+    )
+    write_csv_atomically(path, NIGHT_COLUMNS, rows)
 
 
 def read_nights(path: str | os.PathLike) -> list[SampledNight]:

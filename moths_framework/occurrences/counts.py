@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from moths_framework.atomic_files import replaced_atomically
+from moths_framework.atomic_files import write_csv_atomically
 from moths_framework.csv_cells import from_spreadsheet_safe, spreadsheet_safe_row
 from moths_framework.nights.deployments import Deployments
 from moths_framework.occurrences.taxa import is_non_moth
@@ -140,12 +140,8 @@ def uncounted_tracks(rows: Iterable[TrackedDetection]) -> list[UncountedTrack]:
 
 def write_uncounted(path: str | os.PathLike, tracks: Sequence[UncountedTrack]) -> None:
     """Write ``uncounted_tracks.csv`` (:data:`UNCOUNTED_COLUMNS`) atomically."""
-    with replaced_atomically(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(UNCOUNTED_COLUMNS)
-            for track in tracks:
-                writer.writerow(spreadsheet_safe_row(getattr(track, c) for c in UNCOUNTED_COLUMNS))
+    rows = (spreadsheet_safe_row(getattr(t, c) for c in UNCOUNTED_COLUMNS) for t in tracks)
+    write_csv_atomically(path, UNCOUNTED_COLUMNS, rows)
 
 
 def _by_track(rows: Iterable[TrackedDetection]) -> dict[str, list[TrackedDetection]]:
@@ -221,13 +217,11 @@ def write_occurrences(
     """Write ``occurrences.csv`` atomically; ``with_deployments`` adds
     :data:`DEPLOYMENT_COLUMNS`."""
     columns = [*OCCURRENCE_COLUMNS, *(DEPLOYMENT_COLUMNS if with_deployments else ())]
-    with replaced_atomically(path) as temporary:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(columns)
-            for occurrence in occurrences:
-                cells = spreadsheet_safe_row(getattr(occurrence, column) for column in columns)
-                writer.writerow([_number(cell) for cell in cells])
+    rows = (
+        [_number(cell) for cell in spreadsheet_safe_row(getattr(o, c) for c in columns)]
+        for o in occurrences
+    )
+    write_csv_atomically(path, columns, rows)
 
 
 def _number(cell: object) -> object:
