@@ -38,6 +38,7 @@ from helpers.pipeline_models import (
 from helpers.running_server import Running, running
 from PIL import Image
 
+from moths_framework.inference.pipeline import crop_box
 from moths_framework.serve import ServeOptions, create_app, load_served_model
 from moths_framework.serve.served import load_served_pipeline
 
@@ -143,6 +144,29 @@ def test_each_request_detection_is_its_crop_classified_and_the_image_fetched_onc
             f"bright-{rank}" for rank in ("species", "group", "family", "genus")
         ]
     assert [path for path, _ in host.requests] == ["/frames/a.png"]  # fetched once
+
+
+def test_a_request_box_is_cut_as_the_offline_pipeline_cuts_it(
+    server: Running, host: ImageHost, files: dict[str, Path]
+) -> None:
+    """Slivers on a noise frame: resized whole they differ from the offline cut by a grey
+    level here and there, which shows in the logits (the model is 8 x the mean grey)."""
+    noise = np.random.default_rng(7).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    frame = Image.fromarray(noise)
+    image = ("9", host.add("/frames/noise.png", encode(frame, "PNG")))
+    boxes = [(20.0, 30.0, 26.0, 470.0), (10.0, 200.0, 630.0, 203.5), (100.0, 100.0, 160.0, 150.0)]
+    result = post(
+        server, antenna_request("bright", [image], [antenna_detection(image, b) for b in boxes])
+    )
+    assert result.errors == []
+    classifier = load_served_model(files["classifier"]).classifier
+    offline = classifier.logits(
+        np.stack([classifier.crop_input(frame, crop_box(b, 0, WIDTH, HEIGHT)) for b in boxes])
+    )
+    for n, detection in enumerate(result.detections):
+        for c in detection.classifications:
+            rank = c.algorithm.key.removeprefix("bright-")
+            np.testing.assert_allclose(c.logits, offline[rank][n], rtol=0, atol=1e-6)
 
 
 def test_a_bad_box_or_image_fails_alone(server: Running, host: ImageHost) -> None:

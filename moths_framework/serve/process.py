@@ -33,7 +33,6 @@ from PIL import Image
 
 from moths_framework.images import DecodedImage
 from moths_framework.inference.pipeline import crop_box
-from moths_framework.messages import one_line
 from moths_framework.serve import ami
 from moths_framework.serve.engine import ImageRequest, ServeEngine, filter_key
 from moths_framework.serve.image_errors import per_image_error
@@ -43,6 +42,7 @@ from moths_framework.serve.served import ServedModel
 __all__ = ["process_pipeline_request", "unique_images"]
 
 Box = tuple[float, float, float, float]
+ModelInput = Callable[[Any], Any]  # a stage's classifier -> its input array for one crop
 
 
 def unique_images(request: PipelineRequest) -> list[SourceImageRequest]:
@@ -173,7 +173,7 @@ class _Work:
             except Exception:  # e.g. not cut yet on Antenna's side: cut it from the source
                 crop = None
             if crop is not None:
-                await self._classify(answer, crop.image, slot)
+                await self._classify(answer, partial(_whole_input, crop.image), slot)
                 return
         decoded = await self._source(source)
         if decoded is not None:
@@ -188,31 +188,29 @@ class _Work:
         if problem is not None:
             self.fail(answer.image_id, f"{which}: {problem}")
             return
-        try:
-            crop = await self.engine.in_decoder(_cut, decoded, answer.bbox, self.model.crop_margin)
-        except Exception as error:
-            self.fail(answer.image_id, f"{which}: {one_line(error)}")
-            return
-        await self._classify(answer, crop, slot)
+        cut = _cut(decoded, answer.bbox, self.model.crop_margin)
+        await self._classify(answer, partial(_crop_input, decoded.image, cut), slot)
 
-    async def _classify(self, answer: ami.Answer, crop: Image.Image, slot: int) -> None:
+    async def _classify(self, answer: ami.Answer, model_input: ModelInput, slot: int) -> None:
+        """Classify one crop; ``model_input`` makes a stage's input from it."""
         model = self.model
         try:
             if model.filter is not None:
-                filtered = await self._run(model.filter.model, filter_key(model.slug), crop)
+                filtered = await self._run(model.filter.model, filter_key(model.slug), model_input)
                 answer = replace(answer, filter=filtered, moth=_is_moth(model, filtered))
                 if not answer.moth:
                     self.slots[slot] = answer
                     return
-            answer = replace(answer, result=await self._run(model.classifier, model.slug, crop))
+            result = await self._run(model.classifier, model.slug, model_input)
+            answer = replace(answer, result=result)
         except Exception as error:  # ModelFailed: logged, the client gets a reference
             self.fail(answer.image_id, per_image_error(answer.image_id, None, error))
             return
         self.slots[slot] = answer
 
-    async def _run(self, classifier: Any, key: str, crop: Image.Image) -> Any:
+    async def _run(self, classifier: Any, key: str, model_input: ModelInput) -> Any:
         async with self.engine.crop_slots:  # bounds the preprocessed crops held at once
-            array = await self.engine.in_decoder(classifier.preprocess, crop)
+            array = await self.engine.in_decoder(model_input, classifier)
             return await self.engine.classify_array(key, array)
 
 
@@ -234,13 +232,25 @@ def _box_problem(box: Box, width: int, height: int) -> str | None:
     return None
 
 
-def _cut(decoded: DecodedImage, box: Box, margin: int) -> Image.Image:
-    """The crop of ``box`` (the frame's pixels) from a decode of the frame, which may be
-    smaller than the frame (a JPEG over ``max_pixels`` decodes at reduced scale)."""
+def _cut(decoded: DecodedImage, box: Box, margin: int) -> tuple[int, int, int, int]:
+    """The pixels to cut for ``box`` (the frame's pixels) from a decode of the frame,
+    which may be smaller than the frame (a JPEG over ``max_pixels`` decodes at reduced
+    scale)."""
     image = decoded.image
     sx, sy = image.width / decoded.full_size[0], image.height / decoded.full_size[1]
     scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-    return image.crop(crop_box(scaled, round(margin * sx), image.width, image.height))
+    return crop_box(scaled, round(margin * sx), image.width, image.height)
+
+
+def _crop_input(image: Image.Image, box: tuple[int, int, int, int], classifier: Any) -> Any:
+    """A stage's input for ``box`` of ``image``, cut straight from it as the offline
+    pipeline cuts (:meth:`~moths_framework.inference.classifier.OnnxClassifier.crop_input`)."""
+    return classifier.crop_input(image, box)
+
+
+def _whole_input(image: Image.Image, classifier: Any) -> Any:
+    """A stage's input for a whole image (a crop fetched from its own URL)."""
+    return classifier.preprocess(image)
 
 
 class _Once:
