@@ -139,7 +139,7 @@ def test_a_track_without_an_answer_counts_apart(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("path,track\nf.jpg,1\n", "is not a tracks.csv (no column deployment, night"),
+        ("path,track\nf.jpg,1\n", "lacks column(s) deployment, night, timestamp, track_pred"),
         (HEADER + "\nf,1,moth,,0.5,A,2024-07-01,yesterday,A/1,X,species,0.5,true\n",
          "timestamp 'yesterday' is not ISO 8601"),
         (HEADER + "\nf,1,moth,,0.5,A,2024-07-01,2024-07-01T22:00:00,A/1,X,species,2,true\n",

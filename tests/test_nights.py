@@ -118,7 +118,7 @@ def test_deployments_csv_by_folder_and_by_id(tmp_path) -> None:
         ("deployment,latitude\ngarden,95\n", "latitude 95.0 is outside"),
         ("deployment,timezone\ngarden,Mars/Olympus\n", "unknown time zone"),
         ("deployment\ngarden\ngarden\n", "listed twice"),
-        ("site,latitude\ngarden,52\n", "no 'deployment' column"),
+        ("site,latitude\ngarden,52\n", r"lacks column\(s\) deployment \(expected a deployments\."),
     ],
 )
 def test_bad_deployments_csv_is_one_line(tmp_path, text, message) -> None:

@@ -4,7 +4,6 @@ images, the calibration itself (:mod:`.calibration`), and the new checkpoint fil
 from __future__ import annotations
 
 import copy
-import csv
 import io
 from collections import Counter
 from dataclasses import replace
@@ -18,6 +17,7 @@ from moths_framework.atomic_files import write_bytes_atomically
 from moths_framework.calibrate.calibration import Calibration, CalibrationError, ModelOutputs
 from moths_framework.calibrate.tau import tau_normalise
 from moths_framework.csv_cells import from_spreadsheet_safe
+from moths_framework.csv_table import csv_table
 from moths_framework.data.split import SPLIT_CSV
 from moths_framework.hierarchy import LabelHierarchy
 from moths_framework.model.checkpoint import CHECKPOINT_KEY, checkpoint_meta
@@ -89,17 +89,10 @@ def check_run_split(run_dir: Path, data: Any) -> None:
 
 def _split_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a run's ``split.csv``; CalibrationError if it is not one."""
-    try:
-        with open(path, newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(file)
-            # moths-fit quotes names and paths for spreadsheets ('=x); read them as written
-            rows = [{k: _unquoted(v) for k, v in row.items()} for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise CalibrationError(f"{path}: unreadable ({error})") from None
-    missing = ", ".join(sorted({"path", "species", "phase"} - set(reader.fieldnames or ())))
-    if missing:
-        raise CalibrationError(f"{path} is not a split.csv written by moths-fit: no {missing}")
-    return rows
+    what = "a split.csv written by moths-fit"
+    with csv_table(path, ("path", "species", "phase"), what, CalibrationError) as table:
+        # moths-fit quotes names and paths for spreadsheets ('=x); read them as written
+        return [{k: _unquoted(v) for k, v in row.items()} for row in table.records()]
 
 
 def _unquoted(cell: Any) -> Any:

@@ -7,7 +7,6 @@ Plugin interface :class:`DataSource` (entry-point group
 
 from __future__ import annotations
 
-import csv
 import os
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moths_framework.csv_cells import from_spreadsheet_safe
+from moths_framework.csv_table import csv_table
 from moths_framework.hierarchy import canonical_name
 from moths_framework.images import IMAGE_SUFFIXES
 
@@ -172,19 +172,13 @@ class Manifest(DataSource):
         if not self.path.is_file():
             raise DataSourceError(f"manifest {self.path} not found (moths-prepare writes one)")
         base = self.path.parent
-        with self.path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = {"path", "species"} - set(reader.fieldnames or ())
-            if missing:
-                raise DataSourceError(
-                    f"{self.path}: missing column(s) {', '.join(sorted(missing))}; "
-                    f"found {reader.fieldnames}"
-                )
+        what = "a manifest CSV from moths-prepare"
+        with csv_table(self.path, ("path", "species"), what, DataSourceError) as table:
             return [
                 Sample(
                     base / from_spreadsheet_safe(row["path"]),
                     species_name(from_spreadsheet_safe(row["species"])),
                     row.get("sha256") or None,
                 )
-                for row in reader
+                for row in table.records()
             ]

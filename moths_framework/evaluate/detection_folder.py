@@ -36,6 +36,7 @@ import numpy as np
 
 from moths_framework.atomic_files import temporary_folder_beside
 from moths_framework.csv_cells import from_spreadsheet_safe, spreadsheet_safe
+from moths_framework.csv_table import csv_table
 from moths_framework.evaluate.folder_writer import PREDICTION_FOLDER_MAKER
 from moths_framework.output_folders import check_replaceable_folder, replace_folder
 
@@ -340,16 +341,13 @@ def _predicted_from_csv(
 ) -> list[FrameBoxes]:
     """The CSV's rows grouped by frame, in the truth's frame order (each frame's rows are
     consecutive; a frame without boxes has one row with empty box cells)."""
-    try:
-        with open(path, encoding="utf-8", newline="") as file:
-            reader = csv.reader(file)
-            if tuple(next(reader, ())) != DETECTION_CSV_COLUMNS:
-                raise DetectionFolderError(
-                    f"{path}: columns are not {', '.join(DETECTION_CSV_COLUMNS)}"
-                )
-            rows = [row for row in reader if row]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DetectionFolderError(f"{path}: unreadable ({error})") from None
+    what = "the detections.csv of a detection folder from moths-predict"
+    with csv_table(path, DETECTION_CSV_COLUMNS, what, DetectionFolderError) as table:
+        if tuple(table.header) != DETECTION_CSV_COLUMNS:
+            raise DetectionFolderError(
+                f"{path}: columns are not {', '.join(DETECTION_CSV_COLUMNS)} in this order"
+            )
+        rows = [row for row in table.rows if row]
     if any(len(row) != len(DETECTION_CSV_COLUMNS) for row in rows):
         raise DetectionFolderError(f"{path}: a row without {len(DETECTION_CSV_COLUMNS)} cells")
     boxed = np.array([row[3] != "" for row in rows], dtype=bool)

@@ -6,13 +6,13 @@ logits, targets and hierarchy are enough to recompute every number. No torch.
 
 from __future__ import annotations
 
-import csv
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from moths_framework.csv_table import csv_table
 from moths_framework.evaluate.folder_writer import (
     HIERARCHY_JSON,
     OUTPUTS_NPZ,
@@ -221,12 +221,6 @@ def _check_shapes(path: Path, arrays: dict[str, np.ndarray], hierarchy: LabelHie
 
 
 def _csv_rows(path: Path) -> int:
-    try:
-        with open(path, encoding="utf-8", newline="") as file:
-            reader = csv.reader(file)
-            header = next(reader, None)
-            if not header or header[0] != "path":
-                raise PredictionFolderError(f"{path}: not a predictions.csv (no 'path' header)")
-            return sum(1 for _ in reader)
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise PredictionFolderError(f"{path}: unreadable ({error})") from None
+    what = "a predictions.csv from moths-predict"
+    with csv_table(path, ("path",), what, PredictionFolderError) as table:
+        return sum(1 for _ in table.rows)

@@ -16,16 +16,15 @@ IDF1 score every tracked box, counted or not. No torch.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from moths_framework.csv_cells import from_spreadsheet_safe
+from moths_framework.csv_table import csv_table
 from moths_framework.evaluate.box_matching import box_iou
 
 __all__ = ["CountRow", "TrackEvaluation", "evaluate_tracks", "read_truth"]
@@ -100,24 +99,16 @@ class TrackEvaluation:
 
 def read_truth(path: str | os.PathLike) -> list[TruthBox]:
     """Read a truth CSV; ValueError (one line) when it cannot be used."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(file)
-            missing = [c for c in TRUTH_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"truth {path} lacks column(s) {', '.join(missing)}")
-            return [
-                TruthBox(
-                    _same(from_spreadsheet_safe(row["path"])),
-                    row["identity"],
-                    from_spreadsheet_safe(row["species"]),
-                    tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2")),
-                )  # fmt: skip
-                for row in reader
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"cannot read truth {path}: {error}") from None
+    with csv_table(path, TRUTH_COLUMNS, "a truth CSV of true boxes") as table:
+        return [
+            TruthBox(
+                _same(from_spreadsheet_safe(row["path"])),
+                row["identity"],
+                from_spreadsheet_safe(row["species"]),
+                tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2")),
+            )  # fmt: skip
+            for row in table.records()
+        ]
 
 
 def evaluate_tracks(

@@ -11,13 +11,13 @@ No torch.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from moths_framework.csv_cells import from_spreadsheet_safe
+from moths_framework.csv_table import csv_table
 
 __all__ = ["Deployment", "DeploymentError", "Deployments", "read_deployments"]
 
@@ -83,18 +83,12 @@ def read_deployments(path: str | os.PathLike) -> Deployments:
             or has a latitude, longitude or time zone that is no such thing.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            if "deployment" not in columns:
-                raise DeploymentError(f"{path}: no 'deployment' column (columns: {COLUMNS})")
-            rows = [
-                _deployment(path, number, {k.strip(): (v or "").strip() for k, v in row.items()})
-                for number, row in enumerate(reader, start=2)
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DeploymentError(f"cannot read {path}: {error}") from None
+    what = f"a deployments.csv, columns {', '.join(COLUMNS)}"
+    with csv_table(path, ["deployment"], what, DeploymentError) as table:
+        rows = [
+            _deployment(path, number, {k: (v or "").strip() for k, v in row.items() if k})
+            for number, row in enumerate(table.records(), start=2)
+        ]
     seen: set[str] = set()
     for row in rows:
         if row.id in seen:

@@ -7,7 +7,6 @@ through :func:`~moths_framework.csv_cells.from_spreadsheet_safe`. No torch.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from moths_framework.csv_cells import from_spreadsheet_safe
+from moths_framework.csv_table import csv_table
 from moths_framework.nights.track_vote import DetectionAnswer
 
 __all__ = ["REQUIRED_COLUMNS", "DetectionTable", "TrackInputError", "read_detections"]
@@ -107,19 +107,10 @@ def read_detections(path: str | os.PathLike) -> DetectionTable:
         TrackInputError: the file cannot be read or lacks a column tracking needs.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as file:
-            reader = csv.reader(file)
-            columns = next(reader, [])
-            rows = [row for row in reader if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise TrackInputError(f"cannot read {path}: {error}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise TrackInputError(
-            f"{path} lacks column(s) {', '.join(missing)}: not a detections.csv from "
-            "moths-infer --detector"
-        )
+    what = "a detections.csv from moths-infer --detector"
+    with csv_table(path, REQUIRED_COLUMNS, what, TrackInputError) as table:
+        columns = table.header
+        rows = [row for row in table.rows if row]
     short = next((n for n, row in enumerate(rows, start=2) if len(row) != len(columns)), None)
     if short is not None:
         raise TrackInputError(f"{path}, line {short}: {len(columns)} columns expected")

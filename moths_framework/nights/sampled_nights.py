@@ -15,7 +15,6 @@ Frames without a time are in no night (``untimed_frames.csv`` lists them). ``mot
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from moths_framework.atomic_files import write_csv_atomically
 from moths_framework.csv_cells import from_spreadsheet_safe, spreadsheet_safe
+from moths_framework.csv_table import csv_table
 
 if TYPE_CHECKING:  # moths-dwc reads nights.csv on the base install (frame_times needs tqdm)
     from moths_framework.nights.frame_times import FrameTime
@@ -100,18 +100,9 @@ def read_nights(path: str | os.PathLike) -> list[SampledNight]:
             row whose night, frame count or times are no such thing.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            missing = [c for c in NIGHT_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise NightsError(
-                    f"{path} is not a nights.csv (no column {', '.join(missing)}); "
-                    "moths-track writes one beside tracks.csv"
-                )
-            nights = [_night(path, line, row) for line, row in enumerate(reader, start=2)]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise NightsError(f"cannot read {path}: {error}") from None
+    what = "a nights.csv, which moths-track writes beside tracks.csv"
+    with csv_table(path, NIGHT_COLUMNS, what, NightsError) as table:
+        nights = [_night(path, line, row) for line, row in enumerate(table.records(), start=2)]
     seen: set[tuple[str, str]] = set()
     for night in nights:
         key = (night.deployment, night.night)

@@ -21,7 +21,6 @@ over several moths, a second box on a moth) is not an individual: it is left out
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from moths_framework.atomic_files import write_csv_atomically
 from moths_framework.csv_cells import from_spreadsheet_safe, spreadsheet_safe_row
+from moths_framework.csv_table import csv_table
 from moths_framework.nights.deployments import Deployments
 from moths_framework.occurrences.taxa import is_non_moth
 from moths_framework.occurrences.tracks_csv import TrackedDetection, TracksError
@@ -238,18 +238,9 @@ def read_occurrences(path: str | os.PathLike) -> list[Occurrence]:
         TracksError: the file cannot be read, lacks a column, or has a bad number.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            missing = [c for c in OCCURRENCE_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise TracksError(
-                    f"{path} is not an occurrences.csv (no column {', '.join(missing)}); "
-                    "moths-count writes one"
-                )
-            return [_read_row(path, line, row) for line, row in enumerate(reader, start=2)]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise TracksError(f"cannot read {path}: {error}") from None
+    what = "an occurrences.csv from moths-count"
+    with csv_table(path, OCCURRENCE_COLUMNS, what, TracksError) as table:
+        return [_read_row(path, line, row) for line, row in enumerate(table.records(), start=2)]
 
 
 def _read_row(path: Path, line: int, row: dict[str, str | None]) -> Occurrence:

@@ -12,13 +12,13 @@ described in docs/reference/tracks-csv.md. No torch.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from moths_framework.csv_cells import from_spreadsheet_safe
+from moths_framework.csv_table import csv_table
 
 __all__ = ["REQUIRED_COLUMNS", "TrackedDetection", "TracksError", "read_tracks"]
 
@@ -69,23 +69,12 @@ def read_tracks(path: str | os.PathLike) -> list[TrackedDetection]:
             probability that is no such thing.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file)
-            header = next(reader, [])
-            missing = [c for c in REQUIRED_COLUMNS if c not in header]
-            if missing:
-                raise TracksError(
-                    f"{path} is not a tracks.csv (no column {', '.join(missing)}); "
-                    "moths-track writes one"
-                )
-            where = {c: header.index(c) for c in _USED if c in header}
-            return [
-                _row(path, line, {c: _text(cells, i) for c, i in where.items()})
-                for line, cells in enumerate(reader, start=2)
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise TracksError(f"cannot read {path}: {error}") from None
+    with csv_table(path, REQUIRED_COLUMNS, "a tracks.csv from moths-track", TracksError) as table:
+        where = {c: table.header.index(c) for c in _USED if c in table.header}
+        return [
+            _row(path, line, {c: _text(cells, i) for c, i in where.items()})
+            for line, cells in enumerate(table.rows, start=2)
+        ]
 
 
 def _text(cells: list[str], index: int) -> str:
