@@ -119,7 +119,7 @@ def _run_command(
     from moths_framework import plugins
     from moths_framework.model.trust import trusting_checkpoints
     from moths_framework.train.cli import run_entry_point
-    from moths_framework.train.task import build_cli
+    from moths_framework.train.cli_for_task import build_cli
     from moths_framework.zoo.transport import allowing_insecure_http
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -16,20 +16,44 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from PIL import Image
 from tqdm import tqdm
 
 from moths_framework.atomic_files import temporary_folder_beside, write_text_atomically
 from moths_framework.output_folders import check_replaceable_folder, replace_folder
 
-if TYPE_CHECKING:
-    from moths_framework.data.synth_frames import SynthFrame
-
-__all__ = ["INSTANCES", "WrittenFrames", "coco_json", "write_coco_frames"]
+__all__ = [
+    "INSTANCES",
+    "PastedMoth",
+    "SynthFrame",
+    "WrittenFrames",
+    "coco_json",
+    "write_coco_frames",
+]
 
 INSTANCES = "instances.json"
 IMAGES = "images"
+
+
+@dataclass(frozen=True)
+class PastedMoth:
+    """A moth on a frame: its box ``(x, y, width, height)`` in pixels, COCO's order,
+    its species, and the crop it came from (relative to its source folder)."""
+
+    box: tuple[int, int, int, int]
+    species: str
+    crop: str
+
+
+@dataclass(frozen=True)
+class SynthFrame:
+    """Frame number ``index`` (from 0), its image and its moths."""
+
+    index: int
+    image: Image.Image
+    moths: list[PastedMoth]
 
 
 @dataclass

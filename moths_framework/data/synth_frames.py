@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from moths_framework.data.coco_writer import WrittenFrames, write_coco_frames
+from moths_framework.data.coco_writer import (
+    PastedMoth,
+    SynthFrame,
+    WrittenFrames,
+    write_coco_frames,
+)
 from moths_framework.data.sources import Sample
 from moths_framework.data.synth_backgrounds import (
     background_files,
@@ -102,25 +107,6 @@ class SynthSettings:
         for ok, message in rules:
             if not ok:
                 raise SynthError(message)
-
-
-@dataclass(frozen=True)
-class PastedMoth:
-    """A moth on a frame: its box ``(x, y, width, height)`` in pixels, COCO's order,
-    its species, and the crop it came from (relative to its source folder)."""
-
-    box: tuple[int, int, int, int]
-    species: str
-    crop: str
-
-
-@dataclass(frozen=True)
-class SynthFrame:
-    """Frame number ``index`` (from 0), its image and its moths."""
-
-    index: int
-    image: Image.Image
-    moths: list[PastedMoth]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from moths_framework.model.detector_checkpoint import checkpoint_task, read_dete
 from moths_framework.output_folders import create_run_folder
 from moths_framework.sweep.settings import SweepSettings
 from moths_framework.train.cli import MothsCLI, run_fit
-from moths_framework.train.task import DETECTION, build_cli
+from moths_framework.train.cli_for_task import build_cli
+from moths_framework.train.task import DETECTION
 
 __all__ = ["TrialRun", "override_args", "release_memory"]
 

@@ -129,7 +129,7 @@ class MothsCLI(LightningCLI):
     """LightningCLI with the moths wiring: plugins, hierarchy link, unfreeze policy, run dir.
 
     It builds a classifier; :class:`~moths_framework.train.detector_cli.DetectorCLI`
-    is the same CLI for a detector (:func:`moths_framework.train.task.build_cli` picks).
+    is the same CLI for a detector (:func:`moths_framework.train.cli_for_task.build_cli` picks).
     """
 
     MODEL: type = MothsClassifier

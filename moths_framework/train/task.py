@@ -1,10 +1,11 @@
-"""Which model a command's config trains: a classifier or a detector, and the CLI for it.
+"""Which model a command's config trains: a classifier or a detector.
 
 A classifier's config names ``model.backbone`` and ``data.source`` (and
 ``data.hierarchy``, ``unfreeze``); a detector's names ``model.detector`` and
 ``data.instances`` (a COCO file). :func:`config_task` reads the ``--config``
 files and the dotted options of a command line before LightningCLI parses them,
-so each command builds the one CLI that knows its keys; a config with parts of
+so each command builds the one CLI that knows its keys
+(:func:`~moths_framework.train.cli_for_task.build_cli`); a config with parts of
 both is refused in one line.
 """
 
@@ -19,7 +20,7 @@ import yaml
 from moths_framework.inference.detector_metadata import DETECTION
 from moths_framework.inference.metadata import CLASSIFICATION
 
-__all__ = ["CLASSIFICATION", "DETECTION", "ConfigTaskError", "build_cli", "config_task"]
+__all__ = ["CLASSIFICATION", "DETECTION", "ConfigTaskError", "config_task", "refuse_detector"]
 
 Task = Literal["classification", "detection"]
 
@@ -69,25 +70,13 @@ def config_task(args: list[str] | None = None) -> Task:
     )
 
 
-def build_cli(command: str, args: list[str] | None = None) -> Any:
-    """The :class:`~moths_framework.train.cli.MothsCLI` (a classifier) or
-    :class:`~moths_framework.train.detector_cli.DetectorCLI` that ``args`` call for, built.
-
-    Raises:
-        ConfigTaskError: the config mixes both, or ``command`` has no detector form.
-    """
-    if config_task(args) == CLASSIFICATION:
-        from moths_framework.train.cli import MothsCLI
-
-        return MothsCLI(command, args)
+def refuse_detector(command: str) -> None:
+    """Raise :class:`ConfigTaskError` when ``command`` has no detector form."""
     if command in _CLASSIFIER_COMMANDS:
         raise ConfigTaskError(
             f"moths-{command} is for classifiers and the config names a detector "
             f"({_CLASSIFIER_COMMANDS[command]})"
         )
-    from moths_framework.train.detector_cli import DetectorCLI
-
-    return DetectorCLI(command, args)
 
 
 def _named_keys(args: list[str]) -> list[tuple[str, list[str]]]:
