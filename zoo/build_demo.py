@@ -70,20 +70,28 @@ def pin_export_date(onnx_path: Path) -> None:
 
 def build(index_dir: Path) -> dict:
     """Train, export and add the demo model to ``index_dir``; returns its index entry."""
-    from moths_framework.export.zoo_entry import add_model
-
     if not (REPO / "test_data" / "manifest.csv").is_file():
         sys.exit(
             "build_demo: test_data/manifest.csv not found; run "
             "`moths-prepare test_data/ test_data/source_a test_data/source_b` first"
         )
-    with tempfile.TemporaryDirectory(prefix="nl-moths-demo-") as tmp:
+    return train_export_add(
+        index_dir, INFO, "configs/dev.yaml",
+        "--model.backbone.init_args.name", BACKBONE, "--trainer.deterministic", "true",
+    )  # fmt: skip
+
+
+def train_export_add(index_dir: Path, info: dict, config: str, *options: str) -> dict:
+    """Train ``config`` (with ``options``) quietly in a temporary folder, export its best
+    checkpoint to ONNX with the export date pinned, and add both to ``index_dir`` under
+    ``info``; returns the index entry."""
+    from moths_framework.export.zoo_entry import add_model
+
+    with tempfile.TemporaryDirectory(prefix=f"{info['id']}-") as tmp:
         run = Path(tmp) / "run"
         run_tool(
-            "moths-fit", "--config", "configs/dev.yaml",
-            "--model.backbone.init_args.name", BACKBONE,
+            "moths-fit", "--config", config, *options,
             "--trainer.default_root_dir", str(run),
-            "--trainer.deterministic", "true",
             "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false",
@@ -92,7 +100,7 @@ def build(index_dir: Path) -> dict:
         best = str(run / "best.ckpt")
         run_tool("moths-export", "--onnx", "--ckpt", best, "--output", str(onnx_path))
         pin_export_date(onnx_path)
-        return add_model(onnx_path, index_dir, INFO, checkpoint=run / "best.ckpt", force=True)
+        return add_model(onnx_path, index_dir, info, checkpoint=run / "best.ckpt", force=True)
 
 
 def main() -> None:

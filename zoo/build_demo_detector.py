@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 # zoo/build_demo.py, beside this script: the same training run and pinned export date
-from build_demo import REPO, pin_export_date, run_tool
+from build_demo import REPO, train_export_add
 
 MODEL_ID = "nl-moths-demo-detector"
 VERSION = "1.0.0"
@@ -50,22 +49,7 @@ INFO = {
 
 def build(index_dir: Path) -> dict:
     """Train, export and add the demo detector to ``index_dir``; returns its index entry."""
-    from moths_framework.export.zoo_entry import add_model
-
-    with tempfile.TemporaryDirectory(prefix=f"{MODEL_ID}-") as tmp:
-        run = Path(tmp) / "run"
-        run_tool(
-            "moths-fit", "--config", "configs/detector-dev.yaml",
-            "--trainer.default_root_dir", str(run),
-            "--trainer.logger", "false",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false",
-        )  # fmt: skip
-        onnx_path = Path(tmp) / "model.onnx"
-        best = str(run / "best.ckpt")
-        run_tool("moths-export", "--onnx", "--ckpt", best, "--output", str(onnx_path))
-        pin_export_date(onnx_path)
-        return add_model(onnx_path, index_dir, INFO, checkpoint=run / "best.ckpt", force=True)
+    return train_export_add(index_dir, INFO, "configs/detector-dev.yaml")
 
 
 def main() -> None:
