@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from helpers.bench_scripts import load_bench
 
@@ -137,3 +138,56 @@ def test_data_bench_runs_both_loaders_and_ends_with_its_result_line(capsys) -> N
     ratio_lines = [line for line in lines if line.startswith("  ours / torchvision per round:")]
     assert len(ratio_lines) == 1
     assert re.fullmatch(r"  ours / torchvision per round: \d+\.\d\d, \d+\.\d\d", ratio_lines[0])
+
+
+def test_int8_halves_keep_one_half_of_int8_each(tmp_path) -> None:
+    """bench/int8_imagenet.py's split of the int8 error: with float activations the int8
+    model computes the float graph on its int8 weights, which a plain numpy rounding of
+    each weight (per output channel, 127 steps of its largest magnitude) reproduces; with
+    float weights, what is left is the activations' rounding, within a few of its steps."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    from onnx import numpy_helper
+    from onnxruntime.quantization import quant_pre_process
+
+    from moths_framework.export.int8 import quantize_int8
+
+    bench = load_bench("int8_imagenet")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU6(),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU6(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5),
+    ).eval()  # fmt: skip
+    bench.export_fp32(net, (16, 16), tmp_path / "fp32.onnx")
+    rng = np.random.default_rng(0)
+    calibration = rng.standard_normal((32, 3, 16, 16)).astype(np.float32)
+    quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calibration)
+    quant_pre_process(str(tmp_path / "fp32.onnx"), str(tmp_path / "prepared.onnx"))
+    int8, prepared = (onnx.load(str(tmp_path / f"{k}.onnx")) for k in ("int8", "prepared"))
+    batch = rng.standard_normal((8, 3, 16, 16)).astype(np.float32)
+
+    def run(proto) -> np.ndarray:  # noqa: ANN001
+        session = ort.InferenceSession(
+            proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, {"image": batch})[0]
+
+    rounded = onnx.ModelProto()
+    rounded.CopyFrom(prepared)
+    weights = {n.input[1] for n in rounded.graph.node if n.op_type in ("Conv", "Gemm")}
+    for init in rounded.graph.initializer:
+        if init.name in weights:
+            w = numpy_helper.to_array(init)
+            step = np.abs(w).reshape(len(w), -1).max(1).reshape(-1, *[1] * (w.ndim - 1)) / 127
+            init.CopyFrom(
+                numpy_helper.from_array((np.round(w / step) * step).astype(w.dtype), init.name)
+            )
+    fp32, both = run(prepared), run(int8)
+    weights_alone = run(bench.float_activations(int8))
+    activations_alone = run(bench.float_weights(int8, prepared))
+    np.testing.assert_allclose(weights_alone, run(rounded), atol=1e-5)
+    assert np.abs(weights_alone - fp32).max() > 1e-4  # the weights' rounding is there
+    assert np.abs(activations_alone - both).max() > 1e-5  # and it is gone
+    assert np.abs(activations_alone - fp32).max() < 0.1
