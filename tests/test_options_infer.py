@@ -1,4 +1,4 @@
-"""moths-infer's --threads, --providers and --fast-decode, each by its effect.
+"""moths-infer's --threads, --providers, --fast-decode and --decode-workers, each by its effect.
 
 An unknown or unavailable --providers name is one line and exit 2 in
 test_cli_infer.py (test_usage_errors_exit_2).
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from moths_framework.cli.infer import main
 from moths_framework.inference import OnnxClassifier
+from moths_framework.inference.classifier import default_decode_workers
 from moths_framework.inference.providers import CPU, CUDA
 
 
@@ -125,3 +128,35 @@ def test_threads_below_one_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert err == f"moths-infer: error: --threads must be at least 1, got {threads}"
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_decode_workers_is_the_number_of_decoding_threads(
+    model_file: Path, tmp_path: Path, monkeypatch, workers: int
+) -> None:
+    real, seen = OnnxClassifier.model_input, set()
+
+    def model_input(self, image, max_pixels=None):  # noqa: ANN001, ANN202
+        seen.add(threading.get_ident())
+        time.sleep(0.05)  # long enough that every idle thread gets an image
+        return real(self, image, max_pixels)
+
+    monkeypatch.setattr(OnnxClassifier, "model_input", model_input)
+    images = [photo_like(tmp_path / f"{i}.jpg", i, (64, 48)) for i in range(12)]
+    args = ("--decode-workers", str(workers), "--batch-size", "4")
+    assert infer(model_file, images, tmp_path / "p.csv", *args) == 0
+    assert len(seen) == workers
+
+
+def test_decode_workers_default_leaves_the_cpu_provider_cores_for_the_model(model_file):
+    assert [default_decode_workers(CPU, cores) for cores in (1, 2, 4, 64)] == [1, 2, 4, 4]
+    assert [default_decode_workers(CUDA, cores) for cores in (1, 2, 4, 64)] == [1, 2, 4, 16]
+    classifier = OnnxClassifier.from_file(model_file, providers="cpu")
+    assert classifier._decode_workers == default_decode_workers(CPU)
+
+
+def test_decode_workers_below_one_is_one_line_and_exit_2(model_file: Path, tmp_path: Path, capsys):
+    image = photo_like(tmp_path / "a.jpg", 0, (64, 48))
+    assert infer(model_file, [image], tmp_path / "p.csv", "--decode-workers", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "moths-infer: error: --decode-workers must be at least 1, got 0"
