@@ -47,7 +47,10 @@ def test_a_pipeline_in_python(detector: OnnxDetector, tmp_path: Path) -> None:
     assert [(d.prediction, d.crop) for d in counting[0].detections] == [(None, None)] * 2
 
 
-def test_at_most_two_frames_are_held_at_full_resolution(detector, monkeypatch) -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_frames_held_at_full_resolution_are_this_one_and_frame_workers_more(
+    detector, monkeypatch, workers
+) -> None:
     frames = [Image.fromarray(paint_cells(sheet(), [(k, 1)])) for k in range(6)]
     loaded, held = [], []
     real = detector.load
@@ -57,12 +60,15 @@ def test_at_most_two_frames_are_held_at_full_resolution(detector, monkeypatch) -
         return real(image, keep_image)
 
     monkeypatch.setattr(detector, "load", load)
-    pipeline = Pipeline(detector, keep_crops=True)
+    pipeline = Pipeline(detector, keep_crops=True, frame_workers=workers)
     for number, result in enumerate(pipeline.run(frames)):
         time.sleep(0.2)  # a slow consumer: decoding runs as far ahead as it may
         held.append(len(loaded) - number)  # this frame and those loaded (or loading) ahead
         assert result.ok
-    assert max(held) == 2 and len(loaded) == 6
+    assert max(held) == workers + 1 and len(loaded) == 6
+    assert len(set(loaded)) == workers
+    with pytest.raises(ValueError, match="frame_workers must be >= 1, got 0"):
+        Pipeline(detector, frame_workers=0)
 
 
 @pytest.mark.parametrize(

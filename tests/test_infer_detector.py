@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from PIL import Image
 
 from moths_framework.cli.infer import main
 from moths_framework.inference import OnnxClassifier
+from moths_framework.inference.detector import OnnxDetector
 from moths_framework.inference.writers import prediction_columns, prediction_record
 
 FRAME_COLUMNS = [
@@ -271,3 +274,30 @@ def test_usage_errors_exit_2(zoo_index, detector, classifier, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and (tmp_path / "theirs" / "holiday.jpg").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("workers", [None, 3])
+def test_decode_workers_is_the_number_of_frames_read_at_once(
+    detector, tmp_path, monkeypatch, workers
+) -> None:
+    """By default one frame is read ahead on the CPU; --decode-workers N reads N at once,
+    and the rows stay in input order."""
+    real, seen = OnnxDetector.load, set()
+
+    def load(self, image, keep_image=False):  # noqa: ANN001, ANN202
+        seen.add(threading.get_ident())
+        time.sleep(0.05)  # long enough that every idle thread gets a frame
+        return real(self, image, keep_image)
+
+    monkeypatch.setattr(OnnxDetector, "load", load)
+    cells = [[(i % GRID[0], 1)] for i in range(8)]
+    frames = [
+        save_frame(tmp_path / f"{i}.png", paint_cells(sheet(), c)) for i, c in enumerate(cells)
+    ]
+    out = tmp_path / "d.csv"
+    extra = [] if workers is None else ["--decode-workers", str(workers)]
+    assert run(detector, *frames, "--output", out, *extra) == 0
+    assert len(seen) == (workers or 1)
+    rows = read_rows(out)[1]
+    assert [Path(r["path"]).name for r in rows] == [f"{i}.png" for i in range(8)]
+    assert [box_of(r) for r in rows] == [pytest.approx(cell_box(*c[0])) for c in cells]

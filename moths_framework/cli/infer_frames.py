@@ -31,8 +31,9 @@ from moths_framework.inference import FrameResult, OnnxClassifier, OnnxDetector,
 from moths_framework.inference.crop_folder import CropFolder
 from moths_framework.inference.detection_writer import DetectionWriter
 from moths_framework.inference.feature_file import FeatureRows, check_feature_path
-from moths_framework.inference.pipeline import MothFilter, WholeFrame
+from moths_framework.inference.pipeline import MothFilter, WholeFrame, default_frame_workers
 from moths_framework.inference.pipeline_file import PipelineSpec, read_pipeline_file
+from moths_framework.inference.providers import CPU
 from moths_framework.output_folders import check_may_overwrite, record_written
 from moths_framework.provenance import Run, sidecar_path
 from moths_framework.zoo.transport import allowing_insecure_http
@@ -134,6 +135,10 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
         )
     thresholds = spec.classifier.thresholds if spec is not None else None
     classifier = open_classifier(opts, thresholds) if opts.model is not None else None
+    first = detector if isinstance(detector, OnnxDetector) else classifier  # works on frames
+    frame_workers = opts.decode_workers or default_frame_workers(
+        first.provider if first is not None else CPU
+    )
     pipeline = Pipeline(
         detector,
         classifier,
@@ -142,6 +147,7 @@ def _load(opts: argparse.Namespace) -> tuple[Pipeline, list[str], CropFolder | N
         top_k=opts.top_k,
         batch_size=opts.batch_size,
         keep_crops=crops is not None,
+        frame_workers=frame_workers,
     )
     return pipeline, paths, crops
 

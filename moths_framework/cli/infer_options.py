@@ -100,7 +100,9 @@ def parser() -> argparse.ArgumentParser:
         "--decode-workers",
         type=int,
         help="threads decoding the images classified whole, ahead of the model (default 4 on "
-        "the CPU provider, 16 on a GPU provider, at most the cores)",
+        "the CPU provider, 16 on a GPU provider); with --detector or --pipeline, the frames "
+        "read at once, each held decoded (default 1 on the CPU provider, 4 on a GPU "
+        "provider); never more than the cores by default",
     )
     p.add_argument(
         "--fast-decode",

@@ -31,8 +31,17 @@ from moths_framework.inference.classifier import OnnxClassifier
 from moths_framework.inference.decode_ahead import ImageInput, prepared_ahead, source_name
 from moths_framework.inference.detector import Detection, LoadedFrame, OnnxDetector
 from moths_framework.inference.prediction import Prediction
+from moths_framework.inference.providers import CPU
 
-__all__ = ["FrameDetection", "FrameResult", "MothFilter", "Pipeline", "WholeFrame", "crop_box"]
+__all__ = [
+    "FrameDetection",
+    "FrameResult",
+    "MothFilter",
+    "Pipeline",
+    "WholeFrame",
+    "crop_box",
+    "default_frame_workers",
+]
 
 Box = tuple[int, int, int, int]
 
@@ -85,6 +94,13 @@ def crop_box(box: tuple[float, float, float, float], margin: int, width: int, he
     right = max(min(width, math.ceil(x2 + margin)), left + 1)
     bottom = max(min(height, math.ceil(y2 + margin)), top + 1)
     return left, top, right, bottom
+
+
+def default_frame_workers(provider: str, cores: int | None = None) -> int:
+    """Frames read at once ahead of a detector on ``provider``: 1 on the CPU provider
+    (the models need the cores), 4 on a GPU provider; at most ``cores`` (this machine's)."""
+    cores = cores or os.cpu_count() or 1
+    return min(1 if provider == CPU else 4, cores)
 
 
 @dataclass(frozen=True)
@@ -145,9 +161,14 @@ class Pipeline:
         top_k: classes kept per rank in each prediction.
         batch_size: crops per classifier call.
         keep_crops: put each crop in its :class:`FrameDetection` (to save them).
+        frame_workers: frames read (decoded and made the detector's input) at once,
+            ahead of the models; each holds a decoded frame (an 8000x6000 frame is
+            144 MB). One keeps the models busy on a CPU; a GPU, faster than one
+            thread decodes, wants more (see :func:`default_frame_workers`).
 
     Raises:
-        ValueError: a negative ``crop_margin``, ``top_k`` or ``batch_size`` below 1.
+        ValueError: a negative ``crop_margin``; ``top_k``, ``batch_size`` or
+            ``frame_workers`` below 1.
     """
 
     def __init__(
@@ -160,11 +181,14 @@ class Pipeline:
         top_k: int = 5,
         batch_size: int = 32,
         keep_crops: bool = False,
+        frame_workers: int = 1,
     ) -> None:
         if crop_margin < 0:
             raise ValueError(f"crop_margin must be >= 0 pixels, got {crop_margin}")
         if top_k < 1 or batch_size < 1:
             raise ValueError(f"top_k and batch_size must be >= 1, got {top_k} and {batch_size}")
+        if frame_workers < 1:
+            raise ValueError(f"frame_workers must be >= 1, got {frame_workers}")
         self.detector = detector
         self.classifier = classifier
         self.moth_filter = moth_filter
@@ -172,6 +196,7 @@ class Pipeline:
         self.top_k = top_k
         self.batch_size = batch_size
         self.keep_crops = keep_crops
+        self.frame_workers = frame_workers
 
     @property
     def cuts_crops(self) -> bool:
@@ -186,8 +211,9 @@ class Pipeline:
         return self._results(frames)
 
     def _results(self, frames: Iterable[ImageInput]) -> Iterator[FrameResult]:
-        # One thread decodes the next frame while the models work on this one.
-        loaded = prepared_ahead(frames, self._load, workers=1, window=1)
+        # frame_workers threads read the next frames while the models work on this one.
+        workers = self.frame_workers
+        loaded = prepared_ahead(frames, self._load, workers=workers, window=workers)
         with closing(loaded):
             for source, frame, error in loaded:
                 if frame is None:
