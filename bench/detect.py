@@ -38,6 +38,7 @@ printed is the result: ``detect: ort X frames/s, torch best Y frames/s, N.NNx``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -123,11 +124,13 @@ class Frames(Dataset):
 
 
 class TorchLoop:
-    """The PyTorch side: the detector and the classifier, eager, and its two loops."""
+    """The PyTorch side: the detector and the classifier, eager, and its two loops; on a
+    CUDA ``device`` the models run there under fp16 autocast (``bench/gpu.py``)."""
 
-    def __init__(self, detector, det_model, classifier, paths: list[str]) -> None:
-        self.det_model = det_model
-        self.classifier = classifier
+    def __init__(self, detector, det_model, classifier, paths: list[str], device: str = "cpu"):
+        self.device = torch.device(device)
+        self.det_model = det_model.to(self.device)
+        self.classifier = classifier.to(self.device)
         self.classifier_channels_last = False
         self.transform = eval_transform(classifier.preprocessing)
         self.paths = paths
@@ -138,20 +141,20 @@ class TorchLoop:
     def plain(self) -> list[list[int]]:
         """Decode, the whole frame into the model, crops through ``eval_transform``."""
         species = []
-        with torch.inference_mode():
+        with self.running():
             for path in self.paths:
                 with Image.open(path) as opened:
                     image = ImageOps.exif_transpose(opened).convert("RGB")
-                boxes = self.det_model([tensor_of(image)])[0]["boxes"]
-                species.append(self.classify(image, boxes))
+                boxes = self.det_model([tensor_of(image).to(self.device)])[0]["boxes"]
+                species.append(self.classify(image, boxes.float().cpu()))
         return species
 
     def prefetch(self, loader: DataLoader) -> list[list[int]]:
         """A worker decodes and shrinks the next frame while the models run."""
         species = []
-        with torch.inference_mode():
+        with self.running():
             for full, small in loader:
-                boxes = self.det_model([small])[0]["boxes"]
+                boxes = self.det_model([small.to(self.device)])[0]["boxes"].float().cpu()
                 sx, sy = full.shape[2] / small.shape[2], full.shape[1] / small.shape[1]
                 image = Image.fromarray(full.permute(1, 2, 0).numpy())
                 species.append(self.classify(image, boxes * torch.tensor([sx, sy, sx, sy])))
@@ -162,10 +165,18 @@ class TorchLoop:
         if len(boxes) == 0:
             return []
         crops = [self.transform(image.crop(_pixels(box))) for box in boxes.tolist()]
-        batch = torch.stack(crops)
+        batch = torch.stack(crops).to(self.device)
         if self.classifier_channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return self.classifier(batch)[0].argmax(1).tolist()
+
+    def running(self) -> contextlib.ExitStack:
+        """Inference mode, and fp16 autocast on a CUDA device."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.device.type == "cuda":
+            stack.enter_context(torch.autocast("cuda", dtype=torch.float16))
+        return stack
 
 
 def _pixels(box: list[float]) -> tuple[int, int, int, int]:

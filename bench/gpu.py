@@ -18,6 +18,13 @@ Run it from the repository root on a machine with an NVIDIA GPU:
    fp32 weights, and fp16 weights as ``moths-export --fp16`` writes them),
    PyTorch eager (fp16 autocast, channels_last) and ``torch.compile``. Prints
    one line per figure and ``gpu: trt X img/s, cuda Y, torch best Z (mode), N.NNx``.
+5. Trap frames end to end (``bench/detect.py``'s 2048x1536 frames, its detector and
+   ``efficientnet_b0`` classifier, 20 boxes a frame): ``Pipeline`` on the GPU
+   (providers ``auto``, as ``moths-infer``; frames read ahead as its default on that
+   provider) and on the CPU, against PyTorch eager on the GPU (fp16 autocast), rounds
+   alternating (PyTorch's faster loop of ``bench/detect.py``'s two kept); prints
+   ``gpu detect: ort X frames/s (provider), ort cpu Y, torch LOOP Z (cuda), N.NNx`` and
+   how often the GPU pipeline's species agree with PyTorch's on the same detector input.
 
 Without a CUDA device it prints the environment, ``gpu: skipped (no CUDA
 device)`` for the rest and exits 0 (a test runs it that way).
@@ -238,6 +245,60 @@ def speed(work: Path) -> None:
         f"{ort_best / best:.2f}x")  # fmt: skip
 
 
+def frames_speed(
+    work: Path,
+    device: str = "cuda",
+    frames: int = 16,
+    size: tuple[int, int] = (2048, 1536),
+    detections: int = 20,
+    rounds: int = 3,
+) -> str:
+    """Step 5: trap frames end to end, ``Pipeline`` on the GPU and on the CPU against
+    PyTorch eager on ``device``; returns the result line (``device="cpu"`` runs it all on
+    the CPU, as a test does)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import detect  # bench/detect.py: the frames, the detector, the PyTorch loop
+    import infer  # bench/infer.py: the classifier and the timing helpers
+
+    from moths_framework.inference import OnnxClassifier, OnnxDetector, Pipeline
+    from moths_framework.inference.pipeline import default_frame_workers
+
+    paths = detect.write_frames(work / "jpegs", frames, size)
+    detector, det_model, det_path = detect.build_detector(detect.DETECTOR, detections, work, paths)
+    crops = sorted(str(p) for p in detect.CROPS.rglob("*.jpg"))[:32]
+    classifier = infer.build_model(work, crops)
+    cls_path = infer.export(classifier, work, crops)
+
+    def pipeline(providers: str) -> Pipeline:
+        found = OnnxDetector.from_file(det_path, providers)
+        return Pipeline(found, OnnxClassifier.from_file(cls_path, providers), top_k=1,
+                        frame_workers=default_frame_workers(found.provider))  # fmt: skip
+
+    gpu, cpu = pipeline("auto" if device == "cuda" else "cpu"), pipeline("cpu")
+    loop = detect.TorchLoop(detector, det_model, classifier, paths, device)
+    runs = {
+        "ort gpu": lambda: detect.ort_species(gpu, paths),
+        "ort cpu": lambda: detect.ort_species(cpu, paths),
+        **{f"torch {name}": run for name, run in loop.loops.items()},
+    }
+    for run in runs.values():  # warm-up: TensorRT builds its engines, cuDNN picks kernels
+        run()
+    per_round = infer.alternate(runs, rounds, frames)
+    rates = {name: statistics.median(r) for name, r in per_round.items()}
+    torch_name = max((name for name in rates if name.startswith("torch")), key=rates.get)
+    classes = classifier.hierarchy.classes("species")
+    agreement = detect.agreement(runs["ort gpu"](), loop.loops["prefetch"](), classes)
+    say(f"  {len(paths)} frames {size[0]}x{size[1]}, {detections} boxes a frame: {agreement} "
+        "(torch prefetch: the same detector input)")  # fmt: skip
+    for name, rate in rates.items():
+        say(f"  {name}: {rate:.2f} frames/s")
+    return (
+        f"gpu detect: ort {rates['ort gpu']:.2f} frames/s ({gpu.detector.provider}), "
+        f"ort cpu {rates['ort cpu']:.2f}, {torch_name} {rates[torch_name]:.2f} ({device}), "
+        f"{rates['ort gpu'] / rates[torch_name]:.2f}x"
+    )
+
+
 def half_precision(path: Path) -> Path:
     """The model with float16 weights and float32 input/output (as ``moths-export --fp16``)."""
     import onnx
@@ -266,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         train_and_check_exports(work)
         speed(work)
+        say(frames_speed(work / "frames"))
     return 0
 
 
