@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.calling_threads import calling_threads
 from helpers.onnx_detectors import (
     GRID,
     grid_cells,
@@ -282,14 +281,7 @@ def test_decode_workers_is_the_number_of_frames_read_at_once(
 ) -> None:
     """By default one frame is read ahead on the CPU; --decode-workers N reads N at once,
     and the rows stay in input order."""
-    real, seen = OnnxDetector.load, set()
-
-    def load(self, image, keep_image=False):  # noqa: ANN001, ANN202
-        seen.add(threading.get_ident())
-        time.sleep(0.05)  # long enough that every idle thread gets a frame
-        return real(self, image, keep_image)
-
-    monkeypatch.setattr(OnnxDetector, "load", load)
+    seen = calling_threads(monkeypatch, OnnxDetector, "load")
     cells = [[(i % GRID[0], 1)] for i in range(8)]
     frames = [
         save_frame(tmp_path / f"{i}.png", paint_cells(sheet(), c)) for i, c in enumerate(cells)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers.calling_threads import calling_threads
 from PIL import Image, ImageDraw, ImageFilter
 
 from moths_framework.cli.infer import main
@@ -134,14 +133,7 @@ def test_threads_below_one_is_one_line_and_exit_2(
 def test_decode_workers_is_the_number_of_decoding_threads(
     model_file: Path, tmp_path: Path, monkeypatch, workers: int
 ) -> None:
-    real, seen = OnnxClassifier.model_input, set()
-
-    def model_input(self, image, max_pixels=None):  # noqa: ANN001, ANN202
-        seen.add(threading.get_ident())
-        time.sleep(0.05)  # long enough that every idle thread gets an image
-        return real(self, image, max_pixels)
-
-    monkeypatch.setattr(OnnxClassifier, "model_input", model_input)
+    seen = calling_threads(monkeypatch, OnnxClassifier, "model_input")
     images = [photo_like(tmp_path / f"{i}.jpg", i, (64, 48)) for i in range(12)]
     args = ("--decode-workers", str(workers), "--batch-size", "4")
     assert infer(model_file, images, tmp_path / "p.csv", *args) == 0
