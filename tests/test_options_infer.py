@@ -144,7 +144,7 @@ def test_decode_workers_default_leaves_the_cpu_provider_cores_for_the_model(mode
     assert [default_decode_workers(CPU, cores) for cores in (1, 2, 4, 64)] == [1, 2, 4, 4]
     assert [default_decode_workers(CUDA, cores) for cores in (1, 2, 4, 64)] == [1, 2, 4, 16]
     classifier = OnnxClassifier.from_file(model_file, providers="cpu")
-    assert classifier._decode_workers == default_decode_workers(CPU)
+    assert classifier.decode_workers == default_decode_workers(CPU)
 
 
 def test_decode_workers_below_one_is_one_line_and_exit_2(model_file: Path, tmp_path: Path, capsys):

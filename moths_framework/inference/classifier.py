@@ -122,7 +122,7 @@ class OnnxClassifier:
             else None
         )
         self._other_index = {rank: classes.index(OTHER) for rank, classes in self._classes.items()}
-        self._decode_workers = decode_workers or default_decode_workers(self.provider)
+        self._decode_workers = decode_workers
         self.fast_decode = fast_decode
 
     @classmethod
@@ -183,6 +183,12 @@ class OnnxClassifier:
     def provider(self) -> str:
         """The execution provider that runs the model."""
         return self.session.get_providers()[0]
+
+    @property
+    def decode_workers(self) -> int:
+        """Threads decoding images ahead of the model: as given, else
+        :func:`default_decode_workers` for :attr:`provider`."""
+        return self._decode_workers or default_decode_workers(self.provider)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB image as a model input, float32 ``[3, H, W]``."""
@@ -302,7 +308,7 @@ class OnnxClassifier:
     def _predictions(
         self, images: Iterable[ImageInput], top_k: int, batch_size: int
     ) -> Iterator[Prediction]:
-        batches = decoded_batches(images, batch_size, self._decode_workers, self.model_input)
+        batches = decoded_batches(images, batch_size, self.decode_workers, self.model_input)
         with closing(batches):  # stops the decoding threads when the caller stops early
             for batch in batches:
                 yield from self._classify(batch, top_k)
