@@ -23,7 +23,7 @@ from moths_framework.inference.prediction import (
     top_k,
 )
 from moths_framework.inference.preprocess import crop_input, model_input, preprocess
-from moths_framework.inference.providers import CPU, EngineSettings
+from moths_framework.inference.providers import EngineSettings, workers_beside
 from moths_framework.inference.rollup import (
     check_rollup_method,
     consistent_path,
@@ -49,8 +49,7 @@ SpeciesList = str | os.PathLike | Iterable[str]
 def default_decode_workers(provider: str, cores: int | None = None) -> int:
     """Decoding threads for a model on ``provider``: at most ``cores`` (this machine's),
     4 on the CPU provider (the model needs the other cores), 16 on a GPU provider."""
-    cores = cores or os.cpu_count() or 1
-    return min(4 if provider == CPU else 16, cores)
+    return workers_beside(provider, 4, 16, cores)
 
 
 class OnnxClassifier:

@@ -31,7 +31,7 @@ from moths_framework.inference.classifier import OnnxClassifier
 from moths_framework.inference.decode_ahead import ImageInput, prepared_ahead, source_name
 from moths_framework.inference.detector import Detection, LoadedFrame, OnnxDetector
 from moths_framework.inference.prediction import Prediction
-from moths_framework.inference.providers import CPU
+from moths_framework.inference.providers import workers_beside
 
 __all__ = [
     "FrameDetection",
@@ -99,8 +99,7 @@ def crop_box(box: tuple[float, float, float, float], margin: int, width: int, he
 def default_frame_workers(provider: str, cores: int | None = None) -> int:
     """Frames read at once ahead of a detector on ``provider``: 1 on the CPU provider
     (the models need the cores), 4 on a GPU provider; at most ``cores`` (this machine's)."""
-    cores = cores or os.cpu_count() or 1
-    return min(1 if provider == CPU else 4, cores)
+    return workers_beside(provider, 1, 4, cores)
 
 
 @dataclass(frozen=True)

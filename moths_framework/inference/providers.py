@@ -35,6 +35,7 @@ __all__ = [
     "open_session",
     "resolve_providers",
     "tensorrt_options",
+    "workers_beside",
 ]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,13 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 AUTO_ORDER = (TENSORRT, CUDA, CPU)
 _SUFFIX = "executionprovider"
+
+
+def workers_beside(provider: str, on_cpu: int, on_gpu: int, cores: int | None = None) -> int:
+    """Threads to run beside a model on ``provider``: ``on_cpu`` on the CPU provider (the
+    model needs the other cores), ``on_gpu`` on a GPU provider (faster than a few threads
+    feed it); never more than ``cores`` (this machine's)."""
+    return min(on_cpu if provider == CPU else on_gpu, cores or os.cpu_count() or 1)
 
 
 def resolve_providers(providers: str | Sequence[str] = "auto") -> list[str]:
