@@ -27,9 +27,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
+from operator import methodcaller
 from typing import Any
-
-from PIL import Image
 
 from moths_framework.images import DecodedImage
 from moths_framework.inference.pipeline import crop_box
@@ -42,7 +41,9 @@ from moths_framework.serve.served import ServedModel
 __all__ = ["process_pipeline_request", "unique_images"]
 
 Box = tuple[float, float, float, float]
-ModelInput = Callable[[Any], Any]  # a stage's classifier -> its input array for one crop
+# A stage's classifier -> its input array for one crop: its preprocess of a fetched crop,
+# or its crop_input of a box, cut straight from the frame as the offline Pipeline cuts.
+ModelInput = Callable[[Any], Any]
 
 
 def unique_images(request: PipelineRequest) -> list[SourceImageRequest]:
@@ -173,7 +174,7 @@ class _Work:
             except Exception:  # e.g. not cut yet on Antenna's side: cut it from the source
                 crop = None
             if crop is not None:
-                await self._classify(answer, partial(_whole_input, crop.image), slot)
+                await self._classify(answer, methodcaller("preprocess", crop.image), slot)
                 return
         decoded = await self._source(source)
         if decoded is not None:
@@ -189,7 +190,7 @@ class _Work:
             self.fail(answer.image_id, f"{which}: {problem}")
             return
         cut = _cut(decoded, answer.bbox, self.model.crop_margin)
-        await self._classify(answer, partial(_crop_input, decoded.image, cut), slot)
+        await self._classify(answer, methodcaller("crop_input", decoded.image, cut), slot)
 
     async def _classify(self, answer: ami.Answer, model_input: ModelInput, slot: int) -> None:
         """Classify one crop; ``model_input`` makes a stage's input from it."""
@@ -240,17 +241,6 @@ def _cut(decoded: DecodedImage, box: Box, margin: int) -> tuple[int, int, int, i
     sx, sy = image.width / decoded.full_size[0], image.height / decoded.full_size[1]
     scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     return crop_box(scaled, round(margin * sx), image.width, image.height)
-
-
-def _crop_input(image: Image.Image, box: tuple[int, int, int, int], classifier: Any) -> Any:
-    """A stage's input for ``box`` of ``image``, cut straight from it as the offline
-    pipeline cuts (:meth:`~moths_framework.inference.classifier.OnnxClassifier.crop_input`)."""
-    return classifier.crop_input(image, box)
-
-
-def _whole_input(image: Image.Image, classifier: Any) -> Any:
-    """A stage's input for a whole image (a crop fetched from its own URL)."""
-    return classifier.preprocess(image)
 
 
 class _Once:
